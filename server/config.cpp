@@ -1,0 +1,703 @@
+// yaml-cpp is used only to tokenize: every scalar is read as text and
+// converted here, so that each error can name the key path, the text that was
+// found and where it is, instead of yaml-cpp's generic "bad conversion".
+#include "config.hpp"
+
+#include <fcntl.h>
+#include <unistd.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <charconv>
+#include <limits>
+#include <optional>
+#include <string_view>
+#include <system_error>
+#include <utility>
+
+#include <yaml-cpp/yaml.h>
+#include <boost/asio/ip/address.hpp>
+
+namespace shoal {
+namespace {
+
+namespace ip = boost::asio::ip;
+
+constexpr std::uint64_t max_u64 = std::numeric_limits<std::uint64_t>::max();
+
+// Far below the ~292 years at which steady_clock::now() + timeout overflows in
+// nanoseconds; "never" is spelled 0, not a huge value.
+constexpr Duration max_duration = std::chrono::hours(8760);
+constexpr std::string_view max_duration_text = "8760h";
+
+constexpr std::array<std::string_view, 7> top_keys = {
+    "shards", "cpu_affinity", "sharding", "listeners",
+    "limits", "shutdown",     "logging"};
+constexpr std::array<std::string_view, 7> listener_keys = {
+    "name",    "protocol",        "address",     "port",
+    "backlog", "max_connections", "idle_timeout"};
+constexpr std::array<std::string_view, 3> limits_keys = {
+    "max_connections", "reserved_descriptors", "on_insufficient"};
+constexpr std::array<std::string_view, 1> shutdown_keys = {"drain_timeout"};
+constexpr std::array<std::string_view, 2> logging_keys = {"level", "format"};
+
+// Indexed by the enum's value.
+constexpr std::array<std::string_view, 1> protocol_names = {"tcp-echo"};
+constexpr std::array<std::string_view, 2> sharding_names = {"reuseport",
+                                                            "dispatch"};
+constexpr std::array<std::string_view, 2> on_insufficient_names = {"warn",
+                                                                   "fail"};
+constexpr std::array<std::string_view, 2> log_format_names = {"text", "json"};
+constexpr std::array<std::string_view, 7> log_level_names = {
+    "trace", "debug", "info", "warn", "error", "critical", "off"};
+
+std::string quote(std::string_view text) {
+  std::string out = "\"";
+  for (const char c : text) {
+    switch (c) {
+      case '"': out += "\\\""; break;
+      case '\\': out += "\\\\"; break;
+      case '\n': out += "\\n"; break;
+      case '\t': out += "\\t"; break;
+      default: out += c;
+    }
+  }
+  out += '"';
+  return out;
+}
+
+std::string position(const YAML::Mark& mark) {
+  if (mark.is_null()) {
+    return {};
+  }
+  return " (line " + std::to_string(mark.line + 1) + ", column " +
+         std::to_string(mark.column + 1) + ")";
+}
+
+// Thrown without the source prefix; parse_config adds it in one place.
+[[noreturn]] void fail(const std::string& path, const YAML::Mark& mark,
+                       const std::string& problem) {
+  throw ConfigError((path.empty() ? std::string() : path + ": ") + problem +
+                    position(mark));
+}
+
+// A value with its key path and the position errors about it point at: the
+// key's when the value is empty, since yaml-cpp gives an empty value the mark
+// of whatever token follows it.
+struct Field {
+  YAML::Node node;
+  std::string path;
+  YAML::Mark mark;
+};
+
+[[noreturn]] void fail(const Field& field, const std::string& problem) {
+  fail(field.path, field.mark, problem);
+}
+
+// What was found, for "expected X, got Y".
+std::string describe(const YAML::Node& node) {
+  switch (node.Type()) {
+    case YAML::NodeType::Map: return "a map";
+    case YAML::NodeType::Sequence: return "a sequence";
+    case YAML::NodeType::Scalar: return quote(node.Scalar());
+    case YAML::NodeType::Null:
+    case YAML::NodeType::Undefined: break;
+  }
+  return "null";
+}
+
+template <std::size_t N>
+std::string join(const std::array<std::string_view, N>& words) {
+  std::string out;
+  for (const std::string_view word : words) {
+    if (!out.empty()) {
+      out += ", ";
+    }
+    out += word;
+  }
+  return out;
+}
+
+std::size_t levenshtein(std::string_view a, std::string_view b) {
+  std::vector<std::size_t> row(b.size() + 1);
+  for (std::size_t j = 0; j < row.size(); ++j) {
+    row[j] = j;
+  }
+  for (std::size_t i = 1; i <= a.size(); ++i) {
+    std::size_t diagonal = row[0];
+    row[0] = i;
+    for (std::size_t j = 1; j <= b.size(); ++j) {
+      const std::size_t above = row[j];
+      const std::size_t substitution =
+          diagonal + (a[i - 1] == b[j - 1] ? 0 : 1);
+      row[j] = std::min({above + 1, row[j - 1] + 1, substitution});
+      diagonal = above;
+    }
+  }
+  return row[b.size()];
+}
+
+template <std::size_t N>
+std::string unknown_key_problem(std::string_view key,
+                                const std::array<std::string_view, N>& known) {
+  const std::size_t threshold = std::max<std::size_t>(2, key.size() / 3);
+  std::optional<std::string_view> best;
+  std::size_t best_distance = 0;
+  for (const std::string_view candidate : known) {
+    const std::size_t distance = levenshtein(key, candidate);
+    if (distance <= threshold && (!best || distance < best_distance)) {
+      best = candidate;
+      best_distance = distance;
+    }
+  }
+  if (best) {
+    return "unknown key; did you mean " + quote(*best) + "?";
+  }
+  return "unknown key; known keys: " + join(known);
+}
+
+// Calls fn(key, field) for each entry of a map, after rejecting
+// unknown and repeated keys (yaml-cpp keeps both entries of a repeated key).
+template <std::size_t N, typename Fn>
+void for_each_entry(const YAML::Node& map, const std::string& path,
+                    const std::array<std::string_view, N>& known, Fn&& fn) {
+  std::vector<std::string> seen;
+  for (const auto& entry : map) {
+    const YAML::Node& key = entry.first;
+    if (!key.IsScalar()) {
+      fail(path, key.Mark(), "expected a key name, got " + describe(key));
+    }
+    const std::string& name = key.Scalar();
+    const std::string key_path = path.empty() ? name : path + "." + name;
+    if (std::find(known.begin(), known.end(), name) == known.end()) {
+      fail(key_path, key.Mark(), unknown_key_problem(name, known));
+    }
+    if (std::find(seen.begin(), seen.end(), name) != seen.end()) {
+      fail(key_path, key.Mark(), "key given twice");
+    }
+    seen.push_back(name);
+    const YAML::Node& value = entry.second;
+    fn(std::string_view(name),
+       Field{value, key_path, value.IsNull() ? key.Mark() : value.Mark()});
+  }
+}
+
+// A section left empty (all of its keys commented out) means its defaults.
+template <std::size_t N, typename Fn>
+void read_section(const Field& field,
+                  const std::array<std::string_view, N>& known, Fn&& fn) {
+  if (field.node.IsNull()) {
+    return;
+  }
+  if (!field.node.IsMap()) {
+    fail(field, "expected a map");
+  }
+  for_each_entry(field.node, field.path, known, std::forward<Fn>(fn));
+}
+
+struct Integer {
+  bool negative = false;
+  std::uint64_t magnitude = 0;
+  bool overflow = false;
+};
+
+// YAML 1.2 core-schema decimal integers only: [-+]?[0-9]+.
+std::optional<Integer> parse_integer(std::string_view text) {
+  Integer result;
+  if (!text.empty() && (text.front() == '+' || text.front() == '-')) {
+    result.negative = text.front() == '-';
+    text.remove_prefix(1);
+  }
+  if (text.empty() || !std::all_of(text.begin(), text.end(), [](char c) {
+        return c >= '0' && c <= '9';
+      })) {
+    return std::nullopt;
+  }
+  const auto [end, error] =
+      std::from_chars(text.data(), text.data() + text.size(), result.magnitude);
+  result.overflow = error == std::errc::result_out_of_range;
+  return result;
+}
+
+std::string range_text(std::uint64_t min, std::uint64_t max) {
+  if (max == max_u64) {
+    return "(>= " + std::to_string(min) + ")";
+  }
+  return "(" + std::to_string(min) + "-" + std::to_string(max) + ")";
+}
+
+bool in_range(const Integer& value, std::uint64_t min, std::uint64_t max) {
+  if (value.overflow) {
+    return false;
+  }
+  if (value.negative && value.magnitude != 0) {
+    return false;
+  }
+  return value.magnitude >= min && value.magnitude <= max;
+}
+
+std::uint64_t read_integer(const Field& field, std::uint64_t min,
+                           std::uint64_t max,
+                           std::string_view out_of_range = "is out of range") {
+  const YAML::Node& node = field.node;
+  const std::optional<Integer> value =
+      node.IsScalar() ? parse_integer(node.Scalar()) : std::nullopt;
+  if (!value) {
+    fail(field, "expected an integer, got " + describe(node));
+  }
+  if (!in_range(*value, min, max)) {
+    fail(field, node.Scalar() + " " + std::string(out_of_range) + " " +
+                    range_text(min, max));
+  }
+  return value->magnitude;
+}
+
+bool read_bool(const Field& field) {
+  const YAML::Node& node = field.node;
+  if (node.IsScalar()) {
+    const std::string& text = node.Scalar();
+    if (text == "true" || text == "True" || text == "TRUE") {
+      return true;
+    }
+    if (text == "false" || text == "False" || text == "FALSE") {
+      return false;
+    }
+  }
+  fail(field, "expected true or false, got " + describe(node));
+}
+
+// An empty value reads as the empty string, which the callers then reject
+// with a clearer message than "got null".
+std::string read_string(const Field& field) {
+  const YAML::Node& node = field.node;
+  if (node.IsNull()) {
+    return {};
+  }
+  if (!node.IsScalar()) {
+    fail(field, "expected a string, got " + describe(node));
+  }
+  return node.Scalar();
+}
+
+template <std::size_t N>
+std::size_t read_choice(const Field& field,
+                        const std::array<std::string_view, N>& choices) {
+  const YAML::Node& node = field.node;
+  if (!node.IsScalar()) {
+    fail(field, "expected one of " + join(choices) + ", got " + describe(node));
+  }
+  const auto found = std::find(choices.begin(), choices.end(), node.Scalar());
+  if (found == choices.end()) {
+    fail(field, quote(node.Scalar()) + " is not one of " + join(choices));
+  }
+  return static_cast<std::size_t>(found - choices.begin());
+}
+
+template <typename Enum, std::size_t N>
+Enum read_enum(const Field& field,
+               const std::array<std::string_view, N>& names) {
+  return static_cast<Enum>(read_choice(field, names));
+}
+
+[[noreturn]] void fail_duration(const Field& field) {
+  fail(field, "expected a duration like 30s, 250ms, 5m or 1h, got " +
+                  describe(field.node));
+}
+
+// [0-9]+ followed by ms, s, m, h or nothing (seconds).
+Duration read_duration(const Field& field) {
+  const YAML::Node& node = field.node;
+  if (!node.IsScalar()) {
+    fail_duration(field);
+  }
+  const std::string& text = node.Scalar();
+  const auto digits_end = std::find_if(
+      text.begin(), text.end(), [](char c) { return c < '0' || c > '9'; });
+  const std::string_view digits(
+      text.data(), static_cast<std::size_t>(digits_end - text.begin()));
+  const std::string_view unit(text.data() + digits.size(),
+                              text.size() - digits.size());
+  std::uint64_t ms_per_unit = 0;
+  if (unit.empty() || unit == "s") {
+    ms_per_unit = 1000;
+  } else if (unit == "ms") {
+    ms_per_unit = 1;
+  } else if (unit == "m") {
+    ms_per_unit = 60'000;
+  } else if (unit == "h") {
+    ms_per_unit = 3'600'000;
+  }
+  if (digits.empty() || ms_per_unit == 0) {
+    fail_duration(field);
+  }
+  std::uint64_t count = 0;
+  const auto [end, error] =
+      std::from_chars(digits.data(), digits.data() + digits.size(), count);
+  const auto max_ms = static_cast<std::uint64_t>(max_duration.count());
+  if (error == std::errc::result_out_of_range || count > max_ms / ms_per_unit) {
+    fail(field,
+         text + " is out of range (0-" + std::string(max_duration_text) + ")");
+  }
+  return Duration(static_cast<Duration::rep>(count * ms_per_unit));
+}
+
+unsigned read_shards(const Field& field) {
+  const YAML::Node& node = field.node;
+  if (node.IsScalar() && node.Scalar() == "auto") {
+    return 0;
+  }
+  if (!node.IsScalar() || !parse_integer(node.Scalar())) {
+    fail(field, "expected an integer or auto, got " + describe(node));
+  }
+  return static_cast<unsigned>(read_integer(field, 1, 1024));
+}
+
+// A bound listener, for the conflict checks between listeners.
+struct Bound {
+  std::string path;
+  ip::address address;
+};
+
+// v4-mapped IPv6 addresses bind the same socket address as their IPv4 form.
+ip::address normalize(const ip::address& address) {
+  if (address.is_v6() && address.to_v6().is_v4_mapped()) {
+    return ip::make_address_v4(ip::v4_mapped, address.to_v6());
+  }
+  return address;
+}
+
+// Same port and addresses that cannot both be bound: equal, or either is a
+// wildcard covering the other. "::" also covers IPv4: with Linux's default
+// IPV6_V6ONLY=0 it binds both families.
+bool conflicts(const ListenerConfig& a, const ip::address& a_address,
+               const ListenerConfig& b, const ip::address& b_address) {
+  if (a.port == 0 || a.port != b.port) {
+    return false;
+  }
+  if (a_address == b_address) {
+    return true;
+  }
+  const auto is_v6_any = [](const ip::address& x) {
+    return x.is_v6() && x.is_unspecified();
+  };
+  if (is_v6_any(a_address) || is_v6_any(b_address)) {
+    return true;
+  }
+  return a_address.is_v4() && b_address.is_v4() &&
+         (a_address.is_unspecified() || b_address.is_unspecified());
+}
+
+std::string endpoint(const ListenerConfig& listener,
+                     const ip::address& address) {
+  if (address.is_v6()) {
+    return "[" + listener.address + "]:" + std::to_string(listener.port);
+  }
+  return listener.address + ":" + std::to_string(listener.port);
+}
+
+ip::address read_address(const Field& field, std::string& text) {
+  text = read_string(field);
+  boost::system::error_code error;
+  const ip::address address = ip::make_address(text, error);
+  if (error) {
+    fail(field, quote(text) + " is not an IP address");
+  }
+  return normalize(address);
+}
+
+ListenerConfig read_listener(const Field& field, ip::address& address,
+                             YAML::Mark& name_mark) {
+  if (!field.node.IsMap()) {
+    fail(field, "expected a map");
+  }
+  ListenerConfig listener;
+  address = normalize(ip::make_address(listener.address));
+  name_mark = field.mark;
+  const auto read_key = [&](std::string_view key, const Field& value) {
+    if (key == "name") {
+      listener.name = read_string(value);
+      name_mark = value.mark;
+      if (listener.name.empty()) {
+        fail(value, "must not be empty");
+      }
+    } else if (key == "protocol") {
+      listener.protocol = read_enum<Protocol>(value, protocol_names);
+    } else if (key == "address") {
+      address = read_address(value, listener.address);
+    } else if (key == "port") {
+      listener.port = static_cast<std::uint16_t>(
+          read_integer(value, 0, 65535, "is not a port"));
+    } else if (key == "backlog") {
+      listener.backlog = static_cast<int>(read_integer(value, 1, 1'048'576));
+    } else if (key == "max_connections") {
+      listener.max_connections = read_integer(value, 0, max_u64);
+    } else if (key == "idle_timeout") {
+      listener.idle_timeout = read_duration(value);
+    }
+  };
+  for_each_entry(field.node, field.path, listener_keys, read_key);
+  return listener;
+}
+
+std::vector<ListenerConfig> read_listeners(const Field& field) {
+  const YAML::Node& node = field.node;
+  if (!node.IsNull() && !node.IsSequence()) {
+    fail(field, "expected a sequence");
+  }
+  if (node.IsNull() || node.size() == 0) {
+    fail(field, "must list at least one listener");
+  }
+  std::vector<ListenerConfig> listeners;
+  std::vector<Bound> bound;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const YAML::Node entry = node[i];
+    const Field entry_field{entry, field.path + "[" + std::to_string(i) + "]",
+                            entry.Mark()};
+    ip::address address;
+    YAML::Mark name_mark;
+    ListenerConfig listener = read_listener(entry_field, address, name_mark);
+    for (std::size_t j = 0; j < listeners.size(); ++j) {
+      if (listeners[j].name == listener.name) {
+        fail(entry_field.path + ".name", name_mark,
+             quote(listener.name) + " is already used by " + bound[j].path);
+      }
+    }
+    for (std::size_t j = 0; j < listeners.size(); ++j) {
+      if (!conflicts(listener, address, listeners[j], bound[j].address)) {
+        continue;
+      }
+      std::string problem = endpoint(listener, address) +
+                            " is already used by listener " +
+                            quote(listeners[j].name);
+      // The other endpoint is shown when it is written differently.
+      if (listener.address != listeners[j].address) {
+        problem += " on " + endpoint(listeners[j], bound[j].address);
+      }
+      fail(entry_field, problem);
+    }
+    listeners.push_back(std::move(listener));
+    bound.push_back({entry_field.path, address});
+  }
+  return listeners;
+}
+
+void read_limits(const Field& field, LimitsConfig& limits) {
+  const auto read_key = [&](std::string_view key, const Field& value) {
+    if (key == "max_connections") {
+      limits.max_connections = read_integer(value, 1, max_u64);
+    } else if (key == "reserved_descriptors") {
+      limits.reserved_descriptors = read_integer(value, 0, 1'000'000);
+    } else if (key == "on_insufficient") {
+      limits.on_insufficient =
+          read_enum<OnInsufficient>(value, on_insufficient_names);
+    }
+  };
+  read_section(field, limits_keys, read_key);
+}
+
+void read_shutdown(const Field& field, ShutdownConfig& shutdown) {
+  const auto read_key = [&](std::string_view, const Field& value) {
+    shutdown.drain_timeout = read_duration(value);
+  };
+  read_section(field, shutdown_keys, read_key);
+}
+
+void read_logging(const Field& field, LoggingConfig& logging) {
+  const auto read_key = [&](std::string_view key, const Field& value) {
+    if (key == "level") {
+      logging.level =
+          std::string(log_level_names[read_choice(value, log_level_names)]);
+    } else if (key == "format") {
+      logging.format = read_enum<LogFormat>(value, log_format_names);
+    }
+  };
+  read_section(field, logging_keys, read_key);
+}
+
+Config read_config(const YAML::Node& root) {
+  Config config;
+  if (root.IsNull()) {
+    return config;
+  }
+  if (!root.IsMap()) {
+    fail({}, root.Mark(),
+         "expected a map at the top level, got " + describe(root));
+  }
+  const auto read_key = [&](std::string_view key, const Field& value) {
+    if (key == "shards") {
+      config.shards = read_shards(value);
+    } else if (key == "cpu_affinity") {
+      config.cpu_affinity = read_bool(value);
+    } else if (key == "sharding") {
+      config.sharding = read_enum<Sharding>(value, sharding_names);
+    } else if (key == "listeners") {
+      config.listeners = read_listeners(value);
+    } else if (key == "limits") {
+      read_limits(value, config.limits);
+    } else if (key == "shutdown") {
+      read_shutdown(value, config.shutdown);
+    } else if (key == "logging") {
+      read_logging(value, config.logging);
+    }
+  };
+  for_each_entry(root, {}, top_keys, read_key);
+  return config;
+}
+
+// POSIX rather than iostreams: a directory or a read error must be reported
+// with its errno, not read as an empty file (which would mean the defaults).
+std::error_code read_file(const std::string& path, std::string& text) {
+  const int fd = ::open(path.c_str(), O_RDONLY | O_CLOEXEC);
+  if (fd < 0) {
+    return {errno, std::generic_category()};
+  }
+  std::array<char, 65536> buffer;
+  std::error_code error;
+  for (;;) {
+    const ssize_t n = ::read(fd, buffer.data(), buffer.size());
+    if (n > 0) {
+      text.append(buffer.data(), static_cast<std::size_t>(n));
+    } else if (n == 0) {
+      break;
+    } else if (errno != EINTR) {
+      error = {errno, std::generic_category()};
+      break;
+    }
+  }
+  ::close(fd);
+  return error;
+}
+
+}  // namespace
+
+Config parse_config(const std::string& yaml_text, const std::string& source) {
+  const std::string prefix = source.empty() ? std::string() : source + ": ";
+  try {
+    const std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
+    if (documents.empty()) {
+      return Config{};
+    }
+    if (documents.size() > 1) {
+      fail({}, documents[1].Mark(),
+           "expected one YAML document, found " +
+               std::to_string(documents.size()));
+    }
+    return read_config(documents.front());
+  } catch (const ConfigError& e) {
+    throw ConfigError(prefix + e.what());
+  } catch (const YAML::ParserException& e) {
+    throw ConfigError(prefix + "syntax error: " + e.msg + position(e.mark));
+  } catch (const YAML::Exception& e) {
+    throw ConfigError(prefix + "invalid YAML: " + e.msg + position(e.mark));
+  } catch (const std::exception& e) {
+    throw ConfigError(prefix + "invalid configuration: " + e.what());
+  }
+}
+
+Config load_config_file(const std::string& path) {
+  std::string text;
+  if (const std::error_code error = read_file(path, text)) {
+    throw ConfigError("cannot read config file " + quote(path) + ": " +
+                      error.message());
+  }
+  return parse_config(text, path);
+}
+
+std::string to_yaml(const Config& config) {
+  YAML::Emitter out;
+  out << YAML::BeginMap;
+  out << YAML::Key << "shards" << YAML::Value;
+  if (config.shards == 0) {
+    out << "auto";
+  } else {
+    out << config.shards;
+  }
+  out << YAML::Key << "cpu_affinity" << YAML::Value << config.cpu_affinity;
+  out << YAML::Key << "sharding" << YAML::Value << to_string(config.sharding);
+  out << YAML::Key << "listeners" << YAML::Value << YAML::BeginSeq;
+  for (const ListenerConfig& listener : config.listeners) {
+    out << YAML::BeginMap;
+    out << YAML::Key << "name" << YAML::Value << listener.name;
+    out << YAML::Key << "protocol" << YAML::Value
+        << to_string(listener.protocol);
+    out << YAML::Key << "address" << YAML::Value << listener.address;
+    out << YAML::Key << "port" << YAML::Value << listener.port;
+    out << YAML::Key << "backlog" << YAML::Value << listener.backlog;
+    out << YAML::Key << "max_connections" << YAML::Value
+        << listener.max_connections;
+    out << YAML::Key << "idle_timeout" << YAML::Value
+        << format_duration(listener.idle_timeout);
+    out << YAML::EndMap;
+  }
+  out << YAML::EndSeq;
+  out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "max_connections" << YAML::Value
+      << config.limits.max_connections;
+  out << YAML::Key << "reserved_descriptors" << YAML::Value
+      << config.limits.reserved_descriptors;
+  out << YAML::Key << "on_insufficient" << YAML::Value
+      << to_string(config.limits.on_insufficient);
+  out << YAML::EndMap;
+  out << YAML::Key << "shutdown" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "drain_timeout" << YAML::Value
+      << format_duration(config.shutdown.drain_timeout);
+  out << YAML::EndMap;
+  out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "level" << YAML::Value << config.logging.level;
+  out << YAML::Key << "format" << YAML::Value
+      << to_string(config.logging.format);
+  out << YAML::EndMap;
+  out << YAML::EndMap;
+  return std::string(out.c_str()) + "\n";
+}
+
+std::string format_duration(Duration d) {
+  const Duration::rep ms = d.count();
+  if (ms == 0) {
+    return "0s";
+  }
+  if (ms % 3'600'000 == 0) {
+    return std::to_string(ms / 3'600'000) + "h";
+  }
+  if (ms % 60'000 == 0) {
+    return std::to_string(ms / 60'000) + "m";
+  }
+  if (ms % 1000 == 0) {
+    return std::to_string(ms / 1000) + "s";
+  }
+  return std::to_string(ms) + "ms";
+}
+
+std::string to_string(Protocol p) {
+  switch (p) {
+    case Protocol::tcp_echo: return "tcp-echo";
+  }
+  return "unknown";
+}
+
+std::string to_string(Sharding s) {
+  switch (s) {
+    case Sharding::reuseport: return "reuseport";
+    case Sharding::dispatch: return "dispatch";
+  }
+  return "unknown";
+}
+
+std::string to_string(OnInsufficient o) {
+  switch (o) {
+    case OnInsufficient::warn: return "warn";
+    case OnInsufficient::fail: return "fail";
+  }
+  return "unknown";
+}
+
+std::string to_string(LogFormat f) {
+  switch (f) {
+    case LogFormat::text: return "text";
+    case LogFormat::json: return "json";
+  }
+  return "unknown";
+}
+
+}  // namespace shoal

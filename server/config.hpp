@@ -1,0 +1,101 @@
+// Configuration of shoald: plain structs with the documented defaults, parsed
+// once from YAML by load_config(), validated as a whole, then passed around as
+// `const Config&`. Nothing here touches the network or the host; the preflight
+// (preflight.hpp) compares a Config with what the host allows.
+//
+// Thread safety: a Config is an immutable value after loading; share it freely.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+namespace shoal {
+
+using Duration = std::chrono::milliseconds;
+
+enum class Protocol { tcp_echo };
+enum class Sharding { reuseport, dispatch };
+enum class OnInsufficient { warn, fail };
+enum class LogFormat { text, json };
+
+struct ListenerConfig {
+  std::string name = "echo";
+  Protocol protocol = Protocol::tcp_echo;
+  std::string address = "0.0.0.0";
+  std::uint16_t port = 7000;
+  int backlog = 4096;
+  // 0: no per-listener limit; limits.max_connections still applies.
+  std::uint64_t max_connections = 0;
+  // 0: never closed for being idle.
+  Duration idle_timeout = std::chrono::seconds(300);
+
+  bool operator==(const ListenerConfig&) const = default;
+};
+
+struct LimitsConfig {
+  std::uint64_t max_connections = 1'000'000;
+  // Descriptors kept for everything that is not a client connection (log
+  // files, the admin port, acceptors, epoll, timers): capacity is the
+  // open-files limit minus this.
+  std::uint64_t reserved_descriptors = 64;
+  OnInsufficient on_insufficient = OnInsufficient::warn;
+
+  bool operator==(const LimitsConfig&) const = default;
+};
+
+struct ShutdownConfig {
+  Duration drain_timeout = std::chrono::seconds(30);
+
+  bool operator==(const ShutdownConfig&) const = default;
+};
+
+struct LoggingConfig {
+  std::string level = "info";  // trace|debug|info|warn|error|critical|off
+  LogFormat format = LogFormat::text;
+
+  bool operator==(const LoggingConfig&) const = default;
+};
+
+struct Config {
+  unsigned shards = 0;  // 0 = auto: the CPUs this process may run on
+  bool cpu_affinity = false;
+  Sharding sharding = Sharding::reuseport;
+  std::vector<ListenerConfig> listeners = {ListenerConfig{}};
+  LimitsConfig limits;
+  ShutdownConfig shutdown;
+  LoggingConfig logging;
+
+  bool operator==(const Config&) const = default;
+};
+
+// Thrown by load_config for any invalid input. what() is the full message,
+// e.g. "listeners[1].port: 70000 is not a port (line 12, column 11)";
+// the file name, when known, is prefixed as "FILE: ".
+class ConfigError : public std::runtime_error {
+ public:
+  using std::runtime_error::runtime_error;
+};
+
+// Parses and validates YAML text. `source` names the text in error messages
+// (a file path, or empty). An empty document yields the defaults.
+Config parse_config(const std::string& yaml_text, const std::string& source = {});
+
+// Reads and parses a file; a missing or unreadable file is a ConfigError.
+Config load_config_file(const std::string& path);
+
+// The effective configuration as YAML that parse_config reads back unchanged.
+std::string to_yaml(const Config& config);
+
+// "30s", "250ms", "5m", "1h" or a plain number of seconds -> Duration;
+// formatting picks the largest unit that represents the value exactly.
+std::string format_duration(Duration d);
+
+std::string to_string(Protocol p);
+std::string to_string(Sharding s);
+std::string to_string(OnInsufficient o);
+std::string to_string(LogFormat f);
+
+}  // namespace shoal

@@ -1,0 +1,520 @@
+// Unit tests of config.cpp: the shipped file, parsing, round-tripping, and the
+// exact text of each kind of error. YAML texts start right after R"( so that
+// their first line is line 1 of the expected positions.
+#include "config.hpp"
+
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <cstdio>
+#include <fstream>
+#include <string>
+
+namespace shoal {
+namespace {
+
+using namespace std::chrono_literals;
+
+// what() of the ConfigError thrown, or a marker that fails the comparison.
+std::string error_of(const std::string& yaml, const std::string& source = {}) {
+  try {
+    parse_config(yaml, source);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+std::string file_error_of(const std::string& path) {
+  try {
+    load_config_file(path);
+  } catch (const ConfigError& e) {
+    return e.what();
+  }
+  return "<no error>";
+}
+
+TEST(Config, ShippedFileEqualsBuiltInDefaults) {
+  EXPECT_EQ(load_config_file(SHOAL_SOURCE_DIR "/config/shoal.yaml"), Config{});
+}
+
+TEST(Config, DefaultListener) {
+  const Config config;
+  ASSERT_EQ(config.listeners.size(), 1u);
+  EXPECT_EQ(config.listeners[0].name, "echo");
+  EXPECT_EQ(config.listeners[0].protocol, Protocol::tcp_echo);
+  EXPECT_EQ(config.listeners[0].address, "0.0.0.0");
+  EXPECT_EQ(config.listeners[0].port, 7000);
+}
+
+TEST(Config, EmptyDocumentGivesDefaults) {
+  EXPECT_EQ(parse_config(""), Config{});
+  EXPECT_EQ(parse_config("~"), Config{});
+  EXPECT_EQ(parse_config("null\n"), Config{});
+  EXPECT_EQ(parse_config("# nothing but a comment\n"), Config{});
+  EXPECT_EQ(parse_config("---\n"), Config{});
+}
+
+TEST(Config, EmptySectionsGiveDefaults) {
+  EXPECT_EQ(parse_config("limits:\nshutdown:\nlogging:\n"), Config{});
+  EXPECT_EQ(parse_config("limits: {}\n"), Config{});
+}
+
+TEST(Config, FullFile) {
+  const Config config = parse_config(R"(shards: 8
+cpu_affinity: true
+sharding: dispatch
+listeners:
+  - name: public
+    protocol: tcp-echo
+    address: 0.0.0.0
+    port: 7000
+    backlog: 1024
+    max_connections: 5000
+    idle_timeout: 250ms
+  - name: local6
+    address: "::1"
+    port: 7001
+    idle_timeout: 2m
+limits:
+  max_connections: 20000
+  reserved_descriptors: 128
+  on_insufficient: fail
+shutdown:
+  drain_timeout: 45
+logging:
+  level: debug
+  format: json
+)");
+  EXPECT_EQ(config.shards, 8u);
+  EXPECT_TRUE(config.cpu_affinity);
+  EXPECT_EQ(config.sharding, Sharding::dispatch);
+  ASSERT_EQ(config.listeners.size(), 2u);
+
+  const ListenerConfig& first = config.listeners[0];
+  EXPECT_EQ(first.name, "public");
+  EXPECT_EQ(first.protocol, Protocol::tcp_echo);
+  EXPECT_EQ(first.address, "0.0.0.0");
+  EXPECT_EQ(first.port, 7000);
+  EXPECT_EQ(first.backlog, 1024);
+  EXPECT_EQ(first.max_connections, 5000u);
+  EXPECT_EQ(first.idle_timeout, 250ms);
+
+  // Keys left out take the ListenerConfig defaults.
+  const ListenerConfig& second = config.listeners[1];
+  EXPECT_EQ(second.name, "local6");
+  EXPECT_EQ(second.address, "::1");
+  EXPECT_EQ(second.port, 7001);
+  EXPECT_EQ(second.backlog, 4096);
+  EXPECT_EQ(second.max_connections, 0u);
+  EXPECT_EQ(second.idle_timeout, 2min);
+
+  EXPECT_EQ(config.limits.max_connections, 20000u);
+  EXPECT_EQ(config.limits.reserved_descriptors, 128u);
+  EXPECT_EQ(config.limits.on_insufficient, OnInsufficient::fail);
+  EXPECT_EQ(config.shutdown.drain_timeout, 45s);
+  EXPECT_EQ(config.logging.level, "debug");
+  EXPECT_EQ(config.logging.format, LogFormat::json);
+}
+
+TEST(Config, MissingKeysKeepDefaults) {
+  Config expected;
+  expected.logging.level = "warn";
+  EXPECT_EQ(parse_config("logging:\n  level: warn\n"), expected);
+
+  Config one_listener;
+  one_listener.listeners[0].port = 0;
+  EXPECT_EQ(parse_config("listeners:\n  - port: 0\n"), one_listener);
+  EXPECT_EQ(parse_config("listeners:\n  - {}\n"), Config{});
+}
+
+TEST(Config, Shards) {
+  EXPECT_EQ(parse_config("shards: auto").shards, 0u);
+  EXPECT_EQ(parse_config("shards: 1").shards, 1u);
+  EXPECT_EQ(parse_config("shards: 1024").shards, 1024u);
+}
+
+TEST(Config, Durations) {
+  const auto drain = [](const std::string& text) {
+    return parse_config("shutdown:\n  drain_timeout: " + text + "\n")
+        .shutdown.drain_timeout;
+  };
+  EXPECT_EQ(drain("30s"), 30s);
+  EXPECT_EQ(drain("250ms"), 250ms);
+  EXPECT_EQ(drain("1500ms"), 1500ms);
+  EXPECT_EQ(drain("5m"), 5min);
+  EXPECT_EQ(drain("1h"), 1h);
+  EXPECT_EQ(drain("90"), 90s);
+  EXPECT_EQ(drain("0"), 0ms);
+  EXPECT_EQ(drain("8760h"), 8760h);
+}
+
+TEST(Config, FormatDuration) {
+  EXPECT_EQ(format_duration(30000ms), "30s");
+  EXPECT_EQ(format_duration(1500ms), "1500ms");
+  EXPECT_EQ(format_duration(0ms), "0s");
+  EXPECT_EQ(format_duration(5min), "5m");
+  EXPECT_EQ(format_duration(90min), "90m");
+  EXPECT_EQ(format_duration(2h), "2h");
+  EXPECT_EQ(format_duration(61s), "61s");
+  EXPECT_EQ(format_duration(1ms), "1ms");
+}
+
+TEST(Config, EnumNames) {
+  EXPECT_EQ(to_string(Protocol::tcp_echo), "tcp-echo");
+  EXPECT_EQ(to_string(Sharding::reuseport), "reuseport");
+  EXPECT_EQ(to_string(Sharding::dispatch), "dispatch");
+  EXPECT_EQ(to_string(OnInsufficient::warn), "warn");
+  EXPECT_EQ(to_string(OnInsufficient::fail), "fail");
+  EXPECT_EQ(to_string(LogFormat::text), "text");
+  EXPECT_EQ(to_string(LogFormat::json), "json");
+}
+
+TEST(Config, ToYamlRoundTrips) {
+  EXPECT_EQ(parse_config(to_yaml(Config{})), Config{});
+
+  Config config;
+  config.shards = 3;
+  config.cpu_affinity = true;
+  config.sharding = Sharding::dispatch;
+  config.listeners[0].idle_timeout = 1500ms;
+  config.listeners[0].max_connections = 18446744073709551615u;
+  // Names that are YAML keywords or syntax must come back as the same strings.
+  for (const char* name : {"true", "null", "~", "123", "a: b", "#x", " x"}) {
+    ListenerConfig listener;
+    listener.name = name;
+    listener.address = "::1";
+    listener.port = static_cast<std::uint16_t>(8000 + config.listeners.size());
+    config.listeners.push_back(listener);
+  }
+  config.listeners.back().address = "::";
+  config.listeners.back().port = 9000;
+  config.limits.max_connections = 1;
+  config.limits.reserved_descriptors = 0;
+  config.limits.on_insufficient = OnInsufficient::fail;
+  config.shutdown.drain_timeout = 0ms;
+  config.logging.level = "off";
+  config.logging.format = LogFormat::json;
+  const std::string yaml = to_yaml(config);
+  EXPECT_EQ(parse_config(yaml), config) << yaml;
+}
+
+TEST(Config, ToYamlKeyOrderAndFormats) {
+  EXPECT_EQ(to_yaml(Config{}), R"(shards: auto
+cpu_affinity: false
+sharding: reuseport
+listeners:
+  - name: echo
+    protocol: tcp-echo
+    address: 0.0.0.0
+    port: 7000
+    backlog: 4096
+    max_connections: 0
+    idle_timeout: 5m
+limits:
+  max_connections: 1000000
+  reserved_descriptors: 64
+  on_insufficient: warn
+shutdown:
+  drain_timeout: 30s
+logging:
+  level: info
+  format: text
+)");
+}
+
+TEST(Config, ListenersThatDoNotConflict) {
+  const Config config = parse_config(R"(listeners:
+  - {name: a, address: 127.0.0.1, port: 7000}
+  - {name: b, address: 127.0.0.1, port: 7001}
+  - {name: c, address: 127.0.0.2, port: 7000}
+  - {name: d, address: "::1", port: 7000}
+  - {name: e, address: 0.0.0.0, port: 7002}
+  - {name: f, address: "::1", port: 7002}
+  - {name: g, address: 0.0.0.0, port: 0}
+  - {name: h, address: 0.0.0.0, port: 0}
+)");
+  EXPECT_EQ(config.listeners.size(), 8u);
+}
+
+// Errors: each kind with its exact message.
+
+TEST(ConfigError, WrongType) {
+  EXPECT_EQ(
+      error_of(R"(listeners:
+  - name: echo
+    port: abc
+)"),
+      R"(listeners[0].port: expected an integer, got "abc" (line 3, column 11))");
+  EXPECT_EQ(
+      error_of("cpu_affinity: yes\n"),
+      R"(cpu_affinity: expected true or false, got "yes" (line 1, column 15))");
+  EXPECT_EQ(error_of("limits: 5\n"),
+            "limits: expected a map (line 1, column 9)");
+  EXPECT_EQ(error_of("listeners: echo\n"),
+            "listeners: expected a sequence (line 1, column 12)");
+  EXPECT_EQ(error_of("listeners:\n  - echo\n"),
+            "listeners[0]: expected a map (line 2, column 5)");
+  EXPECT_EQ(
+      error_of("shards: many\n"),
+      R"(shards: expected an integer or auto, got "many" (line 1, column 9))");
+  EXPECT_EQ(error_of("limits:\n  max_connections: [1]\n"),
+            "limits.max_connections: expected an integer, got a sequence "
+            "(line 2, column 20)");
+  EXPECT_EQ(
+      error_of("- shards\n"),
+      "expected a map at the top level, got a sequence (line 1, column 1)");
+}
+
+TEST(ConfigError, PortOutOfRangeNamesFileLineAndColumn) {
+  EXPECT_EQ(error_of(R"(shards: auto
+listeners:
+  - name: echo
+    address: 0.0.0.0
+    port: 7000
+  - name: other
+    address: 127.0.0.1
+    # A port number has 16 bits.
+    backlog: 128
+    max_connections: 10
+    idle_timeout: 1m
+    port: 70000
+)",
+                     "shoal.yaml"),
+            "shoal.yaml: listeners[1].port: 70000 is not a port (0-65535) "
+            "(line 12, column 11)");
+  EXPECT_EQ(
+      error_of("listeners:\n  - port: -1\n"),
+      "listeners[0].port: -1 is not a port (0-65535) (line 2, column 11)");
+}
+
+TEST(ConfigError, OutOfRange) {
+  EXPECT_EQ(error_of("listeners:\n  - backlog: 0\n"),
+            "listeners[0].backlog: 0 is out of range (1-1048576) "
+            "(line 2, column 14)");
+  EXPECT_EQ(error_of("shards: 0\n"),
+            "shards: 0 is out of range (1-1024) (line 1, column 9)");
+  EXPECT_EQ(error_of("shards: 1025\n"),
+            "shards: 1025 is out of range (1-1024) (line 1, column 9)");
+  EXPECT_EQ(error_of("limits:\n  max_connections: 0\n"),
+            "limits.max_connections: 0 is out of range (>= 1) "
+            "(line 2, column 20)");
+  EXPECT_EQ(error_of("limits:\n  reserved_descriptors: 1000001\n"),
+            "limits.reserved_descriptors: 1000001 is out of range "
+            "(0-1000000) (line 2, column 25)");
+  EXPECT_EQ(error_of("listeners:\n  - max_connections: 99999999999999999999\n"),
+            "listeners[0].max_connections: 99999999999999999999 is out of "
+            "range (>= 0) (line 2, column 22)");
+}
+
+TEST(ConfigError, NotOneOf) {
+  EXPECT_EQ(
+      error_of(R"(shards: auto
+cpu_affinity: false
+sharding: foo
+)"),
+      R"(sharding: "foo" is not one of reuseport, dispatch (line 3, column 11))");
+  EXPECT_EQ(
+      error_of("limits:\n  on_insufficient: abort\n"),
+      R"(limits.on_insufficient: "abort" is not one of warn, fail (line 2, column 20))");
+  EXPECT_EQ(
+      error_of("logging:\n  level: verbose\n"),
+      R"(logging.level: "verbose" is not one of trace, debug, info, warn, error, critical, off (line 2, column 10))");
+  EXPECT_EQ(
+      error_of("logging:\n  format: xml\n"),
+      R"(logging.format: "xml" is not one of text, json (line 2, column 11))");
+  EXPECT_EQ(
+      error_of("listeners:\n  - protocol: udp-echo\n"),
+      R"(listeners[0].protocol: "udp-echo" is not one of tcp-echo (line 2, column 15))");
+}
+
+TEST(ConfigError, UnknownKeyWithSuggestion) {
+  EXPECT_EQ(
+      error_of(R"(listeners:
+  - name: echo
+    address: 127.0.0.1
+    prot: 7000
+)"),
+      R"(listeners[0].prot: unknown key; did you mean "port"? (line 4, column 5))");
+  EXPECT_EQ(error_of("shard: 4\n"),
+            R"(shard: unknown key; did you mean "shards"? (line 1, column 1))");
+  EXPECT_EQ(
+      error_of("logging:\n  lvl: info\n"),
+      R"(logging.lvl: unknown key; did you mean "level"? (line 2, column 3))");
+}
+
+TEST(ConfigError, UnknownKeyWithoutSuggestion) {
+  EXPECT_EQ(error_of(R"(listeners:
+  - name: echo
+    port: 7000
+    zzzzz: 1
+)"),
+            "listeners[0].zzzzz: unknown key; known keys: name, protocol, "
+            "address, port, backlog, max_connections, idle_timeout "
+            "(line 4, column 5)");
+  EXPECT_EQ(error_of("shutdown:\n  grace: 5s\n"),
+            "shutdown.grace: unknown key; known keys: drain_timeout "
+            "(line 2, column 3)");
+}
+
+TEST(ConfigError, KeyGivenTwice) {
+  EXPECT_EQ(error_of("shards: 1\nshards: 2\n"),
+            "shards: key given twice (line 2, column 1)");
+}
+
+TEST(ConfigError, DuplicateAddressAndPort) {
+  EXPECT_EQ(
+      error_of(R"(listeners:
+  - name: echo
+    address: 127.0.0.1
+    port: 7000
+  - name: other
+    address: 127.0.0.1
+    port: 7001
+    # Same address and port as "echo".
+  - name: third
+    address: 127.0.0.1
+    port: 7000
+)"),
+      R"(listeners[2]: 127.0.0.1:7000 is already used by listener "echo" (line 9, column 5))");
+  EXPECT_EQ(
+      error_of(R"(listeners:
+  - {name: a, address: "::1", port: 80}
+  - {name: b, address: "0:0::1", port: 80}
+)"),
+      R"(listeners[1]: [0:0::1]:80 is already used by listener "a" on [::1]:80 (line 3, column 5))");
+}
+
+TEST(ConfigError, WildcardAddressConflicts) {
+  EXPECT_EQ(
+      error_of(R"(listeners:
+  - name: any
+    address: 0.0.0.0
+    port: 7000
+  - name: local
+    address: 127.0.0.1
+    port: 7000
+)"),
+      R"(listeners[1]: 127.0.0.1:7000 is already used by listener "any" on 0.0.0.0:7000 (line 5, column 5))");
+  EXPECT_EQ(
+      error_of(R"(listeners:
+  - {name: local, address: 127.0.0.1, port: 7000}
+  - {name: any, address: 0.0.0.0, port: 7000}
+)"),
+      R"(listeners[1]: 0.0.0.0:7000 is already used by listener "local" on 127.0.0.1:7000 (line 3, column 5))");
+  EXPECT_EQ(
+      error_of(R"(listeners:
+  - {name: v6, address: "::", port: 7000}
+  - {name: v4, address: 127.0.0.1, port: 7000}
+)"),
+      R"(listeners[1]: 127.0.0.1:7000 is already used by listener "v6" on [::]:7000 (line 3, column 5))");
+}
+
+TEST(ConfigError, DuplicateName) {
+  EXPECT_EQ(
+      error_of(R"(listeners:
+  - name: echo
+    port: 7000
+  - name: echo
+    port: 7001
+)"),
+      R"(listeners[1].name: "echo" is already used by listeners[0] (line 4, column 11))");
+  // Two listeners without a name both get the default one.
+  EXPECT_EQ(
+      error_of("listeners:\n  - port: 7000\n  - port: 7001\n"),
+      R"(listeners[1].name: "echo" is already used by listeners[0] (line 3, column 5))");
+}
+
+TEST(ConfigError, MalformedYaml) {
+  EXPECT_EQ(error_of(R"(shards: 4
+sharding: reuseport
+logging: level: info
+)"),
+            "syntax error: illegal map value (line 3, column 15)");
+  EXPECT_EQ(error_of(R"(listeners:
+  - name: echo
+   port: 7000
+)",
+                     "bad.yaml"),
+            "bad.yaml: syntax error: end of sequence not found "
+            "(line 3, column 4)");
+  EXPECT_EQ(error_of("shards: *nowhere\n"),
+            "syntax error: the referenced anchor is not defined "
+            "(line 1, column 9)");
+}
+
+TEST(ConfigError, MoreThanOneDocument) {
+  EXPECT_EQ(error_of("shards: 1\n---\nshards: 2\n"),
+            "expected one YAML document, found 2 (line 3, column 1)");
+}
+
+TEST(ConfigError, BadDuration) {
+  EXPECT_EQ(error_of("shutdown:\n  drain_timeout: 1.5s\n"),
+            "shutdown.drain_timeout: expected a duration like 30s, 250ms, 5m "
+            R"(or 1h, got "1.5s" (line 2, column 18))");
+  EXPECT_EQ(error_of("shutdown:\n  drain_timeout: -5s\n"),
+            "shutdown.drain_timeout: expected a duration like 30s, 250ms, 5m "
+            R"(or 1h, got "-5s" (line 2, column 18))");
+  EXPECT_EQ(error_of("listeners:\n  - idle_timeout: 2d\n"),
+            "listeners[0].idle_timeout: expected a duration like 30s, 250ms, "
+            R"(5m or 1h, got "2d" (line 2, column 19))");
+  EXPECT_EQ(error_of("shutdown:\n  drain_timeout: 5 s\n"),
+            "shutdown.drain_timeout: expected a duration like 30s, 250ms, 5m "
+            R"(or 1h, got "5 s" (line 2, column 18))");
+  // An empty value points at its key.
+  EXPECT_EQ(error_of("shutdown:\n  drain_timeout:\n"),
+            "shutdown.drain_timeout: expected a duration like 30s, 250ms, 5m "
+            "or 1h, got null (line 2, column 3)");
+  EXPECT_EQ(error_of("shutdown:\n  drain_timeout: 8761h\n"),
+            "shutdown.drain_timeout: 8761h is out of range (0-8760h) "
+            "(line 2, column 18)");
+}
+
+TEST(ConfigError, BadAddress) {
+  EXPECT_EQ(
+      error_of("listeners:\n  - address: 999.1.1.1\n"),
+      R"(listeners[0].address: "999.1.1.1" is not an IP address (line 2, column 14))");
+  EXPECT_EQ(
+      error_of("listeners:\n  - address: localhost\n"),
+      R"(listeners[0].address: "localhost" is not an IP address (line 2, column 14))");
+}
+
+TEST(ConfigError, EmptyValues) {
+  EXPECT_EQ(error_of("listeners:\n  - name: \"\"\n"),
+            "listeners[0].name: must not be empty (line 2, column 11)");
+  EXPECT_EQ(error_of("listeners: []\n"),
+            "listeners: must list at least one listener (line 1, column 12)");
+}
+
+TEST(ConfigError, MissingFile) {
+  EXPECT_EQ(
+      file_error_of("/nonexistent/shoal.yaml"),
+      R"(cannot read config file "/nonexistent/shoal.yaml": No such file or directory)");
+  EXPECT_EQ(file_error_of(SHOAL_SOURCE_DIR "/config"),
+            "cannot read config file \"" SHOAL_SOURCE_DIR
+            "/config\": Is a directory");
+}
+
+TEST(ConfigError, FileErrorsNameTheFile) {
+  const std::string path = testing::TempDir() + "config_test_bad.yaml";
+  {
+    std::ofstream out(path);
+    out << "sharding: sideways\n";
+  }
+  EXPECT_EQ(
+      file_error_of(path),
+      path +
+          R"(: sharding: "sideways" is not one of reuseport, dispatch (line 1, column 11))");
+  std::remove(path.c_str());
+}
+
+TEST(ConfigError, OnlyConfigErrorEscapes) {
+  for (const char* text : {"{{{", "[a, b]: 1", "? [a]\n: 1",
+                           "shards: !!binary x", "listeners:\n  - [1]\n",
+                           "\"\\xzz\"", "a: &x [*x]", "listeners:\n  -\n"}) {
+    EXPECT_THROW(parse_config(text), ConfigError) << text;
+  }
+}
+
+}  // namespace
+}  // namespace shoal
