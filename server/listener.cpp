@@ -1,0 +1,171 @@
+#include "listener.hpp"
+
+#include <cerrno>
+
+#include <boost/asio/socket_base.hpp>
+#include <spdlog/spdlog.h>
+
+namespace shoal {
+namespace {
+
+using boost::asio::ip::tcp;
+
+// SO_REUSEPORT is not among Asio's socket options.
+using reuse_port = boost::asio::detail::socket_option::boolean<SOL_SOCKET, SO_REUSEPORT>;
+
+bool is_descriptor_exhaustion(const boost::system::error_code& ec) {
+  if (ec.category() != boost::system::system_category() &&
+      ec.category() != boost::asio::error::get_system_category())
+    return false;
+  const int v = ec.value();
+  return v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM;
+}
+
+constexpr std::chrono::milliseconds kFirstRetry{10};
+constexpr std::chrono::milliseconds kMaxRetry{1000};
+
+}  // namespace
+
+Acceptor::Acceptor(Shard& home, AcceptContext context, const tcp::endpoint& endpoint,
+                   bool reuse_port_enabled)
+    : home_(home),
+      ctx_(std::move(context)),
+      acceptor_(home.executor()),
+      retry_timer_(home.executor()) {
+  const std::string where =
+      "listener \"" + ctx_.config->name + "\" on " + ctx_.config->address + ":" +
+      std::to_string(endpoint.port());
+  auto check = [&](const boost::system::error_code& ec, const char* what) {
+    if (ec) throw std::system_error(ec, where + ": " + what);
+  };
+  boost::system::error_code ec;
+  acceptor_.open(endpoint.protocol(), ec);
+  check(ec, "socket");
+  acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  check(ec, "SO_REUSEADDR");
+  if (reuse_port_enabled) {
+    acceptor_.set_option(reuse_port(true), ec);
+    check(ec, "SO_REUSEPORT");
+  }
+  acceptor_.bind(endpoint, ec);
+  check(ec, "bind");
+  acceptor_.listen(ctx_.config->backlog, ec);
+  check(ec, "listen");
+}
+
+tcp::endpoint Acceptor::local_endpoint() const { return acceptor_.local_endpoint(); }
+
+void Acceptor::start() {
+  home_.post([this] { do_accept(); });
+}
+
+void Acceptor::stop() {
+  home_.post([this] {
+    boost::system::error_code ignored;
+    acceptor_.close(ignored);
+    retry_timer_.cancel();
+  });
+}
+
+Shard& Acceptor::pick_target() {
+  if (ctx_.targets.size() == 1) return *ctx_.targets.front();
+  // Least loaded first; ties go round-robin so an idle start spreads evenly.
+  const std::size_t n = ctx_.targets.size();
+  std::size_t best = next_target_ % n;
+  std::uint64_t best_load = ctx_.targets[best]->active_connections();
+  for (std::size_t k = 1; k < n; ++k) {
+    const std::size_t i = (next_target_ + k) % n;
+    const std::uint64_t load = ctx_.targets[i]->active_connections();
+    if (load < best_load) {
+      best = i;
+      best_load = load;
+    }
+  }
+  next_target_ = best + 1;
+  return *ctx_.targets[best];
+}
+
+void Acceptor::do_accept() {
+  if (!acceptor_.is_open()) return;
+  Shard& target = pick_target();
+  if (&target == &home_) {
+    acceptor_.async_accept([this](const boost::system::error_code& ec, tcp_socket socket) {
+      on_accept(ec, std::move(socket), home_);
+    });
+  } else {
+    // The socket is created on the target's context; only the accept itself
+    // runs here.
+    acceptor_.async_accept(target.context(),
+                           [this, &target](const boost::system::error_code& ec, tcp_socket socket) {
+                             on_accept(ec, std::move(socket), target);
+                           });
+  }
+}
+
+bool Acceptor::admit() {
+  const auto process_now = ctx_.process_active->fetch_add(1, std::memory_order_relaxed);
+  if (process_now >= ctx_.process_max_connections) {
+    ctx_.process_active->fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  const auto listener_now = ctx_.shared->active.fetch_add(1, std::memory_order_relaxed);
+  if (ctx_.shared->max_connections != 0 && listener_now >= ctx_.shared->max_connections) {
+    ctx_.shared->active.fetch_sub(1, std::memory_order_relaxed);
+    ctx_.process_active->fetch_sub(1, std::memory_order_relaxed);
+    return false;
+  }
+  return true;
+}
+
+void Acceptor::on_accept(const boost::system::error_code& ec, tcp_socket socket, Shard& target) {
+  if (ec == boost::asio::error::operation_aborted || !acceptor_.is_open()) return;
+  ListenerStats& stats = home_.slot(ctx_.listener_index).stats;
+  if (ec) {
+    if (is_descriptor_exhaustion(ec)) {
+      stats.rejected_fd_exhausted.add();
+      backoff(ec);
+      return;
+    }
+    // ECONNABORTED and the like concern one connection: accept the next.
+    spdlog::debug("listener \"{}\": accept: {}", ctx_.config->name, ec.message());
+    do_accept();
+    return;
+  }
+  retry_delay_ = std::chrono::milliseconds(0);
+
+  if (!admit()) {
+    stats.rejected_limit.add();
+    // Accepted and closed at once: the client learns now, and the backlog
+    // keeps moving instead of filling with connections we will never serve.
+    boost::system::error_code ignored;
+    socket.set_option(boost::asio::socket_base::linger(true, 0), ignored);
+    socket.close(ignored);
+    do_accept();
+    return;
+  }
+  stats.accepted.add();
+  if (&target == &home_) {
+    ctx_.start_session(home_, ctx_.listener_index, std::move(socket));
+  } else {
+    target.post([start = &ctx_.start_session, &target, index = ctx_.listener_index,
+                 s = std::move(socket)]() mutable { (*start)(target, index, std::move(s)); });
+  }
+  do_accept();
+}
+
+void Acceptor::backoff(const boost::system::error_code& ec) {
+  retry_delay_ = retry_delay_.count() == 0 ? kFirstRetry : std::min(retry_delay_ * 2, kMaxRetry);
+  std::uint64_t suppressed = 0;
+  if (exhausted_log_.allow(suppressed)) {
+    spdlog::warn(
+        "listener \"{}\": accept failed: {} (descriptors exhausted); retrying in {} ms, "
+        "connections already open are still served ({} similar messages suppressed)",
+        ctx_.config->name, ec.message(), retry_delay_.count(), suppressed);
+  }
+  retry_timer_.expires_after(retry_delay_);
+  retry_timer_.async_wait([this](boost::system::error_code wait_ec) {
+    if (!wait_ec) do_accept();
+  });
+}
+
+}  // namespace shoal

@@ -1,0 +1,69 @@
+// Accepting connections for one configured listener.
+//
+// An Acceptor is one listening socket running on one shard's loop. Under
+// `reuseport` every shard has its own (SO_REUSEPORT: the kernel spreads
+// connections by hash); under `dispatch` one acceptor creates each socket
+// directly on the least-loaded shard's context and hands it over by post.
+// Above a connection limit a connection is accepted and closed at once and
+// counted; on EMFILE/ENFILE/ENOBUFS/ENOMEM the acceptor waits on a backoff
+// timer instead of retrying in a loop.
+//
+// Ownership: the Server owns its acceptors and destroys them after every shard
+// thread has stopped. Each acceptor is used only on its own shard's thread.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <vector>
+
+#include "config.hpp"
+#include "logging.hpp"
+#include "shard.hpp"
+
+namespace shoal {
+
+// Starts a protocol session for an accepted socket on `shard` (called on that
+// shard's thread). The admission counters were already incremented.
+using SessionStarter = std::function<void(Shard& shard, std::size_t listener_index, tcp_socket socket)>;
+
+struct AcceptContext {
+  const ListenerConfig* config = nullptr;
+  std::size_t listener_index = 0;
+  ListenerShared* shared = nullptr;
+  std::atomic<std::uint64_t>* process_active = nullptr;
+  std::uint64_t process_max_connections = 0;
+  std::vector<Shard*> targets;  // dispatch: every shard; reuseport: its own
+  SessionStarter start_session;
+};
+
+class Acceptor {
+ public:
+  // Opens, binds and listens (throws std::system_error naming the listener
+  // and address on failure). Accepting starts with start().
+  Acceptor(Shard& home, AcceptContext context, const boost::asio::ip::tcp::endpoint& endpoint,
+           bool reuse_port);
+
+  // The bound endpoint (with the real port when 0 was asked for).
+  boost::asio::ip::tcp::endpoint local_endpoint() const;
+
+  void start();  // posts the first accept to the home shard
+  void stop();   // posts closing the socket to the home shard
+
+ private:
+  void do_accept();
+  void on_accept(const boost::system::error_code& ec, tcp_socket socket, Shard& target);
+  bool admit();
+  Shard& pick_target();
+  void backoff(const boost::system::error_code& ec);
+
+  Shard& home_;
+  AcceptContext ctx_;
+  tcp_acceptor acceptor_;
+  steady_timer retry_timer_;
+  std::chrono::milliseconds retry_delay_{0};
+  RateLimiter exhausted_log_{std::chrono::seconds(5)};
+  std::size_t next_target_ = 0;
+};
+
+}  // namespace shoal

@@ -1,0 +1,195 @@
+// A Shard is one io_context run by exactly one thread (optionally pinned to a
+// CPU), with the connections it serves and their counters. Code running on a
+// shard touches only that shard's state: no mutex and no atomic
+// read-modify-write per message. Work for another shard is posted to its
+// executor.
+//
+// Ownership: the Server owns its shards. A connection is owned by its pending
+// asynchronous operation; the shard's per-listener lists only index the
+// connections, for idle sweeps and for closing them on drain.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <boost/asio/basic_socket_acceptor.hpp>
+#include <boost/asio/basic_stream_socket.hpp>
+#include <boost/asio/basic_waitable_timer.hpp>
+#include <boost/asio/executor_work_guard.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/intrusive/list.hpp>
+
+#include "config.hpp"
+
+namespace shoal {
+
+// Sockets and timers typed with the concrete executor: no type-erased
+// executor copy per handler (measured in PERFORMANCE.md).
+using executor_type = boost::asio::io_context::executor_type;
+using tcp_socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, executor_type>;
+using tcp_acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, executor_type>;
+using steady_timer = boost::asio::basic_waitable_timer<
+    std::chrono::steady_clock, boost::asio::wait_traits<std::chrono::steady_clock>, executor_type>;
+
+// A counter with one writer (the owning shard) and any number of readers
+// (scrapes, the status page, the least-loaded choice). A relaxed load and
+// store is a plain mov on x86: no lock prefix, yet a concurrent read is
+// well-defined and sees a recent value.
+class ShardCounter {
+ public:
+  void add(std::uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) + n, std::memory_order_relaxed);
+  }
+  void sub(std::uint64_t n = 1) noexcept {
+    v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
+  }
+  std::uint64_t load() const noexcept { return v_.load(std::memory_order_relaxed); }
+
+ private:
+  std::atomic<std::uint64_t> v_{0};
+};
+
+enum class CloseReason : std::uint8_t {
+  peer_closed,   // orderly EOF from the client
+  reset,         // connection reset or broken pipe
+  idle_timeout,  // no traffic for the listener's idle_timeout
+  drain,         // closed by a graceful shutdown
+  error,         // any other I/O error
+  count_
+};
+const char* to_string(CloseReason r);
+
+// Per-process, per-listener admission state shared by every shard: one
+// atomic increment per *connection* (never per message).
+struct ListenerShared {
+  std::atomic<std::uint64_t> active{0};
+  std::uint64_t max_connections = 0;  // 0 = no per-listener limit
+};
+
+// Counters of one listener on one shard, written only by that shard.
+struct alignas(64) ListenerStats {
+  ShardCounter accepted;  // by this shard's acceptor (dispatch: one shard accepts for all)
+  ShardCounter served;    // connections this shard has served
+  ShardCounter active;
+  ShardCounter rejected_limit;
+  ShardCounter rejected_fd_exhausted;
+  ShardCounter bytes_received;
+  ShardCounter bytes_sent;
+  ShardCounter closed[static_cast<int>(CloseReason::count_)];
+};
+
+class Shard;
+
+// Base of every protocol session: its place in the shard's activity-ordered
+// list for the listener, and the accounting that ends with the connection.
+class Connection
+    : public boost::intrusive::list_base_hook<
+          boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
+ public:
+  Connection(Shard& shard, std::size_t listener_index);
+  Connection(const Connection&) = delete;
+  Connection& operator=(const Connection&) = delete;
+  virtual ~Connection();
+
+  // Ends the connection for `reason` (counted once, whatever calls it first);
+  // pending operations complete with operation_aborted.
+  virtual void close(CloseReason reason) = 0;
+
+  // "shard:sequence", unique within the process, for log lines.
+  std::string id_string() const;
+
+ protected:
+  // Marks traffic: moves this connection to the back of the idle list.
+  void touch() noexcept;
+  // Removes this connection from the idle list and counts the reason.
+  void account_close(CloseReason reason) noexcept;
+
+  Shard& shard_;
+  std::uint32_t listener_index_;
+  std::uint32_t seq_;
+
+ private:
+  friend class Shard;
+  std::int64_t last_activity_ms_ = 0;
+};
+
+// Per listener on one shard: its counters, its connections (least recently
+// active first) and its idle timeout.
+struct ListenerSlot {
+  using list_type = boost::intrusive::list<Connection, boost::intrusive::constant_time_size<false>>;
+  ListenerStats stats;
+  list_type connections;
+  std::int64_t idle_timeout_ms = 0;
+  ListenerShared* shared = nullptr;
+};
+
+class Shard {
+ public:
+  Shard(unsigned id, const Config& config, std::vector<ListenerShared*> listeners,
+        std::atomic<std::uint64_t>& process_active);
+  Shard(const Shard&) = delete;
+  Shard& operator=(const Shard&) = delete;
+  ~Shard();
+
+  unsigned id() const noexcept { return id_; }
+  boost::asio::io_context& context() noexcept { return ioc_; }
+  executor_type executor() noexcept { return ioc_.get_executor(); }
+
+  // Starts the thread; pins it to `cpu` when cpu >= 0.
+  void start(int cpu);
+  // Stops the loop (pending handlers are destroyed, not run) and joins.
+  void stop_and_join();
+
+  // Posts `fn` to run on this shard's thread.
+  template <typename F>
+  void post(F&& fn) {
+    boost::asio::post(ioc_, std::forward<F>(fn));
+  }
+
+  // Closes every connection with `reason`. Shard thread only.
+  void close_all(CloseReason reason);
+
+  ListenerSlot& slot(std::size_t listener_index) noexcept { return slots_[listener_index]; }
+  const ListenerSlot& slot(std::size_t listener_index) const noexcept { return slots_[listener_index]; }
+  std::size_t listener_count() const noexcept { return slots_.size(); }
+
+  // Connections this shard serves now / has served since start (any thread).
+  std::uint64_t active_connections() const noexcept { return active_.load(); }
+  std::uint64_t served_connections() const noexcept;
+
+  // Scratch buffer for a read that is echoed at once; never held across an
+  // asynchronous operation. Shard thread only.
+  char* scratch() noexcept { return scratch_.get(); }
+  static constexpr std::size_t scratch_size = 64 * 1024;
+
+  // Monotonic milliseconds from a coarse clock (a few ns to read).
+  static std::int64_t now_ms() noexcept;
+
+ private:
+  friend class Connection;
+  void schedule_sweep();
+  void sweep();
+
+  unsigned id_;
+  std::vector<ListenerSlot> slots_;
+  std::atomic<std::uint64_t>& process_active_;
+  ShardCounter active_;
+  std::uint32_t next_seq_ = 0;
+  std::unique_ptr<char[]> scratch_;
+  std::int64_t sweep_period_ms_ = 0;
+  // Declared after the slots: destroying the context destroys pending
+  // handlers, and with them sessions that unlink from the slots.
+  boost::asio::io_context ioc_{1};
+  boost::asio::executor_work_guard<executor_type> work_{ioc_.get_executor()};
+  steady_timer sweep_timer_{ioc_.get_executor()};
+  std::thread thread_;
+};
+
+}  // namespace shoal

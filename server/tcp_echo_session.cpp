@@ -1,0 +1,127 @@
+#include "tcp_echo_session.hpp"
+
+#include <cstring>
+
+#include <boost/asio/write.hpp>
+#include <spdlog/spdlog.h>
+
+namespace shoal {
+
+namespace asio = boost::asio;
+
+TcpEchoSession::TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket)
+    : Connection(shard, listener_index), socket_(std::move(socket)) {}
+
+void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket) {
+  std::make_shared<TcpEchoSession>(shard, listener_index, std::move(socket))->start();
+}
+
+void TcpEchoSession::start() {
+  boost::system::error_code ec;
+  // Synchronous reads and writes below must never block the shard.
+  socket_.non_blocking(true, ec);
+  if (!ec) socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (ec) {
+    fail(ec, "setup");
+    return;
+  }
+  if (spdlog::should_log(spdlog::level::debug)) {
+    boost::system::error_code ignored;
+    spdlog::debug("conn {}: accepted from {}", id_string(),
+                  socket_.remote_endpoint(ignored).address().to_string());
+  }
+  do_wait();
+}
+
+void TcpEchoSession::do_wait() {
+  socket_.async_wait(asio::socket_base::wait_read,
+                     [self = shared_from_this()](const boost::system::error_code& ec) {
+                       self->on_readable(ec);
+                     });
+}
+
+void TcpEchoSession::on_readable(const boost::system::error_code& wait_ec) {
+  if (closed_) return;
+  if (wait_ec) {
+    fail(wait_ec, "wait");
+    return;
+  }
+  ListenerStats& stats = shard_.slot(listener_index_).stats;
+  char* const buf = shard_.scratch();
+  // A few rounds per wake-up drain a busy socket without starving the other
+  // connections of this shard.
+  for (int round = 0; round < 4; ++round) {
+    boost::system::error_code ec;
+    const std::size_t n = socket_.read_some(asio::buffer(buf, Shard::scratch_size), ec);
+    if (ec == asio::error::would_block) break;
+    if (ec == asio::error::eof) {
+      // Half-close: everything received was already echoed (we read again
+      // only after a write completes), so closing now loses nothing.
+      close(CloseReason::peer_closed);
+      return;
+    }
+    if (ec) {
+      fail(ec, "read");
+      return;
+    }
+    touch();
+    stats.bytes_received.add(n);
+
+    std::size_t sent = socket_.write_some(asio::buffer(buf, n), ec);
+    if (ec == asio::error::would_block) {
+      sent = 0;
+    } else if (ec) {
+      fail(ec, "write");
+      return;
+    }
+    stats.bytes_sent.add(sent);
+    if (sent < n) {
+      // The kernel's send buffer is full: keep the rest and stop reading
+      // until it is written (backpressure).
+      const std::size_t rest = n - sent;
+      pending_.reset(new char[rest]);
+      std::memcpy(pending_.get(), buf + sent, rest);
+      asio::async_write(socket_, asio::buffer(pending_.get(), rest),
+                        [self = shared_from_this()](const boost::system::error_code& e,
+                                                    std::size_t written) {
+                          self->on_written(e, written);
+                        });
+      return;
+    }
+    if (n < Shard::scratch_size) break;
+  }
+  do_wait();
+}
+
+void TcpEchoSession::on_written(const boost::system::error_code& ec, std::size_t n) {
+  pending_.reset();
+  if (closed_) return;
+  if (ec) {
+    fail(ec, "write");
+    return;
+  }
+  shard_.slot(listener_index_).stats.bytes_sent.add(n);
+  touch();
+  do_wait();
+}
+
+void TcpEchoSession::fail(const boost::system::error_code& ec, const char* op) {
+  if (closed_) return;
+  const bool reset = ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+                     ec == asio::error::connection_aborted;
+  if (!reset && ec != asio::error::operation_aborted) {
+    spdlog::debug("conn {}: {} failed: {}", id_string(), op, ec.message());
+  }
+  close(reset ? CloseReason::reset : CloseReason::error);
+}
+
+void TcpEchoSession::close(CloseReason reason) {
+  if (closed_) return;
+  closed_ = true;
+  account_close(reason);
+  spdlog::debug("conn {}: closed ({})", id_string(), to_string(reason));
+  boost::system::error_code ignored;
+  socket_.close(ignored);
+}
+
+}  // namespace shoal

@@ -1,0 +1,42 @@
+// One TCP echo connection, its whole life in one file.
+//
+// Echo is read -> write -> read: the next read starts only after the echo is
+// written, so a client that does not read is held back by TCP flow control
+// and costs no memory here. An idle connection waits with async_wait(read)
+// and holds no buffer: bytes are read into the shard's scratch buffer and
+// written back at once; only the part the kernel did not take is copied into
+// a buffer of this connection, freed when written.
+//
+// Ownership: owned by its pending operation (shared_from_this); the shard's
+// list only indexes it. All calls on the owning shard's thread.
+#pragma once
+
+#include <memory>
+
+#include "shard.hpp"
+
+namespace shoal {
+
+class TcpEchoSession final : public Connection,
+                             public std::enable_shared_from_this<TcpEchoSession> {
+ public:
+  TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket);
+
+  void start();
+  void close(CloseReason reason) override;
+
+ private:
+  void do_wait();
+  void on_readable(const boost::system::error_code& ec);
+  void on_written(const boost::system::error_code& ec, std::size_t n);
+  void fail(const boost::system::error_code& ec, const char* op);
+
+  tcp_socket socket_;
+  std::unique_ptr<char[]> pending_;  // unsent rest of an echo, only while writing
+  bool closed_ = false;
+};
+
+// SessionStarter for `protocol: tcp-echo`.
+void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket);
+
+}  // namespace shoal

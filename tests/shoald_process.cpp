@@ -1,0 +1,192 @@
+#include "shoald_process.hpp"
+
+#include <fcntl.h>
+#include <signal.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <cstdlib>
+#include <cstring>
+#include <fstream>
+#include <regex>
+#include <sstream>
+#include <stdexcept>
+
+namespace shoal::test {
+namespace {
+
+std::string temp_dir() {
+  const char* d = std::getenv("TMPDIR");
+  return d && *d ? d : "/tmp";
+}
+
+// fork + exec with stdout/stderr on a pipe; returns the read end.
+pid_t spawn(const std::vector<std::string>& args, std::optional<rlim_t> nofile, int& read_fd) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
+  std::vector<char*> argv;
+  argv.push_back(const_cast<char*>(SHOALD_PATH));
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork failed");
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    if (nofile) {
+      rlimit rl{*nofile, *nofile};
+      setrlimit(RLIMIT_NOFILE, &rl);
+    }
+    execv(SHOALD_PATH, argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  read_fd = fds[0];
+  return pid;
+}
+
+int decode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+
+}  // namespace
+
+std::string write_temp_file(const std::string& text, const std::string& suffix) {
+  std::string path = temp_dir() + "/shoal-test-XXXXXX" + suffix;
+  const int fd = mkstemps(path.data(), static_cast<int>(suffix.size()));
+  if (fd < 0) throw std::runtime_error("mkstemps failed");
+  const ssize_t n = write(fd, text.data(), text.size());
+  close(fd);
+  if (n != static_cast<ssize_t>(text.size())) throw std::runtime_error("short write");
+  return path;
+}
+
+RunResult run_shoald(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  int fd = -1;
+  const pid_t pid = spawn(args, std::nullopt, fd);
+  RunResult r;
+  std::thread reader([&] {
+    char buf[4096];
+    ssize_t n;
+    while ((n = read(fd, buf, sizeof buf)) > 0) r.output.append(buf, static_cast<std::size_t>(n));
+  });
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  int status = 0;
+  for (;;) {
+    const pid_t w = waitpid(pid, &status, WNOHANG);
+    if (w == pid) {
+      r.exit_code = decode(status);
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) {
+      kill(pid, SIGKILL);
+      waitpid(pid, &status, 0);
+      r.exit_code = -1;
+      break;
+    }
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  reader.join();
+  close(fd);
+  return r;
+}
+
+ShoaldProcess::ShoaldProcess(Options options) {
+  const std::string path = write_temp_file(options.yaml);
+  std::vector<std::string> args = {"--config", path};
+  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  int fd = -1;
+  pid_ = spawn(args, options.nofile, fd);
+  reader_ = std::thread([this, fd] { read_loop(fd); });
+  if (options.wait_ready && !wait_for_output("ready:", std::chrono::seconds(15))) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status_, 0);
+    exited_ = true;
+    reader_.join();
+    throw std::runtime_error("shoald did not become ready; output:\n" + output());
+  }
+}
+
+ShoaldProcess::~ShoaldProcess() {
+  if (!exited_) {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, &status_, 0);
+  }
+  if (reader_.joinable()) reader_.join();
+}
+
+void ShoaldProcess::read_loop(int fd) {
+  static const std::regex listening(R"re(listener "([^"]+)" \([a-z-]+\) listening on .*:(\d+))re");
+  char buf[4096];
+  std::string partial;
+  ssize_t n;
+  while ((n = read(fd, buf, sizeof buf)) > 0) {
+    std::lock_guard lock(mu_);
+    output_.append(buf, static_cast<std::size_t>(n));
+    partial.append(buf, static_cast<std::size_t>(n));
+    std::size_t nl;
+    while ((nl = partial.find('\n')) != std::string::npos) {
+      const std::string line = partial.substr(0, nl);
+      partial.erase(0, nl + 1);
+      std::smatch m;
+      if (std::regex_search(line, m, listening)) {
+        ports_[m[1]] = static_cast<std::uint16_t>(std::stoi(m[2]));
+      }
+    }
+    cv_.notify_all();
+  }
+  close(fd);
+  std::lock_guard lock(mu_);
+  cv_.notify_all();
+}
+
+std::uint16_t ShoaldProcess::port(const std::string& name) const {
+  std::lock_guard lock(mu_);
+  auto it = ports_.find(name);
+  if (it == ports_.end()) throw std::runtime_error("no port for listener " + name);
+  return it->second;
+}
+
+bool ShoaldProcess::wait_for_output(const std::string& needle, std::chrono::milliseconds timeout) {
+  std::unique_lock lock(mu_);
+  return cv_.wait_for(lock, timeout, [&] { return output_.find(needle) != std::string::npos; });
+}
+
+std::string ShoaldProcess::output() const {
+  std::lock_guard lock(mu_);
+  return output_;
+}
+
+void ShoaldProcess::signal(int sig) { kill(pid_, sig); }
+
+int ShoaldProcess::wait_exit(std::chrono::milliseconds timeout) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  while (!exited_) {
+    const pid_t w = waitpid(pid_, &status_, WNOHANG);
+    if (w == pid_) {
+      exited_ = true;
+      break;
+    }
+    if (std::chrono::steady_clock::now() > deadline) return -1;
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  }
+  if (reader_.joinable()) reader_.join();
+  return decode(status_);
+}
+
+std::chrono::milliseconds ShoaldProcess::cpu_time() const {
+  std::ifstream in("/proc/" + std::to_string(pid_) + "/stat");
+  std::string content((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
+  // Fields after the parenthesised command name; utime and stime are the
+  // 14th and 15th fields overall.
+  const auto close_paren = content.rfind(')');
+  std::istringstream rest(content.substr(close_paren + 2));
+  std::string field;
+  long utime = 0, stime = 0;
+  for (int i = 3; i <= 15 && rest >> field; ++i) {
+    if (i == 14) utime = std::stol(field);
+    if (i == 15) stime = std::stol(field);
+  }
+  const long ticks = sysconf(_SC_CLK_TCK);
+  return std::chrono::milliseconds((utime + stime) * 1000 / ticks);
+}
+
+}  // namespace shoal::test
