@@ -14,7 +14,7 @@ build_pkgs="
   prometheus-cpp-dev libsystemd-dev libssl-dev
   libgtest-dev
   python3 python3-websockets prometheus
-  procps
+  procps systemd
 "
 runtime_pkgs="
   libboost-program-options1.81.0 libyaml-cpp0.7 libspdlog1.10 libfmt9
