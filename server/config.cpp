@@ -31,19 +31,28 @@ constexpr std::uint64_t max_u64 = std::numeric_limits<std::uint64_t>::max();
 constexpr Duration max_duration = std::chrono::hours(8760);
 constexpr std::string_view max_duration_text = "8760h";
 
-constexpr std::array<std::string_view, 7> top_keys = {
-    "shards", "cpu_affinity", "sharding", "listeners",
-    "limits", "shutdown",     "logging"};
-constexpr std::array<std::string_view, 7> listener_keys = {
-    "name",    "protocol",        "address",     "port",
-    "backlog", "max_connections", "idle_timeout"};
+constexpr std::array<std::string_view, 8> top_keys = {
+    "shards",   "cpu_affinity", "sharding", "listeners",
+    "limits",   "shutdown",     "logging",  "admin"};
+constexpr std::array<std::string_view, 8> listener_keys = {
+    "name",    "protocol",        "address",      "port",
+    "backlog", "max_connections", "idle_timeout", "websocket"};
+constexpr std::array<std::string_view, 10> websocket_keys = {
+    "path",          "max_message_bytes", "max_header_bytes",
+    "handshake_timeout", "ping_interval", "pong_timeout",
+    "write_timeout", "allowed_origins",   "subprotocols",
+    "permessage_deflate"};
+constexpr std::array<std::string_view, 3> deflate_keys = {
+    "enabled", "server_max_window_bits", "client_max_window_bits"};
+constexpr std::array<std::string_view, 2> admin_keys = {"address", "port"};
 constexpr std::array<std::string_view, 3> limits_keys = {
     "max_connections", "reserved_descriptors", "on_insufficient"};
 constexpr std::array<std::string_view, 1> shutdown_keys = {"drain_timeout"};
 constexpr std::array<std::string_view, 2> logging_keys = {"level", "format"};
 
 // Indexed by the enum's value.
-constexpr std::array<std::string_view, 1> protocol_names = {"tcp-echo"};
+constexpr std::array<std::string_view, 2> protocol_names = {"tcp-echo",
+                                                            "websocket-echo"};
 constexpr std::array<std::string_view, 2> sharding_names = {"reuseport",
                                                             "dispatch"};
 constexpr std::array<std::string_view, 2> on_insufficient_names = {"warn",
@@ -406,6 +415,70 @@ ip::address read_address(const Field& field, std::string& text) {
   return normalize(address);
 }
 
+std::vector<std::string> read_string_list(const Field& field) {
+  const YAML::Node& node = field.node;
+  if (node.IsNull()) {
+    return {};
+  }
+  if (!node.IsSequence()) {
+    fail(field, "expected a sequence, got " + describe(node));
+  }
+  std::vector<std::string> out;
+  for (std::size_t i = 0; i < node.size(); ++i) {
+    const Field item{node[i], field.path + "[" + std::to_string(i) + "]",
+                     node[i].Mark()};
+    std::string text = read_string(item);
+    if (text.empty()) {
+      fail(item, "must not be empty");
+    }
+    out.push_back(std::move(text));
+  }
+  return out;
+}
+
+void read_deflate(const Field& field, WebSocketConfig::Deflate& deflate) {
+  const auto read_key = [&](std::string_view key, const Field& value) {
+    if (key == "enabled") {
+      deflate.enabled = read_bool(value);
+    } else if (key == "server_max_window_bits") {
+      deflate.server_max_window_bits = static_cast<int>(read_integer(value, 9, 15));
+    } else if (key == "client_max_window_bits") {
+      deflate.client_max_window_bits = static_cast<int>(read_integer(value, 9, 15));
+    }
+  };
+  read_section(field, deflate_keys, read_key);
+}
+
+void read_websocket(const Field& field, WebSocketConfig& ws) {
+  const auto read_key = [&](std::string_view key, const Field& value) {
+    if (key == "path") {
+      ws.path = read_string(value);
+      if (ws.path.empty() || ws.path.front() != '/') {
+        fail(value, quote(ws.path) + " is not a path (it must start with /)");
+      }
+    } else if (key == "max_message_bytes") {
+      ws.max_message_bytes = read_integer(value, 1, 1ULL << 31);
+    } else if (key == "max_header_bytes") {
+      ws.max_header_bytes = read_integer(value, 1024, 1024 * 1024);
+    } else if (key == "handshake_timeout") {
+      ws.handshake_timeout = read_duration(value);
+    } else if (key == "ping_interval") {
+      ws.ping_interval = read_duration(value);
+    } else if (key == "pong_timeout") {
+      ws.pong_timeout = read_duration(value);
+    } else if (key == "write_timeout") {
+      ws.write_timeout = read_duration(value);
+    } else if (key == "allowed_origins") {
+      ws.allowed_origins = read_string_list(value);
+    } else if (key == "subprotocols") {
+      ws.subprotocols = read_string_list(value);
+    } else if (key == "permessage_deflate") {
+      read_deflate(value, ws.permessage_deflate);
+    }
+  };
+  read_section(field, websocket_keys, read_key);
+}
+
 ListenerConfig read_listener(const Field& field, ip::address& address,
                              YAML::Mark& name_mark) {
   if (!field.node.IsMap()) {
@@ -414,6 +487,7 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
   ListenerConfig listener;
   address = normalize(ip::make_address(listener.address));
   name_mark = field.mark;
+  std::optional<Field> websocket_field;
   const auto read_key = [&](std::string_view key, const Field& value) {
     if (key == "name") {
       listener.name = read_string(value);
@@ -434,9 +508,16 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
       listener.max_connections = read_integer(value, 0, max_u64);
     } else if (key == "idle_timeout") {
       listener.idle_timeout = read_duration(value);
+    } else if (key == "websocket") {
+      websocket_field = value;
+      read_websocket(value, listener.websocket);
     }
   };
   for_each_entry(field.node, field.path, listener_keys, read_key);
+  // Checked after all keys, since `protocol` may come after `websocket`.
+  if (websocket_field && listener.protocol != Protocol::websocket_echo) {
+    fail(*websocket_field, "only a websocket-echo listener takes websocket options");
+  }
   return listener;
 }
 
@@ -503,6 +584,18 @@ void read_shutdown(const Field& field, ShutdownConfig& shutdown) {
   read_section(field, shutdown_keys, read_key);
 }
 
+void read_admin(const Field& field, AdminConfig& admin) {
+  const auto read_key = [&](std::string_view key, const Field& value) {
+    if (key == "address") {
+      read_address(value, admin.address);
+    } else if (key == "port") {
+      admin.port = static_cast<std::uint16_t>(
+          read_integer(value, 0, 65535, "is not a port"));
+    }
+  };
+  read_section(field, admin_keys, read_key);
+}
+
 void read_logging(const Field& field, LoggingConfig& logging) {
   const auto read_key = [&](std::string_view key, const Field& value) {
     if (key == "level") {
@@ -524,6 +617,7 @@ Config read_config(const YAML::Node& root) {
     fail({}, root.Mark(),
          "expected a map at the top level, got " + describe(root));
   }
+  std::optional<Field> admin_field;
   const auto read_key = [&](std::string_view key, const Field& value) {
     if (key == "shards") {
       config.shards = read_shards(value);
@@ -539,9 +633,34 @@ Config read_config(const YAML::Node& root) {
       read_shutdown(value, config.shutdown);
     } else if (key == "logging") {
       read_logging(value, config.logging);
+    } else if (key == "admin") {
+      admin_field = value;
+      read_admin(value, config.admin);
     }
   };
   for_each_entry(root, {}, top_keys, read_key);
+  // The admin port must not collide with a listener, whether it was written
+  // out or is the default.
+  if (config.admin.port != 0) {
+    const ip::address admin_address =
+        normalize(ip::make_address(config.admin.address));
+    ListenerConfig as_listener;
+    as_listener.address = config.admin.address;
+    as_listener.port = config.admin.port;
+    for (const ListenerConfig& l : config.listeners) {
+      if (!conflicts(as_listener, admin_address, l,
+                     normalize(ip::make_address(l.address)))) {
+        continue;
+      }
+      const std::string problem = endpoint(as_listener, admin_address) +
+                                  " is already used by listener " + quote(l.name);
+      if (admin_field) {
+        fail("admin", admin_field->mark, problem);
+      }
+      fail("admin", YAML::Mark::null_mark(),
+           "the default " + problem + "; set admin.port (0 turns it off)");
+    }
+  }
   return config;
 }
 
@@ -628,6 +747,28 @@ std::string to_yaml(const Config& config) {
         << listener.max_connections;
     out << YAML::Key << "idle_timeout" << YAML::Value
         << format_duration(listener.idle_timeout);
+    if (listener.protocol == Protocol::websocket_echo) {
+      const WebSocketConfig& ws = listener.websocket;
+      out << YAML::Key << "websocket" << YAML::Value << YAML::BeginMap;
+      out << YAML::Key << "path" << YAML::Value << ws.path;
+      out << YAML::Key << "max_message_bytes" << YAML::Value << ws.max_message_bytes;
+      out << YAML::Key << "max_header_bytes" << YAML::Value << ws.max_header_bytes;
+      out << YAML::Key << "handshake_timeout" << YAML::Value
+          << format_duration(ws.handshake_timeout);
+      out << YAML::Key << "ping_interval" << YAML::Value << format_duration(ws.ping_interval);
+      out << YAML::Key << "pong_timeout" << YAML::Value << format_duration(ws.pong_timeout);
+      out << YAML::Key << "write_timeout" << YAML::Value << format_duration(ws.write_timeout);
+      out << YAML::Key << "allowed_origins" << YAML::Value << YAML::Flow << ws.allowed_origins;
+      out << YAML::Key << "subprotocols" << YAML::Value << YAML::Flow << ws.subprotocols;
+      out << YAML::Key << "permessage_deflate" << YAML::Value << YAML::BeginMap;
+      out << YAML::Key << "enabled" << YAML::Value << ws.permessage_deflate.enabled;
+      out << YAML::Key << "server_max_window_bits" << YAML::Value
+          << ws.permessage_deflate.server_max_window_bits;
+      out << YAML::Key << "client_max_window_bits" << YAML::Value
+          << ws.permessage_deflate.client_max_window_bits;
+      out << YAML::EndMap;
+      out << YAML::EndMap;
+    }
     out << YAML::EndMap;
   }
   out << YAML::EndSeq;
@@ -648,8 +789,21 @@ std::string to_yaml(const Config& config) {
   out << YAML::Key << "format" << YAML::Value
       << to_string(config.logging.format);
   out << YAML::EndMap;
+  out << YAML::Key << "admin" << YAML::Value << YAML::BeginMap;
+  out << YAML::Key << "address" << YAML::Value << config.admin.address;
+  out << YAML::Key << "port" << YAML::Value << config.admin.port;
+  out << YAML::EndMap;
   out << YAML::EndMap;
   return std::string(out.c_str()) + "\n";
+}
+
+std::vector<ListenerConfig> default_listeners() {
+  ListenerConfig echo;
+  ListenerConfig ws;
+  ws.name = "ws";
+  ws.protocol = Protocol::websocket_echo;
+  ws.port = 7001;
+  return {echo, ws};
 }
 
 std::string format_duration(Duration d) {
@@ -672,6 +826,7 @@ std::string format_duration(Duration d) {
 std::string to_string(Protocol p) {
   switch (p) {
     case Protocol::tcp_echo: return "tcp-echo";
+    case Protocol::websocket_echo: return "websocket-echo";
   }
   return "unknown";
 }

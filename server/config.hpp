@@ -16,10 +16,34 @@ namespace shoal {
 
 using Duration = std::chrono::milliseconds;
 
-enum class Protocol { tcp_echo };
+enum class Protocol { tcp_echo, websocket_echo };
 enum class Sharding { reuseport, dispatch };
 enum class OnInsufficient { warn, fail };
 enum class LogFormat { text, json };
+
+// Options of a `protocol: websocket-echo` listener (its `websocket:` map).
+struct WebSocketConfig {
+  std::string path = "/";  // request target that upgrades; others get 404
+  std::uint64_t max_message_bytes = 1024 * 1024;  // larger: close 1009
+  std::uint64_t max_header_bytes = 8 * 1024;       // upgrade request headers
+  Duration handshake_timeout = std::chrono::seconds(10);
+  // Ping a silent peer after ping_interval; close if no pong within
+  // pong_timeout. 0 disables keepalive pings.
+  Duration ping_interval = std::chrono::seconds(30);
+  Duration pong_timeout = std::chrono::seconds(10);
+  // A peer that does not read our echo for this long is closed.
+  Duration write_timeout = std::chrono::seconds(10);
+  std::vector<std::string> allowed_origins;  // empty: any Origin
+  std::vector<std::string> subprotocols;     // offered, in preference order
+  struct Deflate {
+    bool enabled = false;  // off by default: it costs memory per connection
+    int server_max_window_bits = 15;  // 9-15
+    int client_max_window_bits = 15;  // 9-15
+    bool operator==(const Deflate&) const = default;
+  } permessage_deflate;
+
+  bool operator==(const WebSocketConfig&) const = default;
+};
 
 struct ListenerConfig {
   std::string name = "echo";
@@ -31,6 +55,7 @@ struct ListenerConfig {
   std::uint64_t max_connections = 0;
   // 0: never closed for being idle.
   Duration idle_timeout = std::chrono::seconds(300);
+  WebSocketConfig websocket;  // used when protocol is websocket_echo
 
   bool operator==(const ListenerConfig&) const = default;
 };
@@ -59,14 +84,26 @@ struct LoggingConfig {
   bool operator==(const LoggingConfig&) const = default;
 };
 
+// The admin HTTP port: /metrics, /healthz, /readyz, /status.
+struct AdminConfig {
+  std::string address = "127.0.0.1";
+  std::uint16_t port = 7070;  // 0: no admin port
+
+  bool operator==(const AdminConfig&) const = default;
+};
+
+// The listeners a daemon started without a config file serves.
+std::vector<ListenerConfig> default_listeners();
+
 struct Config {
   unsigned shards = 0;  // 0 = auto: the CPUs this process may run on
   bool cpu_affinity = false;
   Sharding sharding = Sharding::reuseport;
-  std::vector<ListenerConfig> listeners = {ListenerConfig{}};
+  std::vector<ListenerConfig> listeners = default_listeners();
   LimitsConfig limits;
   ShutdownConfig shutdown;
   LoggingConfig logging;
+  AdminConfig admin;
 
   bool operator==(const Config&) const = default;
 };

@@ -38,13 +38,70 @@ TEST(Config, ShippedFileEqualsBuiltInDefaults) {
   EXPECT_EQ(load_config_file(SHOAL_SOURCE_DIR "/config/shoal.yaml"), Config{});
 }
 
-TEST(Config, DefaultListener) {
+TEST(Config, DefaultListenersServeTcpAndWebSocketEchoSideBySide) {
   const Config config;
-  ASSERT_EQ(config.listeners.size(), 1u);
+  ASSERT_EQ(config.listeners.size(), 2u);
   EXPECT_EQ(config.listeners[0].name, "echo");
   EXPECT_EQ(config.listeners[0].protocol, Protocol::tcp_echo);
   EXPECT_EQ(config.listeners[0].address, "0.0.0.0");
   EXPECT_EQ(config.listeners[0].port, 7000);
+  EXPECT_EQ(config.listeners[1].name, "ws");
+  EXPECT_EQ(config.listeners[1].protocol, Protocol::websocket_echo);
+  EXPECT_EQ(config.listeners[1].port, 7001);
+  EXPECT_EQ(config.listeners[1].websocket.path, "/");
+  EXPECT_FALSE(config.listeners[1].websocket.permessage_deflate.enabled);
+  EXPECT_EQ(config.admin.address, "127.0.0.1");
+  EXPECT_EQ(config.admin.port, 7070);
+}
+
+TEST(Config, WebSocketOptions) {
+  const Config config = parse_config(R"(listeners:
+  - name: ws
+    protocol: websocket-echo
+    port: 9001
+    websocket:
+      path: /echo
+      max_message_bytes: 65536
+      handshake_timeout: 2s
+      ping_interval: 0
+      allowed_origins: [https://example.com]
+      subprotocols: [chat, echo]
+      permessage_deflate: {enabled: true, server_max_window_bits: 10}
+admin:
+  port: 0
+)");
+  const WebSocketConfig& ws = config.listeners.at(0).websocket;
+  EXPECT_EQ(ws.path, "/echo");
+  EXPECT_EQ(ws.max_message_bytes, 65536u);
+  EXPECT_EQ(ws.handshake_timeout, 2s);
+  EXPECT_EQ(ws.ping_interval, 0s);
+  EXPECT_EQ(ws.allowed_origins, std::vector<std::string>{"https://example.com"});
+  EXPECT_EQ(ws.subprotocols, (std::vector<std::string>{"chat", "echo"}));
+  EXPECT_TRUE(ws.permessage_deflate.enabled);
+  EXPECT_EQ(ws.permessage_deflate.server_max_window_bits, 10);
+  EXPECT_EQ(ws.permessage_deflate.client_max_window_bits, 15);
+  EXPECT_EQ(config.admin.port, 0);
+  EXPECT_EQ(parse_config(to_yaml(config)), config);
+}
+
+TEST(ConfigError, WebSocketOptionsOnATcpListener) {
+  EXPECT_EQ(error_of("listeners:\n  - websocket:\n      path: /\n    protocol: tcp-echo\n"),
+            "listeners[0].websocket: only a websocket-echo listener takes websocket options "
+            "(line 3, column 7)");
+  EXPECT_EQ(error_of("listeners:\n  - protocol: websocket-echo\n    websocket: {path: echo}\n"),
+            R"(listeners[0].websocket.path: "echo" is not a path (it must start with /) (line 3, column 23))");
+  EXPECT_EQ(error_of("listeners:\n  - protocol: websocket-echo\n    websocket: {permessage_deflate: {server_max_window_bits: 16}}\n"),
+            "listeners[0].websocket.permessage_deflate.server_max_window_bits: 16 is out of range (9-15) "
+            "(line 3, column 62)");
+}
+
+TEST(ConfigError, AdminPortCollidingWithAListener) {
+  EXPECT_EQ(error_of("listeners:\n  - port: 7070\nadmin:\n  port: 7070\n"),
+            R"(admin: 127.0.0.1:7070 is already used by listener "echo" (line 4, column 3))");
+  EXPECT_EQ(error_of("listeners:\n  - port: 7070\n"),
+            R"(admin: the default 127.0.0.1:7070 is already used by listener "echo"; set admin.port (0 turns it off))");
+  EXPECT_EQ(error_of("admin:\n  port: 65536\n"),
+            "admin.port: 65536 is not a port (0-65535) (line 2, column 9)");
 }
 
 TEST(Config, EmptyDocumentGivesDefaults) {
@@ -122,10 +179,14 @@ TEST(Config, MissingKeysKeepDefaults) {
   expected.logging.level = "warn";
   EXPECT_EQ(parse_config("logging:\n  level: warn\n"), expected);
 
+  // A listeners list replaces the default listeners; each entry's missing
+  // keys take the defaults.
   Config one_listener;
+  one_listener.listeners = {ListenerConfig{}};
   one_listener.listeners[0].port = 0;
   EXPECT_EQ(parse_config("listeners:\n  - port: 0\n"), one_listener);
-  EXPECT_EQ(parse_config("listeners:\n  - {}\n"), Config{});
+  one_listener.listeners[0].port = 7000;
+  EXPECT_EQ(parse_config("listeners:\n  - {}\n"), one_listener);
 }
 
 TEST(Config, Shards) {
@@ -211,6 +272,27 @@ listeners:
     backlog: 4096
     max_connections: 0
     idle_timeout: 5m
+  - name: ws
+    protocol: websocket-echo
+    address: 0.0.0.0
+    port: 7001
+    backlog: 4096
+    max_connections: 0
+    idle_timeout: 5m
+    websocket:
+      path: /
+      max_message_bytes: 1048576
+      max_header_bytes: 8192
+      handshake_timeout: 10s
+      ping_interval: 30s
+      pong_timeout: 10s
+      write_timeout: 10s
+      allowed_origins: []
+      subprotocols: []
+      permessage_deflate:
+        enabled: false
+        server_max_window_bits: 15
+        client_max_window_bits: 15
 limits:
   max_connections: 1000000
   reserved_descriptors: 64
@@ -220,6 +302,9 @@ shutdown:
 logging:
   level: info
   format: text
+admin:
+  address: 127.0.0.1
+  port: 7070
 )");
 }
 
@@ -325,7 +410,7 @@ sharding: foo
       R"(logging.format: "xml" is not one of text, json (line 2, column 11))");
   EXPECT_EQ(
       error_of("listeners:\n  - protocol: udp-echo\n"),
-      R"(listeners[0].protocol: "udp-echo" is not one of tcp-echo (line 2, column 15))");
+      R"(listeners[0].protocol: "udp-echo" is not one of tcp-echo, websocket-echo (line 2, column 15))");
 }
 
 TEST(ConfigError, UnknownKeyWithSuggestion) {
@@ -350,8 +435,8 @@ TEST(ConfigError, UnknownKeyWithoutSuggestion) {
     zzzzz: 1
 )"),
             "listeners[0].zzzzz: unknown key; known keys: name, protocol, "
-            "address, port, backlog, max_connections, idle_timeout "
-            "(line 4, column 5)");
+            "address, port, backlog, max_connections, idle_timeout, "
+            "websocket (line 4, column 5)");
   EXPECT_EQ(error_of("shutdown:\n  grace: 5s\n"),
             "shutdown.grace: unknown key; known keys: drain_timeout "
             "(line 2, column 3)");

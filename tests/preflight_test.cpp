@@ -82,8 +82,8 @@ TEST(RunPreflight, AmpleLimitsPassWithOnlyOkFindings) {
     EXPECT_TRUE(f.fix.empty()) << f.fix;
   }
   // One finding per check: open files, capacity, max_connections, shards,
-  // somaxconn (one listener), memory.
-  EXPECT_EQ(result.findings.size(), 6U);
+  // somaxconn (one per listener: echo and ws), memory.
+  EXPECT_EQ(result.findings.size(), 7U);
 }
 
 TEST(RunPreflight, InsufficientOpenFilesUnderWarnCapsToCapacity) {
@@ -162,11 +162,12 @@ TEST(RunPreflight, ZeroCapacityIsAnErrorUnderFailToo) {
 
 TEST(RunPreflight, SomaxconnBelowBacklogWarnsNamingListenerAndSysctl) {
   Config config;
+  config.listeners.resize(1);  // "echo" keeps its backlog of 4096
   ListenerConfig small;
   small.name = "small";
   small.port = 7001;
   small.backlog = 128;
-  config.listeners.push_back(small);  // "echo" keeps its backlog of 4096
+  config.listeners.push_back(small);
   HostLimits limits = ample_host();
   limits.somaxconn = 1024;
 
