@@ -7,16 +7,20 @@
 #include <chrono>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <optional>
 #include <thread>
 
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
 
+#include "admin_server.hpp"
 #include "config.hpp"
 #include "logging.hpp"
 #include "preflight.hpp"
+#include "probe.hpp"
 #include "server.hpp"
+#include "systemd_notify.hpp"
 #include "shoal/version.hpp"
 
 namespace shoal {
@@ -27,6 +31,7 @@ namespace po = boost::program_options;
 struct CliOptions {
   std::optional<std::string> config_path;
   std::optional<std::string> log_level;
+  std::optional<std::string> probe;
   bool check = false;
   bool print_config = false;
 };
@@ -41,6 +46,8 @@ std::optional<int> parse_cli(int argc, char** argv, CliOptions& out) {
       ("check,t", "validate the configuration, print the preflight and exit (0 ok, 1 not)")
       ("print-config", "print the effective configuration as YAML and exit")
       ("log-level", po::value<std::string>(), "override logging.level (trace|debug|info|warn|error|critical|off)")
+      ("probe", po::value<std::string>()->value_name("ADDRESS:PORT"),
+       "ask a running shoald's admin port for /healthz; exit 0 when healthy (container HEALTHCHECK)")
       ("version,v", "print the version and exit")
       ("help,h", "print this help and exit");
   po::variables_map vm;
@@ -61,6 +68,7 @@ std::optional<int> parse_cli(int argc, char** argv, CliOptions& out) {
   }
   if (vm.count("config")) out.config_path = vm["config"].as<std::string>();
   if (vm.count("log-level")) out.log_level = vm["log-level"].as<std::string>();
+  if (vm.count("probe")) out.probe = vm["probe"].as<std::string>();
   out.check = vm.count("check") > 0;
   out.print_config = vm.count("print-config") > 0;
   return std::nullopt;
@@ -95,21 +103,86 @@ int wait_signal(const sigset_t& set, std::chrono::steady_clock::time_point deadl
   return sig > 0 ? sig : 0;
 }
 
-int run(const Config& config, const PreflightResult& preflight) {
-  // Block the signals in every thread (the shards inherit the mask); this
-  // thread takes them synchronously. SIGPIPE must never end the process: a
-  // peer that vanished is one failed write.
+// The signals the main thread takes synchronously with sigtimedwait.
+sigset_t stop_signals() {
   sigset_t set;
   sigemptyset(&set);
   sigaddset(&set, SIGINT);
   sigaddset(&set, SIGTERM);
   sigaddset(&set, SIGHUP);
+  return set;
+}
+
+// One line for `systemctl status` and the periodic log.
+std::string status_line(const Server& server) {
+  return std::to_string(server.active_connections()) + " connections on " +
+         std::to_string(server.shards().size()) + " shards" +
+         (server.draining() ? ", draining" : "");
+}
+
+// SIGHUP: re-read the config file; apply what can change live, log what
+// needs a restart; a config that fails validation or the preflight is
+// rejected with its error and the running one stays.
+void reload(const CliOptions& opts, Server& server, Duration& drain_timeout) {
+  if (!opts.config_path) {
+    spdlog::warn("SIGHUP: started without --config, so there is no file to reload");
+    return;
+  }
+  Config next;
+  try {
+    next = load(opts);
+  } catch (const ConfigError& e) {
+    spdlog::error("reload rejected, the running configuration stays: {}", e.what());
+    return;
+  }
+  const PreflightResult preflight = run_preflight(next, read_host_limits());
+  if (!preflight.ok) {
+    log_block(spdlog::level::err, preflight.report());
+    spdlog::error("reload rejected (preflight failed), the running configuration stays");
+    return;
+  }
+  configure_logging(next.logging);
+  drain_timeout = next.shutdown.drain_timeout;
+  const std::vector<std::string> restart = server.apply_reload(next, preflight.effective_max_connections);
+  spdlog::info(
+      "reloaded {}: log level {}, max_connections {}, listener limits and idle timeouts, "
+      "drain_timeout {} applied",
+      *opts.config_path, next.logging.level, preflight.effective_max_connections,
+      format_duration(drain_timeout));
+  for (const auto& what : restart) {
+    spdlog::warn("reload: {} changed; it applies after a restart", what);
+  }
+}
+
+// Whether every shard's loop ran its timer recently (the watchdog's test).
+bool all_shards_answer(const Server& server) {
+  const std::int64_t now = Shard::now_ms();
+  for (const auto& shard : server.shards()) {
+    if (!shard->loop_answered(now)) return false;
+  }
+  return true;
+}
+
+int run(const CliOptions& opts, const Config& config, const PreflightResult& preflight) {
+  // The signals are blocked in every thread (shoald_main blocked them
+  // before the first thread started; shards and the admin thread inherit
+  // the mask); this thread takes them synchronously. SIGPIPE must never end
+  // the process: a peer that vanished is one failed write.
+  const sigset_t set = stop_signals();
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
   Server server(config, preflight.effective_max_connections, preflight.shards);
+  // After the server: destroyed first, while the shards it reads still exist.
+  std::unique_ptr<AdminServer> admin;
   try {
     server.start();
+    // Bound after the listeners, so /readyz can never answer before they
+    // are; a failed bind is a start-up error like a listener's.
+    if (config.admin.port != 0) {
+      admin = std::make_unique<AdminServer>(config.admin, server, preflight);
+      admin->start();
+    }
   } catch (const std::exception& e) {
     spdlog::critical("{}", e.what());
     return 1;
@@ -120,22 +193,51 @@ int run(const Config& config, const PreflightResult& preflight) {
     spdlog::info("listener \"{}\" ({}) listening on {}:{}", b.name, to_string(b.protocol),
                  b.endpoint.address().to_string(), b.endpoint.port());
   }
+  if (admin) {
+    const auto ep = admin->local_endpoint();
+    spdlog::info("admin listening on {}:{}", ep.address().to_string(), ep.port());
+  }
   spdlog::info("ready: {} listeners on {} shards, max_connections {}", server.bound().size(),
                preflight.shards, preflight.effective_max_connections);
+  SystemdNotifier notifier;
+  notifier.ready(status_line(server));
 
+  // The main thread waits for signals and, between them, keeps systemd's
+  // watchdog fed (only while every shard answers: a stuck shard stops the
+  // pings and systemd restarts the service) and the status line current.
+  Duration drain = config.shutdown.drain_timeout;
+  const auto tick = std::min<std::chrono::steady_clock::duration>(
+      notifier.watchdog_period().value_or(std::chrono::seconds(5)), std::chrono::seconds(5));
+  bool stuck_reported = false;
   int sig = 0;
   for (;;) {
-    sig = wait_signal(set, std::chrono::steady_clock::time_point::max());
+    sig = wait_signal(set, std::chrono::steady_clock::now() + tick);
     if (sig == SIGHUP) {
-      spdlog::warn("SIGHUP: live reload is not supported by this build; restart to apply changes");
+      notifier.reloading();
+      reload(opts, server, drain);
+      notifier.ready(status_line(server));
       continue;
     }
     if (sig != 0) break;
+    const bool healthy = all_shards_answer(server);
+    if (notifier.watchdog_period()) {
+      if (healthy) notifier.watchdog();
+    }
+    if (!healthy && !stuck_reported) {
+      spdlog::error("a shard's event loop has stopped answering; {}",
+                    notifier.watchdog_period() ? "withholding the systemd watchdog"
+                                               : "/healthz reports it");
+    }
+    stuck_reported = !healthy;
+    notifier.status(status_line(server));
   }
 
   // Ordered stop: no new connections, let open ones finish within the
   // drain timeout, then close the rest, then stop the loops.
-  const auto drain = config.shutdown.drain_timeout;
+  // /readyz turns 503 first, so that load balancers stop sending clients
+  // while the open connections drain; /metrics and /status go on serving.
+  server.set_draining();
+  notifier.stopping();
   spdlog::info("{}: draining {} connections (up to {})", strsignal(sig), server.active_connections(),
                format_duration(drain));
   server.stop_accepting();
@@ -161,6 +263,7 @@ int run(const Config& config, const PreflightResult& preflight) {
     while (server.active_connections() > 0 && std::chrono::steady_clock::now() < close_deadline)
       std::this_thread::sleep_for(std::chrono::milliseconds(5));
   }
+  if (admin) admin->stop();
   server.stop();
   for (const auto& shard : server.shards()) {
     spdlog::info("shard {}: served {} connections", shard->id(), shard->served_connections());
@@ -174,6 +277,7 @@ int run(const Config& config, const PreflightResult& preflight) {
 int shoald_main(int argc, char** argv) {
   CliOptions opts;
   if (auto status = parse_cli(argc, argv, opts)) return *status;
+  if (opts.probe) return probe_health(*opts.probe, std::chrono::seconds(3));
 
   Config config;
   try {
@@ -201,13 +305,18 @@ int shoald_main(int argc, char** argv) {
     return 0;
   }
 
+  // Before any thread exists, the asynchronous logger's included: a thread
+  // that leaves SIGTERM unblocked would take it with the default action and
+  // end the process in the middle of a drain.
+  const sigset_t signals = stop_signals();
+  pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   configure_logging(config.logging);
   log_block(preflight.ok ? spdlog::level::info : spdlog::level::err, preflight.report());
   int status = 1;
   if (!preflight.ok) {
     spdlog::critical("preflight failed (limits.on_insufficient: fail); not starting");
   } else {
-    status = run(config, preflight);
+    status = run(opts, config, preflight);
   }
   shutdown_logging();
   return status;

@@ -104,12 +104,13 @@ void Acceptor::do_accept() {
 
 bool Acceptor::admit() {
   const auto process_now = ctx_.process_active->fetch_add(1, std::memory_order_relaxed);
-  if (process_now >= ctx_.process_max_connections) {
+  if (process_now >= ctx_.process_max_connections->load(std::memory_order_relaxed)) {
     ctx_.process_active->fetch_sub(1, std::memory_order_relaxed);
     return false;
   }
   const auto listener_now = ctx_.shared->active.fetch_add(1, std::memory_order_relaxed);
-  if (ctx_.shared->max_connections != 0 && listener_now >= ctx_.shared->max_connections) {
+  const auto listener_max = ctx_.shared->max_connections.load(std::memory_order_relaxed);
+  if (listener_max != 0 && listener_now >= listener_max) {
     ctx_.shared->active.fetch_sub(1, std::memory_order_relaxed);
     ctx_.process_active->fetch_sub(1, std::memory_order_relaxed);
     return false;
@@ -122,7 +123,7 @@ void Acceptor::on_accept(const boost::system::error_code& ec, tcp_socket socket,
   ListenerStats& stats = home_.slot(ctx_.listener_index).stats;
   if (ec) {
     if (is_descriptor_exhaustion(ec)) {
-      stats.rejected_fd_exhausted.add();
+      stats.rejected[static_cast<int>(RejectReason::fd_exhausted)].add();
       backoff(ec);
       return;
     }
@@ -134,7 +135,7 @@ void Acceptor::on_accept(const boost::system::error_code& ec, tcp_socket socket,
   retry_delay_ = std::chrono::milliseconds(0);
 
   if (!admit()) {
-    stats.rejected_limit.add();
+    stats.rejected[static_cast<int>(RejectReason::limit)].add();
     // Accepted and closed at once: the client learns now, and the backlog
     // keeps moving instead of filling with connections we will never serve.
     boost::system::error_code ignored;

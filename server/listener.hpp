@@ -32,7 +32,7 @@ struct AcceptContext {
   std::size_t listener_index = 0;
   ListenerShared* shared = nullptr;
   std::atomic<std::uint64_t>* process_active = nullptr;
-  std::uint64_t process_max_connections = 0;
+  const std::atomic<std::uint64_t>* process_max_connections = nullptr;
   std::vector<Shard*> targets;  // dispatch: every shard; reuseport: its own
   SessionStarter start_session;
 };

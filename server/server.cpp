@@ -6,13 +6,19 @@
 #include <spdlog/spdlog.h>
 
 #include "tcp_echo_session.hpp"
+#include "websocket_session.hpp"
 
 namespace shoal {
 namespace {
 
-SessionStarter starter_for(Protocol p) {
-  switch (p) {
+SessionStarter starter_for(const ListenerConfig& lc) {
+  switch (lc.protocol) {
     case Protocol::tcp_echo: return start_tcp_echo_session;
+    case Protocol::websocket_echo:
+      // The Server's copy of the config outlives every session.
+      return [ws = &lc.websocket](Shard& shard, std::size_t index, tcp_socket socket) {
+        start_websocket_session(shard, index, std::move(socket), *ws);
+      };
   }
   throw std::logic_error("no session type for protocol");
 }
@@ -62,8 +68,8 @@ void Server::start() {
     base.listener_index = li;
     base.shared = listener_shared_[li].get();
     base.process_active = &process_active_;
-    base.process_max_connections = max_connections_;
-    base.start_session = starter_for(lc.protocol);
+    base.process_max_connections = &max_connections_;
+    base.start_session = starter_for(lc);
 
     if (reuseport) {
       for (auto& shard : shards_) {
@@ -92,6 +98,8 @@ void Server::start() {
     shards_[i]->start(cpu);
   }
   for (auto& a : acceptors_) a->start();
+  started_at_ = std::chrono::steady_clock::now();
+  started_.store(true, std::memory_order_release);
 }
 
 void Server::stop_accepting() {
@@ -109,6 +117,51 @@ void Server::stop() {
   if (stopped_) return;
   stopped_ = true;
   for (auto& s : shards_) s->stop_and_join();
+}
+
+}  // namespace shoal
+
+namespace shoal {
+
+std::vector<std::string> Server::apply_reload(const Config& next, std::uint64_t max_connections) {
+  std::vector<std::string> restart;
+  auto needs_restart = [&](bool changed, const std::string& what) {
+    if (changed) restart.push_back(what);
+  };
+  needs_restart(next.shards != config_.shards, "shards");
+  needs_restart(next.cpu_affinity != config_.cpu_affinity, "cpu_affinity");
+  needs_restart(next.sharding != config_.sharding, "sharding");
+  needs_restart(next.admin != config_.admin, "admin");
+  needs_restart(next.limits.reserved_descriptors != config_.limits.reserved_descriptors,
+                "limits.reserved_descriptors");
+  const bool same_listener_set = next.listeners.size() == config_.listeners.size();
+  needs_restart(!same_listener_set, "listeners (added or removed)");
+
+  max_connections_.store(max_connections, std::memory_order_relaxed);
+  if (!same_listener_set) return restart;
+
+  for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+    const ListenerConfig& now = config_.listeners[i];
+    const ListenerConfig& want = next.listeners[i];
+    const std::string path = "listeners[" + std::to_string(i) + "]";
+    needs_restart(want.name != now.name || want.protocol != now.protocol ||
+                      want.address != now.address || want.port != now.port ||
+                      want.backlog != now.backlog,
+                  path + " name, protocol, address, port or backlog");
+    // WebSocket sessions read their options on their own shard without
+    // synchronisation, so those options apply to the next start.
+    needs_restart(want.websocket != now.websocket, path + ".websocket");
+
+    listener_shared_[i]->max_connections.store(want.max_connections, std::memory_order_relaxed);
+    // Posted every time: the running value may differ from config_ after an
+    // earlier reload.
+    const std::int64_t ms = want.idle_timeout.count();
+    for (auto& s : shards_) {
+      Shard* shard = s.get();
+      shard->post([shard, i, ms] { shard->set_idle_timeout(i, ms); });
+    }
+  }
+  return restart;
 }
 
 }  // namespace shoal

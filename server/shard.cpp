@@ -4,6 +4,8 @@
 #include <sched.h>
 #include <time.h>
 
+#include <algorithm>
+
 #include <spdlog/spdlog.h>
 
 namespace shoal {
@@ -15,7 +17,21 @@ const char* to_string(CloseReason r) {
     case CloseReason::idle_timeout: return "idle_timeout";
     case CloseReason::drain: return "drain";
     case CloseReason::error: return "error";
+    case CloseReason::protocol_error: return "protocol_error";
+    case CloseReason::write_timeout: return "write_timeout";
+    case CloseReason::ping_timeout: return "ping_timeout";
     case CloseReason::count_: break;
+  }
+  return "unknown";
+}
+
+const char* to_string(RejectReason r) {
+  switch (r) {
+    case RejectReason::limit: return "limit";
+    case RejectReason::fd_exhausted: return "fd_exhausted";
+    case RejectReason::handshake_failed: return "handshake_failed";
+    case RejectReason::origin: return "origin";
+    case RejectReason::count_: break;
   }
   return "unknown";
 }
@@ -64,18 +80,38 @@ Shard::Shard(unsigned id, const Config& config, std::vector<ListenerShared*> lis
       slots_(config.listeners.size()),
       process_active_(process_active),
       scratch_(new char[scratch_size]) {
-  std::int64_t shortest = 0;
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     slots_[i].shared = listeners.at(i);
     slots_[i].idle_timeout_ms = config.listeners[i].idle_timeout.count();
-    const auto t = slots_[i].idle_timeout_ms;
+  }
+  sweep_period_ms_ = sweep_period();
+}
+
+// Idle connections are found by a periodic sweep of activity-ordered lists
+// instead of a timer per connection (a timer costs ~100 bytes and a heap
+// operation per reset). A quarter of the shortest timeout bounds how late a
+// close can be; 1 s caps the cost for long timeouts. 0: no sweep needed.
+std::int64_t Shard::sweep_period() const {
+  std::int64_t shortest = 0;
+  for (const auto& slot : slots_) {
+    const auto t = slot.idle_timeout_ms;
     if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
   }
-  // Idle connections are found by a periodic sweep of activity-ordered
-  // lists instead of a timer per connection (a timer costs ~100 bytes and a
-  // heap operation per reset). A quarter of the shortest timeout bounds how
-  // late a close can be; 1 s caps the cost for long timeouts.
-  if (shortest > 0) sweep_period_ms_ = std::clamp<std::int64_t>(shortest / 4, 10, 1000);
+  return shortest > 0 ? std::clamp<std::int64_t>(shortest / 4, 10, 1000) : 0;
+}
+
+void Shard::set_idle_timeout(std::size_t listener_index, std::int64_t ms) {
+  slots_.at(listener_index).idle_timeout_ms = ms;
+  const bool was_sweeping = sweep_period_ms_ > 0;
+  sweep_period_ms_ = sweep_period();
+  if (sweep_period_ms_ > 0) {
+    // Restart the timer so a shorter period applies now, not after the
+    // current (possibly 1 s) wait.
+    if (was_sweeping) sweep_timer_.cancel();
+    schedule_sweep();
+  } else {
+    sweep_timer_.cancel();
+  }
 }
 
 Shard::~Shard() { stop_and_join(); }
@@ -92,8 +128,22 @@ std::uint64_t Shard::served_connections() const noexcept {
   return n;
 }
 
+bool Shard::loop_answered(std::int64_t now) const noexcept {
+  if (loop_.last_tick_ms.load() == 0) return false;  // not started
+  return ms_since_last_tick(now) <= kLoopHealthDeadline.count();
+}
+
+std::int64_t Shard::ms_since_last_tick(std::int64_t now) const noexcept {
+  const auto last = static_cast<std::int64_t>(loop_.last_tick_ms.load());
+  return last == 0 ? now : std::max<std::int64_t>(0, now - last);
+}
+
 void Shard::start(int cpu) {
   if (sweep_period_ms_ > 0) schedule_sweep();
+  // Stored before the thread starts: a scrape right after start() sees a
+  // shard that answered "now", not one that never did.
+  loop_.last_tick_ms.set(static_cast<std::uint64_t>(now_ms()));
+  schedule_lag_tick();
   thread_ = std::thread([this, cpu] {
     const std::string name = "shard-" + std::to_string(id_);
     pthread_setname_np(pthread_self(), name.c_str());
@@ -112,8 +162,10 @@ void Shard::start(int cpu) {
         ioc_.run();
         break;
       } catch (const std::exception& e) {
+        loop_.exceptions.add();
         spdlog::error("shard {}: unhandled exception in a handler: {}", id_, e.what());
       } catch (...) {
+        loop_.exceptions.add();
         spdlog::error("shard {}: unhandled non-standard exception in a handler", id_);
       }
     }
@@ -134,11 +186,43 @@ void Shard::close_all(CloseReason reason) {
 
 void Shard::schedule_sweep() {
   sweep_timer_.expires_after(std::chrono::milliseconds(sweep_period_ms_));
-  sweep_timer_.async_wait([this](boost::system::error_code ec) {
-    if (ec) return;
+  sweep_timer_.async_wait([this, generation = ++sweep_generation_](boost::system::error_code ec) {
+    // A newer schedule_sweep() superseded this wait (reload).
+    if (ec || generation != sweep_generation_) return;
+    loop_.sweeps.add();
     sweep();
     schedule_sweep();
   });
+}
+
+// The loop-lag probe: a timer due every kLoopLagPeriod; how late its handler
+// runs is how long the loop was busy with other handlers (or blocked) when it
+// fell due. One timer and one clock read per 100 ms per shard, nothing per
+// message. The next tick is due a period after this one *ran*, so a stalled
+// loop is measured once, not followed by a burst of catch-up ticks.
+void Shard::schedule_lag_tick() {
+  lag_timer_.expires_after(kLoopLagPeriod);
+  lag_timer_.async_wait([this](boost::system::error_code ec) {
+    if (ec) return;
+    on_lag_tick();
+    schedule_lag_tick();
+  });
+}
+
+void Shard::on_lag_tick() {
+  const auto late = std::chrono::steady_clock::now() - lag_timer_.expiry();
+  const auto ns = static_cast<std::uint64_t>(
+      std::max<std::int64_t>(0, std::chrono::duration_cast<std::chrono::nanoseconds>(late).count()));
+  const double seconds = static_cast<double>(ns) / 1e9;
+  std::size_t slot = 0;
+  while (slot < std::size(kLoopLagBuckets) && seconds > kLoopLagBuckets[slot]) ++slot;
+  loop_.lag_buckets[slot].add();
+  loop_.lag_sum_ns.add(ns);
+  loop_.lag_last_ns.set(ns);
+  const std::uint64_t avg = loop_.lag_avg_ns.load();
+  loop_.lag_avg_ns.set(loop_.ticks.load() == 0 ? ns : avg - avg / 8 + ns / 8);
+  loop_.ticks.add();
+  loop_.last_tick_ms.set(static_cast<std::uint64_t>(now_ms()));
 }
 
 void Shard::sweep() {

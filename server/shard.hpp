@@ -10,6 +10,7 @@
 #pragma once
 
 #include <atomic>
+#include <chrono>
 #include <cstdint>
 #include <functional>
 #include <memory>
@@ -50,6 +51,8 @@ class ShardCounter {
   void sub(std::uint64_t n = 1) noexcept {
     v_.store(v_.load(std::memory_order_relaxed) - n, std::memory_order_relaxed);
   }
+  // For gauges and timestamps kept by the owning shard.
+  void set(std::uint64_t v) noexcept { v_.store(v, std::memory_order_relaxed); }
   std::uint64_t load() const noexcept { return v_.load(std::memory_order_relaxed); }
 
  private:
@@ -57,20 +60,47 @@ class ShardCounter {
 };
 
 enum class CloseReason : std::uint8_t {
-  peer_closed,   // orderly EOF from the client
-  reset,         // connection reset or broken pipe
-  idle_timeout,  // no traffic for the listener's idle_timeout
-  drain,         // closed by a graceful shutdown
-  error,         // any other I/O error
+  peer_closed,     // orderly EOF from the client, or its WebSocket close
+  reset,           // connection reset or broken pipe
+  idle_timeout,    // no traffic for the listener's idle_timeout
+  drain,           // closed by a graceful shutdown
+  error,           // any other I/O error
+  protocol_error,  // the peer broke the protocol (WebSocket 1002/1007/1009)
+  write_timeout,   // the peer stopped reading our writes
+  ping_timeout,    // no pong within pong_timeout
   count_
 };
 const char* to_string(CloseReason r);
+
+// Why a connection was refused before it was served. Counted per listener.
+enum class RejectReason : std::uint8_t {
+  limit,             // max_connections (listener or process) reached
+  fd_exhausted,      // accept failed: EMFILE/ENFILE/ENOBUFS/ENOMEM
+  handshake_failed,  // bad or timed-out HTTP upgrade / TLS handshake
+  origin,            // Origin not in allowed_origins
+  count_
+};
+const char* to_string(RejectReason r);
+
+// WebSocket close codes counted by shoal_websocket_close_codes_total{code}:
+// the codes of RFC 6455 §7.4.1 we send or receive, and "other".
+inline constexpr std::uint16_t kCountedCloseCodes[] = {1000, 1001, 1002, 1003, 1005, 1006,
+                                                       1007, 1008, 1009, 1010, 1011};
+inline constexpr std::size_t kCloseCodeSlots = std::size(kCountedCloseCodes) + 1;
+// Index into ListenerStats::close_codes; the last slot is "other".
+constexpr std::size_t close_code_slot(std::uint16_t code) {
+  for (std::size_t i = 0; i < std::size(kCountedCloseCodes); ++i)
+    if (kCountedCloseCodes[i] == code) return i;
+  return kCloseCodeSlots - 1;
+}
 
 // Per-process, per-listener admission state shared by every shard: one
 // atomic increment per *connection* (never per message).
 struct ListenerShared {
   std::atomic<std::uint64_t> active{0};
-  std::uint64_t max_connections = 0;  // 0 = no per-listener limit
+  // 0 = no per-listener limit. Atomic: a reload (SIGHUP) changes it while
+  // acceptors read it.
+  std::atomic<std::uint64_t> max_connections{0};
 };
 
 // Counters of one listener on one shard, written only by that shard.
@@ -78,11 +108,45 @@ struct alignas(64) ListenerStats {
   ShardCounter accepted;  // by this shard's acceptor (dispatch: one shard accepts for all)
   ShardCounter served;    // connections this shard has served
   ShardCounter active;
-  ShardCounter rejected_limit;
-  ShardCounter rejected_fd_exhausted;
+  ShardCounter rejected[static_cast<int>(RejectReason::count_)];
   ShardCounter bytes_received;
   ShardCounter bytes_sent;
+  // TCP echo counts each read as a message received and each echo as sent;
+  // WebSocket counts whole messages.
+  ShardCounter messages_received;
+  ShardCounter messages_sent;
   ShardCounter closed[static_cast<int>(CloseReason::count_)];
+  // WebSocket close codes sent or received (see kCountedCloseCodes).
+  ShardCounter close_codes[kCloseCodeSlots];
+};
+
+// Upper bounds, in seconds, of the shoal_shard_loop_lag_seconds buckets; a
+// last, implicit +Inf bucket follows. From half a millisecond (a loop that is
+// merely busy) to 5 s (a loop that is stuck).
+inline constexpr double kLoopLagBuckets[] = {0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05,
+                                             0.1,    0.25,  0.5,    1.0,   2.5,  5.0};
+inline constexpr std::size_t kLoopLagSlots = std::size(kLoopLagBuckets) + 1;
+
+// How often each shard's loop-lag timer fires, and how long a shard may go
+// without running it before /healthz calls the shard stuck. 2 s is twenty
+// missed ticks: far beyond any legitimate handler (they run for
+// microseconds), yet well inside the 10 s a liveness probe usually waits.
+inline constexpr std::chrono::milliseconds kLoopLagPeriod{100};
+inline constexpr std::chrono::milliseconds kLoopHealthDeadline{2000};
+
+// The health of one shard's event loop, written only by that shard's thread
+// (the loop-lag timer, the idle sweep and the run loop's exception guard) and
+// read by the admin thread. Bucket counts are per bucket, not cumulative: the
+// scrape adds them up.
+struct alignas(64) LoopStats {
+  ShardCounter lag_buckets[kLoopLagSlots];
+  ShardCounter lag_sum_ns;    // sum of every measured lag
+  ShardCounter lag_last_ns;   // the latest tick's lag
+  ShardCounter lag_avg_ns;    // moving average, weight 1/8 per tick (~the last second)
+  ShardCounter last_tick_ms;  // Shard::now_ms() of the latest tick, or of start(); 0 before
+  ShardCounter ticks;         // loop-lag timer ticks run
+  ShardCounter sweeps;        // idle-sweep timer ticks run
+  ShardCounter exceptions;    // exceptions that escaped a handler
 };
 
 class Shard;
@@ -156,6 +220,9 @@ class Shard {
   // Closes every connection with `reason`. Shard thread only.
   void close_all(CloseReason reason);
 
+  // Applies a reloaded listener idle_timeout (0 = never). Shard thread only.
+  void set_idle_timeout(std::size_t listener_index, std::int64_t ms);
+
   ListenerSlot& slot(std::size_t listener_index) noexcept { return slots_[listener_index]; }
   const ListenerSlot& slot(std::size_t listener_index) const noexcept { return slots_[listener_index]; }
   std::size_t listener_count() const noexcept { return slots_.size(); }
@@ -172,10 +239,21 @@ class Shard {
   // Monotonic milliseconds from a coarse clock (a few ns to read).
   static std::int64_t now_ms() noexcept;
 
+  // The loop's health counters (any thread may read them).
+  const LoopStats& loop_stats() const noexcept { return loop_; }
+  // Whether the loop ran its lag timer within kLoopHealthDeadline of
+  // `now_ms` (a Shard::now_ms() value); also false before start(). Any thread.
+  bool loop_answered(std::int64_t now_ms) const noexcept;
+  // Milliseconds since the loop last ran its lag timer. Any thread.
+  std::int64_t ms_since_last_tick(std::int64_t now_ms) const noexcept;
+
  private:
   friend class Connection;
   void schedule_sweep();
+  std::int64_t sweep_period() const;
   void sweep();
+  void schedule_lag_tick();
+  void on_lag_tick();
 
   unsigned id_;
   std::vector<ListenerSlot> slots_;
@@ -184,11 +262,14 @@ class Shard {
   std::uint32_t next_seq_ = 0;
   std::unique_ptr<char[]> scratch_;
   std::int64_t sweep_period_ms_ = 0;
+  std::uint64_t sweep_generation_ = 0;
+  LoopStats loop_;
   // Declared after the slots: destroying the context destroys pending
   // handlers, and with them sessions that unlink from the slots.
   boost::asio::io_context ioc_{1};
   boost::asio::executor_work_guard<executor_type> work_{ioc_.get_executor()};
   steady_timer sweep_timer_{ioc_.get_executor()};
+  steady_timer lag_timer_{ioc_.get_executor()};
   std::thread thread_;
 };
 

@@ -66,6 +66,7 @@ void TcpEchoSession::on_readable(const boost::system::error_code& wait_ec) {
     }
     touch();
     stats.bytes_received.add(n);
+    stats.messages_received.add();
 
     std::size_t sent = socket_.write_some(asio::buffer(buf, n), ec);
     if (ec == asio::error::would_block) {
@@ -75,6 +76,7 @@ void TcpEchoSession::on_readable(const boost::system::error_code& wait_ec) {
       return;
     }
     stats.bytes_sent.add(sent);
+    if (sent == n) stats.messages_sent.add();
     if (sent < n) {
       // The kernel's send buffer is full: keep the rest and stop reading
       // until it is written (backpressure).
@@ -100,7 +102,9 @@ void TcpEchoSession::on_written(const boost::system::error_code& ec, std::size_t
     fail(ec, "write");
     return;
   }
-  shard_.slot(listener_index_).stats.bytes_sent.add(n);
+  ListenerStats& stats = shard_.slot(listener_index_).stats;
+  stats.bytes_sent.add(n);
+  stats.messages_sent.add();
   touch();
   do_wait();
 }

@@ -1,13 +1,17 @@
 #include "shoald_process.hpp"
 
+#include <arpa/inet.h>
 #include <fcntl.h>
+#include <netinet/in.h>
 #include <signal.h>
+#include <sys/socket.h>
 #include <sys/wait.h>
 #include <unistd.h>
 
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <random>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
@@ -21,7 +25,8 @@ std::string temp_dir() {
 }
 
 // fork + exec with stdout/stderr on a pipe; returns the read end.
-pid_t spawn(const std::vector<std::string>& args, std::optional<rlim_t> nofile, int& read_fd) {
+pid_t spawn(const std::vector<std::string>& args, std::optional<rlim_t> nofile, int& read_fd,
+            const std::vector<std::pair<std::string, std::string>>& env = {}) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   std::vector<char*> argv;
@@ -37,6 +42,7 @@ pid_t spawn(const std::vector<std::string>& args, std::optional<rlim_t> nofile, 
       rlimit rl{*nofile, *nofile};
       setrlimit(RLIMIT_NOFILE, &rl);
     }
+    for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
     execv(SHOALD_PATH, argv.data());
     _exit(127);
   }
@@ -46,6 +52,14 @@ pid_t spawn(const std::vector<std::string>& args, std::optional<rlim_t> nofile, 
 }
 
 int decode(int status) { return WIFEXITED(status) ? WEXITSTATUS(status) : -1; }
+
+// Turns the admin port off unless the config says something about it.
+std::string with_admin_default(std::string yaml) {
+  const bool has_admin = yaml.rfind("admin:", 0) == 0 || yaml.find("\nadmin:") != std::string::npos;
+  if (has_admin) return yaml;
+  if (!yaml.empty() && yaml.back() != '\n') yaml += '\n';
+  return yaml + "admin:\n  port: 0\n";
+}
 
 }  // namespace
 
@@ -90,11 +104,11 @@ RunResult run_shoald(const std::vector<std::string>& args, std::chrono::millisec
 }
 
 ShoaldProcess::ShoaldProcess(Options options) {
-  const std::string path = write_temp_file(options.yaml);
-  std::vector<std::string> args = {"--config", path};
+  config_path_ = write_temp_file(with_admin_default(options.yaml));
+  std::vector<std::string> args = {"--config", config_path_};
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   int fd = -1;
-  pid_ = spawn(args, options.nofile, fd);
+  pid_ = spawn(args, options.nofile, fd, options.env);
   reader_ = std::thread([this, fd] { read_loop(fd); });
   if (options.wait_ready && !wait_for_output("ready:", std::chrono::seconds(15))) {
     kill(pid_, SIGKILL);
@@ -115,6 +129,7 @@ ShoaldProcess::~ShoaldProcess() {
 
 void ShoaldProcess::read_loop(int fd) {
   static const std::regex listening(R"re(listener "([^"]+)" \([a-z-]+\) listening on .*:(\d+))re");
+  static const std::regex admin_listening(R"re(admin listening on .*:(\d+))re");
   char buf[4096];
   std::string partial;
   ssize_t n;
@@ -129,12 +144,15 @@ void ShoaldProcess::read_loop(int fd) {
       std::smatch m;
       if (std::regex_search(line, m, listening)) {
         ports_[m[1]] = static_cast<std::uint16_t>(std::stoi(m[2]));
+      } else if (std::regex_search(line, m, admin_listening)) {
+        admin_port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
       }
     }
     cv_.notify_all();
   }
   close(fd);
   std::lock_guard lock(mu_);
+  eof_ = true;
   cv_.notify_all();
 }
 
@@ -145,9 +163,38 @@ std::uint16_t ShoaldProcess::port(const std::string& name) const {
   return it->second;
 }
 
+std::uint16_t ShoaldProcess::admin_port() const {
+  std::lock_guard lock(mu_);
+  if (!admin_port_) throw std::runtime_error("shoald printed no admin port");
+  return *admin_port_;
+}
+
+// Below the ephemeral range (32768-60999): a port the kernel hands out for
+// bind(0) can be taken by any client's connect a moment later, as it is
+// while tests and load generators run side by side.
+std::uint16_t free_loopback_port() {
+  static std::mt19937 rng(static_cast<std::uint32_t>(getpid()) ^
+                          static_cast<std::uint32_t>(std::chrono::steady_clock::now().time_since_epoch().count()));
+  for (int attempt = 0; attempt < 200; ++attempt) {
+    const auto port = static_cast<std::uint16_t>(20000 + rng() % 12000);
+    const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    if (fd < 0) throw std::runtime_error("socket failed");
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    addr.sin_port = htons(port);
+    const bool ok = bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    close(fd);
+    if (ok) return port;
+  }
+  throw std::runtime_error("no free loopback port in 20000-31999");
+}
+
 bool ShoaldProcess::wait_for_output(const std::string& needle, std::chrono::milliseconds timeout) {
   std::unique_lock lock(mu_);
-  return cv_.wait_for(lock, timeout, [&] { return output_.find(needle) != std::string::npos; });
+  // Gives up early when shoald has exited (its output ended).
+  return cv_.wait_for(lock, timeout, [&] { return output_.find(needle) != std::string::npos || eof_; }) &&
+         output_.find(needle) != std::string::npos;
 }
 
 std::string ShoaldProcess::output() const {

@@ -34,10 +34,14 @@ std::string write_temp_file(const std::string& text, const std::string& suffix =
 class ShoaldProcess {
  public:
   struct Options {
-    std::string yaml;                     // the config file's content
+    // The config file's content. One without a top-level `admin:` key gets
+    // `admin: {port: 0}` appended: the default admin port is a fixed one
+    // (7070), which tests running side by side would fight over.
+    std::string yaml;
     std::vector<std::string> extra_args;  // after --config FILE
     std::optional<rlim_t> nofile;         // RLIMIT_NOFILE (soft = hard) set before exec
     bool wait_ready = true;               // wait for the "ready:" line
+    std::vector<std::pair<std::string, std::string>> env;  // set in the child
   };
 
   explicit ShoaldProcess(Options options);
@@ -46,8 +50,14 @@ class ShoaldProcess {
   ShoaldProcess& operator=(const ShoaldProcess&) = delete;
 
   pid_t pid() const { return pid_; }
+  // The config file shoald was started with (a test may rewrite it and
+  // send SIGHUP).
+  const std::string& config_path() const { return config_path_; }
   // Port of the listener named `name` (from the "listening on" line).
   std::uint16_t port(const std::string& name) const;
+  // Port of the admin HTTP listener (from the "admin listening on" line);
+  // throws when there was none.
+  std::uint16_t admin_port() const;
 
   // Waits until a line containing `needle` was printed; false on timeout.
   bool wait_for_output(const std::string& needle, std::chrono::milliseconds timeout);
@@ -65,13 +75,20 @@ class ShoaldProcess {
   void read_loop(int fd);
 
   pid_t pid_ = -1;
+  std::string config_path_;
   bool exited_ = false;
   int status_ = 0;
   std::thread reader_;
   mutable std::mutex mu_;
   std::condition_variable cv_;
   std::string output_;
+  bool eof_ = false;  // shoald's output ended (it exited)
   std::map<std::string, std::uint16_t> ports_;
+  std::optional<std::uint16_t> admin_port_;
 };
+
+// A loopback TCP port that was free a moment ago: bound to 127.0.0.1:0, read
+// and released. For configs that cannot say port 0 (the admin port).
+std::uint16_t free_loopback_port();
 
 }  // namespace shoal::test

@@ -1,0 +1,3 @@
+// The one translation unit that compiles Beast's implementation
+// (BOOST_BEAST_SEPARATE_COMPILATION).
+#include <boost/beast/src.hpp>

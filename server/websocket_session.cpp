@@ -1,0 +1,1119 @@
+// WebSocket echo (RFC 6455), one connection's whole life: the HTTP upgrade,
+// echo of whole messages, keepalive, failing and closing.
+//
+// Decisions, each explained where it is made:
+// - The upgrade request is read with MSG_PEEK and only its own bytes are
+//   taken from the socket, so the first frame sent in the same segment stays
+//   in the kernel for Beast (Beast's accept(buffers) would copy the request
+//   into its 1,536-byte read buffer and refuse any longer request).
+// - Every requirement of RFC 6455 §4.2.1 is checked here, with the status an
+//   operator expects; Beast's accept(request) then only writes the 101.
+// - Beast reads through WsSocket, a thin layer over the shard's socket that
+//   follows frame boundaries in the bytes Beast reads. It tells the session
+//   when Beast's internal read buffer is empty, which is when an idle
+//   connection may park on async_wait(read) instead of holding a composed
+//   read and a prepared buffer. Its teardown only half-closes: after a
+//   completed closing handshake the session closes the socket at once; after
+//   failing a connection or refusing an upgrade it drains the peer to EOF
+//   under a deadline (no RST over our close frame or error response).
+// - One timer per session, re-armed only when a deadline moves earlier:
+//   handshake_timeout, then keepalive (ping after ping_interval of silence,
+//   close after pong_timeout more), write_timeout while an echo is in flight,
+//   and the closing handshake. Beast's own timeouts stay off.
+// - Echo is read -> write -> read: one message in flight per connection.
+#include "websocket_session.hpp"
+
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <cerrno>
+#include <cstdint>
+#include <cstring>
+#include <limits>
+#include <memory>
+#include <string>
+#include <string_view>
+
+#include <boost/asio/associator.hpp>
+#include <boost/asio/buffer.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
+#include <boost/beast/core/bind_handler.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/role.hpp>
+#include <boost/beast/core/string.hpp>
+#include <boost/beast/http/empty_body.hpp>
+#include <boost/beast/http/parser.hpp>
+#include <boost/beast/http/rfc7230.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <spdlog/spdlog.h>
+
+namespace shoal {
+namespace ws_detail {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+using error_code = boost::system::error_code;
+
+// Follows the client's frame boundaries through the bytes Beast reads from
+// the socket. Beast reads ahead into its own buffer (up to 1,536 bytes), so
+// after a message completes the next frames may already be there, invisible
+// to the socket: waiting for readability then would stall the connection.
+// The bytes read are exactly those Beast consumed when they end at the end of
+// the last message Beast handed over; only then is its buffer empty.
+class FrameTracker {
+ public:
+  void observe(const unsigned char* p, std::size_t n) noexcept {
+    while (n > 0) {
+      if (remain_ > 0) {
+        const std::size_t k = remain_ < n ? static_cast<std::size_t>(remain_) : n;
+        remain_ -= k;
+        p += k;
+        n -= k;
+        if (remain_ == 0) end_frame();
+        continue;
+      }
+      at_message_end_ = false;
+      header_[header_len_++] = *p++;
+      --n;
+      if (header_len_ == 2) {
+        const unsigned len7 = header_[1] & 0x7fu;
+        header_need_ = static_cast<std::uint8_t>(2 + (len7 == 126 ? 2 : len7 == 127 ? 8 : 0) +
+                                                 ((header_[1] & 0x80u) ? 4 : 0));
+      }
+      if (header_len_ >= 2 && header_len_ == header_need_) {
+        std::uint64_t len = header_[1] & 0x7fu;
+        if (len == 126) {
+          len = (std::uint64_t{header_[2]} << 8) | header_[3];
+        } else if (len == 127) {
+          len = 0;
+          for (int i = 2; i < 10; ++i) len = (len << 8) | header_[i];
+        }
+        // FIN set on a data or continuation frame (opcode bit 3 clear).
+        ends_message_ = (header_[0] & 0x80u) && !(header_[0] & 0x08u);
+        header_len_ = 0;
+        remain_ = len;
+        if (remain_ == 0) end_frame();
+      }
+    }
+  }
+
+  // Data messages whose final frame has been read entirely.
+  std::uint64_t messages_ended() const noexcept { return messages_; }
+  // The bytes read so far end exactly at the end of such a message.
+  bool at_message_end() const noexcept { return at_message_end_; }
+
+ private:
+  void end_frame() noexcept {
+    if (ends_message_) {
+      ++messages_;
+      at_message_end_ = true;
+    }
+  }
+
+  std::uint64_t remain_ = 0;    // payload bytes of the current frame still to come
+  std::uint64_t messages_ = 0;
+  unsigned char header_[14] = {};
+  std::uint8_t header_len_ = 0;
+  std::uint8_t header_need_ = 2;
+  bool ends_message_ = false;
+  bool at_message_end_ = true;
+};
+
+class WsSocket;
+
+// Completion handler of a socket read issued by Beast: shows the bytes to
+// the tracker, then hands over to Beast's operation (whose associated
+// executor, allocator and cancellation slot it forwards).
+template <typename Buffers, typename Handler>
+struct ReadObserver {
+  WsSocket* layer;
+  Buffers buffers;
+  Handler handler;
+
+  void operator()(const error_code& ec, std::size_t n);
+};
+
+// The stream layer under Beast's websocket::stream: the shard's socket, typed
+// with the io_context executor, plus the frame tracker. Lives inside Beast's
+// stream implementation object.
+class WsSocket {
+ public:
+  using executor_type = shoal::executor_type;
+  using next_layer_type = tcp_socket;
+
+  explicit WsSocket(tcp_socket&& socket) : socket_(std::move(socket)) {}
+
+  executor_type get_executor() noexcept { return socket_.get_executor(); }
+  tcp_socket& next_layer() noexcept { return socket_; }
+  const tcp_socket& next_layer() const noexcept { return socket_; }
+
+  template <typename MutableBuffers, typename Handler>
+  void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    socket_.async_read_some(buffers, ReadObserver<MutableBuffers, std::decay_t<Handler>>{
+                                         this, buffers, std::forward<Handler>(handler)});
+  }
+
+  template <typename ConstBuffers, typename Handler>
+  void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    socket_.async_write_some(buffers, std::forward<Handler>(handler));
+  }
+
+  template <typename Buffers>
+  void observe(const Buffers& buffers, std::size_t n) noexcept {
+    last_read_ms = Shard::now_ms();
+    for (auto it = asio::buffer_sequence_begin(buffers), end = asio::buffer_sequence_end(buffers);
+         it != end && n > 0; ++it) {
+      const asio::const_buffer b(*it);
+      const std::size_t k = std::min(n, b.size());
+      tracker.observe(static_cast<const unsigned char*>(b.data()), k);
+      n -= k;
+    }
+  }
+
+  FrameTracker tracker;
+  std::int64_t last_read_ms = 0;  // the peer's last bytes (keepalive)
+
+ private:
+  tcp_socket socket_;
+};
+
+template <typename Buffers, typename Handler>
+void ReadObserver<Buffers, Handler>::operator()(const error_code& ec, std::size_t n) {
+  if (n > 0) layer->observe(buffers, n);
+  std::move(handler)(ec, n);
+}
+
+// Beast's closing handshake ends with a teardown of the next layer, found by
+// argument-dependent lookup. Ours half-closes and completes at once; the
+// session then reads the peer to EOF under its own deadline, so a peer that
+// never closes cannot hold a Beast operation (Beast 1.81 has no timeout on
+// this step: "TODO There should be a timeout on this").
+template <typename Handler>
+void async_teardown(beast::role_type, WsSocket& s, Handler&& handler) {
+  error_code ignored;
+  s.next_layer().shutdown(asio::socket_base::shutdown_send, ignored);
+  asio::post(s.get_executor(), beast::bind_front_handler(std::forward<Handler>(handler), error_code{}));
+}
+
+inline void teardown(beast::role_type, WsSocket& s, error_code& ec) {
+  s.next_layer().shutdown(asio::socket_base::shutdown_send, ec);
+  ec = {};
+}
+
+}  // namespace ws_detail
+}  // namespace shoal
+
+namespace boost::asio {
+template <template <typename, typename> class Associator, typename Buffers, typename Handler,
+          typename DefaultCandidate>
+struct associator<Associator, shoal::ws_detail::ReadObserver<Buffers, Handler>, DefaultCandidate> {
+  using type = typename Associator<Handler, DefaultCandidate>::type;
+  static type get(const shoal::ws_detail::ReadObserver<Buffers, Handler>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.handler);
+  }
+  static auto get(const shoal::ws_detail::ReadObserver<Buffers, Handler>& h,
+                  const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler, c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.handler, c);
+  }
+};
+}  // namespace boost::asio
+
+namespace shoal {
+namespace {
+
+namespace asio = boost::asio;
+namespace beast = boost::beast;
+namespace http = beast::http;
+namespace websocket = beast::websocket;
+using error_code = boost::system::error_code;
+using ws_detail::WsSocket;
+
+// permessage-deflate is compiled in (deflateSupported = true) so that config
+// can turn it on; when off, Beast holds only an empty pointer for it.
+using ws_stream = websocket::stream<WsSocket, true>;
+
+constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
+
+// A message is read in steps of at most this many bytes. Beast would
+// otherwise prepare the whole announced frame length at once (up to
+// max_message_bytes), so a client could make us allocate 1 MiB by sending a
+// 10-byte header; stepping makes memory follow the bytes really received.
+constexpr std::size_t kReadStep = 64 * 1024;
+
+// Beast uses its write buffer only to compress (and to mask, as a client):
+// an uncompressed echo goes out as one frame, header and payload gathered,
+// straight from our message buffer. 4 KiB per connection while deflate is
+// negotiated is small next to the zlib state (tens of KiB).
+constexpr std::size_t kDeflateWriteBuffer = 4096;
+
+// Bound on a closing handshake or linger when handshake_timeout is 0.
+constexpr std::int64_t kFallbackClosingMs = 10'000;
+
+constexpr std::uint16_t kNoStatus = 1005;  // close frame without a code
+constexpr std::uint16_t kAbnormal = 1006;  // TCP ended without a close frame
+
+template <typename... Args>
+void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  if (spdlog::should_log(spdlog::level::debug)) spdlog::debug(fmt, std::forward<Args>(args)...);
+}
+
+// --- RFC 6455 §4.2.1 helpers -------------------------------------------------
+
+bool is_base64_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '+' ||
+         c == '/';
+}
+
+// Sec-WebSocket-Key: the canonical base64 of exactly 16 bytes, i.e. 22
+// characters, the last of which carries 2 bits ("AQgw"), then "==".
+bool valid_key(std::string_view k) {
+  if (k.size() != 24 || k[22] != '=' || k[23] != '=') return false;
+  for (std::size_t i = 0; i < 22; ++i)
+    if (!is_base64_char(k[i])) return false;
+  return std::string_view("AQgw").find(k[21]) != std::string_view::npos;
+}
+
+bool has_token(const http::fields& f, http::field name, std::string_view token) {
+  auto range = f.equal_range(name);
+  for (auto it = range.first; it != range.second; ++it)
+    if (http::token_list{it->value()}.exists(beast::string_view(token.data(), token.size())))
+      return true;
+  return false;
+}
+
+std::size_t count_of(const http::fields& f, http::field name) {
+  return static_cast<std::size_t>(f.count(name));
+}
+
+std::string_view sv(beast::string_view s) { return {s.data(), s.size()}; }
+
+bool iequals_ascii(std::string_view a, std::string_view b) {
+  if (a.size() != b.size()) return false;
+  for (std::size_t i = 0; i < a.size(); ++i) {
+    auto lower = [](char c) { return c >= 'A' && c <= 'Z' ? static_cast<char>(c - 'A' + 'a') : c; };
+    if (lower(a[i]) != lower(b[i])) return false;
+  }
+  return true;
+}
+
+// The first of the server's subprotocols, in its order of preference, that
+// the client offered (Sec-WebSocket-Protocol may be repeated and is a
+// comma-separated list); none when they share none.
+const std::string* choose_subprotocol(const http::fields& f, const std::vector<std::string>& ours) {
+  if (ours.empty()) return nullptr;
+  auto range = f.equal_range(http::field::sec_websocket_protocol);
+  for (const std::string& candidate : ours) {
+    for (auto it = range.first; it != range.second; ++it) {
+      for (auto token : http::token_list{it->value()})
+        if (sv(token) == candidate) return &candidate;
+    }
+  }
+  return nullptr;
+}
+
+std::string http_error(unsigned status, std::string_view phrase, std::string_view body,
+                       std::string_view extra_headers) {
+  std::string r;
+  r.reserve(160 + body.size() + extra_headers.size());
+  r.append("HTTP/1.1 ").append(std::to_string(status)).append(" ").append(phrase).append("\r\n");
+  r.append("Server: shoal\r\nContent-Type: text/plain\r\nConnection: close\r\n");
+  r.append(extra_headers);
+  r.append("Content-Length: ").append(std::to_string(body.size() + 1)).append("\r\n\r\n");
+  r.append(body).append("\n");
+  return r;
+}
+
+// True when a text message, every byte of which Beast has already validated,
+// ends inside a multi-byte UTF-8 sequence. Beast 1.81 checks the end of the
+// sequence only when the final frame carries payload, so a message whose
+// final fragment is empty ("\xe2\x82" then an empty FIN continuation) gets
+// through it.
+bool ends_inside_utf8_sequence(const unsigned char* p, std::size_t n) {
+  std::size_t continuation = 0;
+  while (n > 0 && continuation < 3 && (p[n - 1] & 0xC0u) == 0x80u) {
+    --n;
+    ++continuation;
+  }
+  if (n == 0) return continuation > 0;
+  const unsigned lead = p[n - 1];
+  const std::size_t need = lead < 0x80u            ? 0
+                           : (lead & 0xE0u) == 0xC0u ? 1
+                           : (lead & 0xF0u) == 0xE0u ? 2
+                           : (lead & 0xF8u) == 0xF0u ? 3
+                                                     : 4;
+  return continuation < need;
+}
+
+// Advances a matcher of "\r\n\r\n" (state 4: found) over one byte.
+inline std::uint8_t crlf2_step(std::uint8_t s, char c) {
+  if (c == '\r') return s == 2 ? 3 : 1;
+  if (c == '\n') return s == 1 ? 2 : s == 3 ? 4 : 0;
+  return 0;
+}
+
+// --- the session -------------------------------------------------------------
+
+// sizeof(WebSocketSession) is 264 bytes with GCC 12 on x86-64: Connection
+// 48, enable_shared_from_this 16, config pointer 8, Beast stream handle 16,
+// flat_buffer 48 (no allocation while empty), timer 72, partial-request
+// pointer 8, four clocks 32, message count 8, flags 8; plus make_shared's
+// control block. Beast's stream implementation, which holds the socket and
+// WsSocket (88 bytes with the tracker), is a separate allocation of ~2.3 KiB
+// (its 1,536-byte read buffer among it). While idle nothing else is
+// allocated: the message buffer is released and the connection waits with
+// async_wait instead of a Beast read.
+class WebSocketSession final : public Connection,
+                               public std::enable_shared_from_this<WebSocketSession> {
+ public:
+  WebSocketSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                   const WebSocketConfig& config)
+      : Connection(shard, listener_index),
+        cfg_(&config),
+        ws_(std::move(socket)),
+        timer_(shard.executor()) {}
+
+  void start();
+  void close(CloseReason reason) override;
+
+ private:
+  enum class Phase : std::uint8_t {
+    handshake,  // reading and answering the HTTP upgrade
+    open,       // echoing
+    closing,    // close handshake or error response sent; draining to EOF
+    done,       // socket closed
+  };
+
+  tcp_socket& socket() noexcept { return ws_.next_layer().next_layer(); }
+  ListenerStats& stats() noexcept { return shard_.slot(listener_index_).stats; }
+  void count_close_code(std::uint16_t code) noexcept { stats().close_codes[close_code_slot(code)].add(); }
+
+  // Handshake.
+  void wait_request();
+  void on_request_readable(const error_code& ec);
+  void handle_request(const char* data, std::size_t size);
+  void reject(unsigned status, std::string_view phrase, std::string_view body,
+              std::string_view extra_headers = {}, RejectReason why = RejectReason::handshake_failed);
+  void on_accepted(const error_code& ec);
+
+  // Echo.
+  void park();
+  void on_readable(const error_code& ec);
+  bool take_pong();
+  void do_read();
+  void on_read(const error_code& ec, std::size_t n);
+  void on_read_failed(const error_code& ec);
+  void on_write(const error_code& ec, std::size_t n);
+  void on_control(websocket::frame_type kind);
+  void send_ping();
+  void on_pong();
+  void fail_connection(std::uint16_t code, const char* why);
+
+  // Endings.
+  void account(CloseReason reason);
+  void start_ws_close(std::uint16_t code, const char* why);
+  void on_ws_closed(const error_code& ec);
+  void linger(std::int64_t deadline_ms);
+  void on_linger_readable(const error_code& ec);
+  void end_with_error(const error_code& ec, const char* op);
+  void hard_close();
+
+  // Deadlines.
+  std::int64_t closing_deadline() const;
+  void arm(std::int64_t at_ms);
+  void on_timer(const error_code& ec);
+  void schedule_open_deadlines(std::int64_t now);
+
+  const WebSocketConfig* cfg_;
+  ws_stream ws_;
+  beast::flat_buffer buffer_;  // the message being echoed; no memory while idle
+  steady_timer timer_;
+  std::unique_ptr<std::string> partial_;  // request bytes, when the request came in pieces
+  std::int64_t deadline_ms_ = kNever;     // handshake or closing deadline
+  std::int64_t timer_at_ms_ = 0;          // when the timer fires; 0: not armed
+  std::int64_t write_started_ms_ = 0;
+  std::int64_t ping_sent_ms_ = 0;  // 0: no pong awaited
+  std::uint64_t messages_read_ = 0;
+  Phase phase_ = Phase::handshake;
+  bool closed_ = false;  // counted (account_close done)
+  bool writing_ = false;
+  bool ping_in_flight_ = false;
+  bool close_code_seen_ = false;
+  std::uint8_t crlf2_state_ = 0;  // "\r\n\r\n" matcher over partial_
+};
+
+// --- handshake ---------------------------------------------------------------
+
+void WebSocketSession::start() {
+  error_code ec;
+  // The handshake and the linger use synchronous non-blocking calls.
+  socket().non_blocking(true, ec);
+  if (!ec) socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  if (ec) {
+    end_with_error(ec, "setup");
+    return;
+  }
+  if (spdlog::should_log(spdlog::level::debug)) {
+    error_code ignored;
+    spdlog::debug("conn {}: accepted from {} (websocket)", id_string(),
+                  socket().remote_endpoint(ignored).address().to_string());
+  }
+
+  // Beast's buffers and limits, set deliberately:
+  // - read_message_max: larger messages fail with 1009 before any payload
+  //   is buffered (Beast checks the announced length of each frame).
+  // - auto_fragment off: an echo is one frame, written with one gathered
+  //   send, whatever the size; with it on Beast cuts frames at the write
+  //   buffer size (a system call per 4 KiB).
+  // - write_buffer_bytes: only used to compress (see kDeflateWriteBuffer).
+  // - Beast's read buffer is fixed (1,536 bytes, inside its stream); our
+  //   message buffer is a flat_buffer grown in kReadStep steps and released
+  //   whenever the connection goes idle.
+  ws_.read_message_max(static_cast<std::size_t>(cfg_->max_message_bytes));
+  ws_.auto_fragment(false);
+  ws_.write_buffer_bytes(kDeflateWriteBuffer);
+  if (cfg_->permessage_deflate.enabled) {
+    websocket::permessage_deflate pmd;
+    pmd.server_enable = true;
+    pmd.server_max_window_bits = cfg_->permessage_deflate.server_max_window_bits;
+    pmd.client_max_window_bits = cfg_->permessage_deflate.client_max_window_bits;
+    ws_.set_option(pmd);
+  }
+  // The callback lives in Beast's stream, which this session owns; it runs
+  // inside our own read operations.
+  ws_.control_callback(
+      [this](websocket::frame_type kind, beast::string_view) { on_control(kind); });
+
+  if (cfg_->handshake_timeout.count() > 0) {
+    deadline_ms_ = Shard::now_ms() + cfg_->handshake_timeout.count();
+    arm(deadline_ms_);
+  }
+  wait_request();
+}
+
+void WebSocketSession::wait_request() {
+  socket().async_wait(asio::socket_base::wait_read,
+                      [self = shared_from_this()](const error_code& ec) { self->on_request_readable(ec); });
+}
+
+// The request is peeked, and only its own bytes are taken, up to and
+// including the blank line: whatever follows (the first frames) stays in the
+// kernel for Beast. A request that arrives in pieces is taken piece by piece
+// into partial_ (none of its bytes can be frame bytes: its end has not come).
+void WebSocketSession::on_request_readable(const error_code& wait_ec) {
+  if (closed_ || phase_ != Phase::handshake) return;
+  if (wait_ec) {
+    end_with_error(wait_ec, "wait");
+    return;
+  }
+  const std::size_t have = partial_ ? partial_->size() : 0;
+  const std::size_t limit = static_cast<std::size_t>(cfg_->max_header_bytes);
+  // One byte more than the limit tells "too large" from "exactly at it".
+  const std::size_t want = std::min(limit + 1 - have, Shard::scratch_size);
+  char* const buf = shard_.scratch();
+  const ssize_t peeked = ::recv(socket().native_handle(), buf, want, MSG_PEEK);
+  if (peeked < 0) {
+    if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+      wait_request();
+      return;
+    }
+    end_with_error(error_code(errno, boost::system::system_category()), "read request");
+    return;
+  }
+  if (peeked == 0) {
+    if (have > 0) stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
+    account(CloseReason::peer_closed);
+    hard_close();
+    return;
+  }
+  const std::size_t n = static_cast<std::size_t>(peeked);
+  std::uint8_t state = crlf2_state_;
+  std::size_t take = n;
+  bool complete = false;
+  for (std::size_t i = 0; i < n; ++i) {
+    state = crlf2_step(state, buf[i]);
+    if (state == 4) {
+      take = i + 1;
+      complete = true;
+      break;
+    }
+  }
+  if (!complete && have + n > limit) {
+    reject(431, "Request Header Fields Too Large", "request header too large");
+    return;
+  }
+  const ssize_t got = ::recv(socket().native_handle(), buf, take, 0);
+  if (got != static_cast<ssize_t>(take)) {
+    end_with_error(got < 0 ? error_code(errno, boost::system::system_category())
+                           : error_code(asio::error::eof),
+                   "read request");
+    return;
+  }
+  if (!complete) {
+    if (!partial_) partial_ = std::make_unique<std::string>();
+    partial_->append(buf, take);
+    crlf2_state_ = state;
+    wait_request();
+    return;
+  }
+  if (!partial_) {
+    handle_request(buf, take);  // the usual case: the whole request at once
+    return;
+  }
+  partial_->append(buf, take);
+  const std::unique_ptr<std::string> request = std::move(partial_);
+  handle_request(request->data(), request->size());
+}
+
+void WebSocketSession::handle_request(const char* data, std::size_t size) {
+  http::request_parser<http::empty_body> parser;
+  parser.header_limit(static_cast<std::uint32_t>(cfg_->max_header_bytes));
+  error_code ec;
+  parser.put(asio::buffer(data, size), ec);
+  if (ec == http::error::header_limit) {
+    reject(431, "Request Header Fields Too Large", "request header too large");
+    return;
+  }
+  if (ec || !parser.is_header_done()) {
+    reject(400, "Bad Request", "malformed HTTP request");
+    return;
+  }
+  if (!parser.is_done()) {
+    reject(400, "Bad Request", "an upgrade request has no body");
+    return;
+  }
+  http::request<http::empty_body>& req = parser.get();
+
+  // RFC 6455 §4.2.1, in order. Beast checks some of these again in
+  // accept(); we check them all first so that each gets its own status.
+  if (req.method() != http::verb::get) {
+    reject(405, "Method Not Allowed", "a WebSocket upgrade is a GET", "Allow: GET\r\n");
+    return;
+  }
+  if (req.version() < 11) {
+    reject(400, "Bad Request", "a WebSocket upgrade needs HTTP/1.1 or higher");
+    return;
+  }
+  const bool upgrade_websocket = has_token(req, http::field::upgrade, "websocket");
+  const bool connection_upgrade = has_token(req, http::field::connection, "upgrade");
+  if (!upgrade_websocket && !connection_upgrade &&
+      count_of(req, http::field::sec_websocket_key) == 0) {
+    reject(400, "Bad Request", "this port speaks WebSocket only");
+    return;
+  }
+  if (count_of(req, http::field::host) != 1) {
+    reject(400, "Bad Request", "one Host header is required");
+    return;
+  }
+  if (!upgrade_websocket) {
+    reject(400, "Bad Request", "Upgrade: websocket is required");
+    return;
+  }
+  if (!connection_upgrade) {
+    reject(400, "Bad Request", "Connection: Upgrade is required");
+    return;
+  }
+  if (count_of(req, http::field::sec_websocket_key) != 1 ||
+      !valid_key(sv(req[http::field::sec_websocket_key]))) {
+    reject(400, "Bad Request", "Sec-WebSocket-Key must be the base64 of 16 bytes");
+    return;
+  }
+  if (count_of(req, http::field::sec_websocket_version) != 1 ||
+      req[http::field::sec_websocket_version] != "13") {
+    reject(426, "Upgrade Required", "this server speaks WebSocket version 13",
+           "Sec-WebSocket-Version: 13\r\n");
+    return;
+  }
+  {
+    const std::string_view target = sv(req.target());
+    const std::string_view path = target.substr(0, target.find('?'));
+    if (path != cfg_->path) {
+      reject(404, "Not Found", "no WebSocket endpoint at this path");
+      return;
+    }
+  }
+  if (!cfg_->allowed_origins.empty()) {
+    bool allowed = false;
+    if (count_of(req, http::field::origin) == 1) {
+      const std::string_view origin = sv(req[http::field::origin]);
+      for (const auto& o : cfg_->allowed_origins)
+        if (iequals_ascii(origin, o)) allowed = true;
+    }
+    if (!allowed) {
+      reject(403, "Forbidden", "origin not allowed", {}, RejectReason::origin);
+      return;
+    }
+  }
+  const std::string* subprotocol = choose_subprotocol(req, cfg_->subprotocols);
+
+  // Beast's accept() answers 400 to anything but HTTP/1.1; RFC 6455 asks
+  // for 1.1 or higher, so a later version is answered as 1.1.
+  if (req.version() > 11) req.version(11);
+  // The decorator is stored inline in Beast's stream (one pointer captured).
+  ws_.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
+    res.set(http::field::server, "shoal");
+    if (subprotocol) res.set(http::field::sec_websocket_protocol, *subprotocol);
+  }));
+  // Beast builds the 101 from `req` before async_accept returns, so the
+  // parser may go out of scope; the handshake deadline still covers the write.
+  ws_.async_accept(req, [self = shared_from_this()](const error_code& e) { self->on_accepted(e); });
+}
+
+void WebSocketSession::reject(unsigned status, std::string_view phrase, std::string_view body,
+                              std::string_view extra_headers, RejectReason why) {
+  stats().rejected[static_cast<int>(why)].add();
+  log_debug("conn {}: upgrade refused: {} {}", id_string(), status, body);
+  account(CloseReason::protocol_error);
+  partial_.reset();
+  auto response = std::make_unique<std::string>(http_error(status, phrase, body, extra_headers));
+  // Usually the kernel takes it all at once.
+  error_code ec;
+  std::size_t sent = socket().write_some(asio::buffer(*response), ec);
+  if (ec == asio::error::would_block || ec == asio::error::try_again) {
+    sent = 0;
+  } else if (ec) {
+    hard_close();
+    return;
+  }
+  const std::int64_t deadline = deadline_ms_ != kNever ? deadline_ms_ : closing_deadline();
+  if (sent == response->size()) {
+    error_code ignored;
+    socket().shutdown(asio::socket_base::shutdown_send, ignored);
+    linger(deadline);
+    return;
+  }
+  phase_ = Phase::closing;
+  const asio::const_buffer rest(response->data() + sent, response->size() - sent);
+  asio::async_write(socket(), rest,
+                    [self = shared_from_this(), r = std::move(response), deadline](
+                        const error_code& e, std::size_t) {
+                      if (self->phase_ == Phase::done) return;
+                      if (e) {
+                        self->hard_close();
+                        return;
+                      }
+                      error_code ignored;
+                      self->socket().shutdown(asio::socket_base::shutdown_send, ignored);
+                      self->linger(deadline);
+                    });
+}
+
+void WebSocketSession::on_accepted(const error_code& ec) {
+  if (closed_) return;
+  if (ec) {
+    stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
+    end_with_error(ec, "accept");
+    return;
+  }
+  phase_ = Phase::open;
+  deadline_ms_ = kNever;
+  const std::int64_t now = Shard::now_ms();
+  ws_.next_layer().last_read_ms = now;
+  log_debug("conn {}: websocket open", id_string());
+  touch();
+  schedule_open_deadlines(now);
+  park();
+}
+
+// --- echo --------------------------------------------------------------------
+
+// Idle: no Beast operation, no message buffer, one socket wait. Only called
+// when Beast's read buffer is empty (FrameTracker), else a frame already read
+// would wait for the next bytes from the client.
+void WebSocketSession::park() {
+  buffer_.shrink_to_fit();  // empty here: gives its memory back
+  socket().async_wait(asio::socket_base::wait_read,
+                      [self = shared_from_this()](const error_code& ec) { self->on_readable(ec); });
+}
+
+void WebSocketSession::on_readable(const error_code& ec) {
+  if (closed_ || phase_ != Phase::open) return;  // a closing handshake reads now
+  if (ec) {
+    end_with_error(ec, "wait");
+    return;
+  }
+  ws_.next_layer().last_read_ms = Shard::now_ms();
+  // The answer to our keepalive ping is taken here, so that a live idle
+  // connection stays parked instead of holding a Beast read until its next
+  // message.
+  if (ping_sent_ms_ != 0 && take_pong()) {
+    park();
+    return;
+  }
+  do_read();
+}
+
+// Takes one complete, well-formed pong frame (FIN, no RSV bits, masked,
+// payload <= 125) from the socket, if that is what comes next. Beast's read
+// buffer is empty (we were parked) and a pong changes no Beast state.
+bool WebSocketSession::take_pong() {
+  unsigned char b[6 + 125];
+  const ssize_t n = ::recv(socket().native_handle(), b, sizeof b, MSG_PEEK);
+  if (n < 6 || b[0] != 0x8A || !(b[1] & 0x80u)) return false;
+  const std::size_t total = 6 + (b[1] & 0x7fu);
+  if ((b[1] & 0x7fu) > 125 || static_cast<std::size_t>(n) < total) return false;
+  if (::recv(socket().native_handle(), b, total, 0) != static_cast<ssize_t>(total)) return false;
+  on_pong();
+  return true;
+}
+
+void WebSocketSession::do_read() {
+  ws_.async_read_some(buffer_, kReadStep,
+                      [self = shared_from_this()](const error_code& ec, std::size_t n) {
+                        self->on_read(ec, n);
+                      });
+}
+
+void WebSocketSession::on_read(const error_code& ec, std::size_t) {
+  if (closed_) return;
+  if (ec) {
+    on_read_failed(ec);
+    return;
+  }
+  if (!ws_.is_message_done()) {
+    do_read();
+    return;
+  }
+  if (ws_.got_text() && ends_inside_utf8_sequence(static_cast<const unsigned char*>(buffer_.data().data()),
+                                                   buffer_.size())) {
+    fail_connection(1007, "text message ends inside a UTF-8 sequence");
+    return;
+  }
+  ++messages_read_;
+  ListenerStats& s = stats();
+  s.messages_received.add();
+  s.bytes_received.add(buffer_.size());
+  touch();
+
+  const std::int64_t now = Shard::now_ms();
+  writing_ = true;
+  write_started_ms_ = now;
+  if (cfg_->write_timeout.count() > 0) arm(now + cfg_->write_timeout.count());
+  ws_.text(ws_.got_text());
+  ws_.async_write(buffer_.data(), [self = shared_from_this()](const error_code& e, std::size_t n) {
+    self->on_write(e, n);
+  });
+}
+
+void WebSocketSession::on_write(const error_code& ec, std::size_t n) {
+  writing_ = false;
+  if (closed_) return;
+  if (ec) {
+    end_with_error(ec, "write");
+    return;
+  }
+  ListenerStats& s = stats();
+  s.messages_sent.add();
+  s.bytes_sent.add(n);
+  touch();
+  buffer_.consume(buffer_.size());
+  const auto& t = ws_.next_layer().tracker;
+  if (t.at_message_end() && t.messages_ended() == messages_read_) {
+    park();
+  } else {
+    do_read();  // the next frames are already in Beast's buffer
+  }
+}
+
+// Beast ends a failed read after it has sent its close frame and our
+// teardown has half-closed, so the code it sent follows from the error.
+void WebSocketSession::on_read_failed(const error_code& ec) {
+  using wse = websocket::error;
+  if (ec == wse::closed) {
+    // The client's close, echoed by Beast (counted in on_control). With
+    // both close frames exchanged the client sends nothing more, and RFC
+    // 6455 §7.1.1 asks the server to close TCP at once.
+    account(CloseReason::peer_closed);
+    hard_close();
+    return;
+  }
+  if (ec == wse::message_too_big || ec == websocket::condition::protocol_violation) {
+    const std::uint16_t code = ec == wse::message_too_big    ? 1009
+                               : ec == wse::bad_frame_payload ? 1007
+                                                              : 1002;
+    count_close_code(code);
+    log_debug("conn {}: failed with close {}: {}", id_string(), code, ec.message());
+    account(CloseReason::protocol_error);
+    linger(closing_deadline());
+    return;
+  }
+  end_with_error(ec, "read");
+}
+
+void WebSocketSession::on_control(websocket::frame_type kind) {
+  switch (kind) {
+    case websocket::frame_type::ping:
+      touch();  // the client keeping its connection alive is activity
+      break;
+    case websocket::frame_type::pong:
+      on_pong();
+      break;
+    case websocket::frame_type::close: {
+      if (close_code_seen_) break;
+      close_code_seen_ = true;
+      const std::uint16_t code = ws_.reason().code;
+      count_close_code(code == websocket::close_code::none ? kNoStatus : code);
+      // Beast 1.81 takes any code from 3000 up as valid; RFC 6455 §7.4
+      // defines none above 4999, so such a close fails the connection.
+      if (code >= 5000) {
+        fail_connection(1002, "close code above 4999");
+        break;
+      }
+      // Beast answers a client's close with the same code (1000 for none),
+      // unless we started the closing handshake ourselves.
+      if (phase_ == Phase::open) count_close_code(code == websocket::close_code::none ? 1000 : code);
+      break;
+    }
+  }
+}
+
+// Fails the connection (RFC 6455 §7.1.7) for a reason Beast does not see:
+// our close frame, then the half-close, as Beast does for the ones it
+// detects. Beast has no call for this, so the 4-byte frame is written here
+// directly, which is safe only while no Beast write is in flight; otherwise
+// the socket just closes. A Beast operation still running afterwards fails
+// on the half-closed socket and finds the session closed.
+void WebSocketSession::fail_connection(std::uint16_t code, const char* why) {
+  log_debug("conn {}: failed with close {}: {}", id_string(), code, why);
+  account(CloseReason::protocol_error);
+  if (!writing_ && !ping_in_flight_) {
+    const unsigned char close_frame[4] = {0x88, 0x02, static_cast<unsigned char>(code >> 8),
+                                          static_cast<unsigned char>(code & 0xff)};
+    error_code ec;
+    const std::size_t n = socket().write_some(asio::buffer(close_frame), ec);
+    if (!ec && n == sizeof close_frame) {
+      count_close_code(code);
+      socket().shutdown(asio::socket_base::shutdown_send, ec);
+      linger(closing_deadline());
+      return;
+    }
+  }
+  hard_close();
+}
+
+// The next ping is due ping_interval after this pong, which is usually
+// earlier than the pong deadline the timer is armed for.
+void WebSocketSession::on_pong() {
+  if (ping_sent_ms_ == 0) return;  // unsolicited
+  ping_sent_ms_ = 0;
+  if (phase_ == Phase::open) schedule_open_deadlines(Shard::now_ms());
+}
+
+void WebSocketSession::send_ping() {
+  ping_sent_ms_ = Shard::now_ms();
+  if (ping_in_flight_) return;
+  ping_in_flight_ = true;
+  // Beast serialises the ping after a write in flight; nothing else is sent
+  // while a client does not read, and pong_timeout then ends it.
+  ws_.async_ping({}, [self = shared_from_this()](const error_code& ec) {
+    self->ping_in_flight_ = false;
+    if (ec && ec != asio::error::operation_aborted && !self->closed_) self->end_with_error(ec, "ping");
+  });
+}
+
+// --- endings -----------------------------------------------------------------
+
+void WebSocketSession::account(CloseReason reason) {
+  closed_ = true;
+  account_close(reason);
+  log_debug("conn {}: closed ({})", id_string(), to_string(reason));
+}
+
+// Called by the shard: idle sweep (idle_timeout) and drain. An open
+// WebSocket is told why with a close frame (1001 going away) when nothing is
+// being written; otherwise, or before the upgrade is done, the socket closes.
+void WebSocketSession::close(CloseReason reason) {
+  if (closed_) return;
+  account(reason);
+  if (phase_ == Phase::open && !writing_ &&
+      (reason == CloseReason::drain || reason == CloseReason::idle_timeout)) {
+    start_ws_close(websocket::close_code::going_away,
+                   reason == CloseReason::drain ? "going away" : "idle timeout");
+    return;
+  }
+  hard_close();
+}
+
+void WebSocketSession::start_ws_close(std::uint16_t code, const char* why) {
+  phase_ = Phase::closing;
+  deadline_ms_ = closing_deadline();
+  arm(deadline_ms_);
+  count_close_code(code);
+  ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code), why),
+                  [self = shared_from_this()](const error_code& ec) { self->on_ws_closed(ec); });
+}
+
+void WebSocketSession::on_ws_closed(const error_code& ec) {
+  if (phase_ == Phase::done) return;
+  if (ec) {
+    hard_close();
+    return;
+  }
+  if (!close_code_seen_) {
+    close_code_seen_ = true;
+    const std::uint16_t code = ws_.reason().code;
+    count_close_code(code == websocket::close_code::none ? kNoStatus : code);
+  }
+  hard_close();  // both close frames exchanged (see on_read_failed)
+}
+
+// After failing a connection or refusing an upgrade, and the half-close:
+// read and discard until the peer closes too, or the deadline. The peer may
+// still be sending (the rest of an oversized message, a request body), and
+// closing with unread bytes would send a reset, which can destroy the close
+// frame or the error response before the peer reads it.
+void WebSocketSession::linger(std::int64_t deadline_ms) {
+  phase_ = Phase::closing;
+  deadline_ms_ = deadline_ms;
+  if (deadline_ms != kNever) arm(deadline_ms);
+  socket().async_wait(asio::socket_base::wait_read, [self = shared_from_this()](const error_code& ec) {
+    self->on_linger_readable(ec);
+  });
+}
+
+void WebSocketSession::on_linger_readable(const error_code& wait_ec) {
+  if (phase_ == Phase::done) return;
+  if (wait_ec) {
+    hard_close();
+    return;
+  }
+  for (int round = 0; round < 4; ++round) {
+    error_code ec;
+    socket().read_some(asio::buffer(shard_.scratch(), Shard::scratch_size), ec);
+    if (ec == asio::error::would_block || ec == asio::error::try_again) {
+      linger(deadline_ms_);
+      return;
+    }
+    if (ec) {  // EOF (the peer closed too) or an error: done
+      hard_close();
+      return;
+    }
+  }
+  linger(deadline_ms_);
+}
+
+void WebSocketSession::end_with_error(const error_code& ec, const char* op) {
+  if (closed_) {
+    hard_close();
+    return;
+  }
+  const bool open = phase_ == Phase::open;
+  if (ec == asio::error::eof) {
+    if (open) count_close_code(kAbnormal);
+    account(CloseReason::peer_closed);
+  } else if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+             ec == asio::error::connection_aborted) {
+    if (open) count_close_code(kAbnormal);
+    account(CloseReason::reset);
+  } else {
+    log_debug("conn {}: {} failed: {}", id_string(), op, ec.message());
+    account(CloseReason::error);
+  }
+  hard_close();
+}
+
+void WebSocketSession::hard_close() {
+  phase_ = Phase::done;
+  timer_at_ms_ = 0;
+  timer_.cancel();
+  error_code ignored;
+  socket().close(ignored);  // pending operations complete with operation_aborted
+}
+
+// --- deadlines ---------------------------------------------------------------
+
+// The closing handshake gets as long as the opening one (Beast's rule too).
+// A closing connection has left the shard's idle list, so it is bounded even
+// when handshake_timeout is 0 (no limit on the upgrade).
+std::int64_t WebSocketSession::closing_deadline() const {
+  const auto t = cfg_->handshake_timeout.count();
+  return Shard::now_ms() + (t > 0 ? t : kFallbackClosingMs);
+}
+
+// The timer only ever moves earlier: a deadline later than the armed expiry
+// is found when the timer fires and recomputes. So an echo costs no timer
+// operation unless its write deadline is the earliest one.
+void WebSocketSession::arm(std::int64_t at_ms) {
+  if (phase_ == Phase::done || at_ms == kNever) return;
+  if (timer_at_ms_ != 0 && timer_at_ms_ <= at_ms) return;
+  timer_at_ms_ = at_ms;
+  timer_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, at_ms - Shard::now_ms())));
+  timer_.async_wait([self = shared_from_this()](const error_code& ec) { self->on_timer(ec); });
+}
+
+void WebSocketSession::on_timer(const error_code& ec) {
+  if (ec) return;  // re-armed or closed
+  timer_at_ms_ = 0;
+  const std::int64_t now = Shard::now_ms();
+  switch (phase_) {
+    case Phase::done:
+      return;
+    case Phase::handshake:
+      if (now >= deadline_ms_) {
+        // A client that trickles its request, or sends none.
+        stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
+        log_debug("conn {}: handshake timeout", id_string());
+        account(CloseReason::idle_timeout);
+        hard_close();
+        return;
+      }
+      arm(deadline_ms_);
+      return;
+    case Phase::closing:
+      if (now >= deadline_ms_) {
+        hard_close();
+        return;
+      }
+      arm(deadline_ms_);
+      return;
+    case Phase::open:
+      break;
+  }
+  const std::int64_t write_timeout = cfg_->write_timeout.count();
+  if (writing_ && write_timeout > 0 && now - write_started_ms_ >= write_timeout) {
+    log_debug("conn {}: write timeout", id_string());
+    account(CloseReason::write_timeout);
+    hard_close();
+    return;
+  }
+  const std::int64_t ping_interval = cfg_->ping_interval.count();
+  if (ping_interval > 0) {
+    const std::int64_t last = ws_.next_layer().last_read_ms;
+    if (ping_sent_ms_ != 0 && last > ping_sent_ms_) ping_sent_ms_ = 0;  // the peer spoke
+    if (ping_sent_ms_ != 0) {
+      if (now - ping_sent_ms_ >= cfg_->pong_timeout.count()) {
+        log_debug("conn {}: no pong within {} ms", id_string(), cfg_->pong_timeout.count());
+        account(CloseReason::ping_timeout);
+        hard_close();
+        return;
+      }
+    } else if (now - last >= ping_interval) {
+      send_ping();
+    }
+  }
+  schedule_open_deadlines(now);
+}
+
+void WebSocketSession::schedule_open_deadlines(std::int64_t now) {
+  std::int64_t next = kNever;
+  const std::int64_t write_timeout = cfg_->write_timeout.count();
+  if (writing_ && write_timeout > 0) next = write_started_ms_ + write_timeout;
+  const std::int64_t ping_interval = cfg_->ping_interval.count();
+  if (ping_interval > 0) {
+    const std::int64_t keepalive = ping_sent_ms_ != 0
+                                       ? ping_sent_ms_ + cfg_->pong_timeout.count()
+                                       : ws_.next_layer().last_read_ms + ping_interval;
+    next = std::min(next, keepalive);
+  }
+  if (next != kNever) arm(std::max(next, now));
+}
+
+}  // namespace
+
+void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                             const WebSocketConfig& config) {
+  std::make_shared<WebSocketSession>(shard, listener_index, std::move(socket), config)->start();
+}
+
+}  // namespace shoal

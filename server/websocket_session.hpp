@@ -1,0 +1,27 @@
+// WebSocket echo (RFC 6455) over Boost.Beast: the session starter for a
+// `protocol: websocket-echo` listener.
+//
+// The whole life of one connection (HTTP upgrade, echo, keepalive, closing)
+// is in websocket_session.cpp, which is also the only translation unit that
+// instantiates Beast's WebSocket and HTTP templates; this header stays free of
+// Beast so that server.cpp compiles fast.
+//
+// Ownership: a session is owned by its pending asynchronous operations and
+// indexed by its shard's listener list (Connection), like the TCP echo
+// session. All calls on the owning shard's thread.
+#pragma once
+
+#include <cstddef>
+
+#include "config.hpp"
+#include "shard.hpp"
+
+namespace shoal {
+
+// Starts a WebSocket echo session for an accepted socket (shard thread).
+// `config` must outlive every session (it is the Server's copy of the
+// listener's options).
+void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                             const WebSocketConfig& config);
+
+}  // namespace shoal

@@ -1,0 +1,1092 @@
+// Black-box tests of the WebSocket echo listener: the real shoald on
+// ephemeral loopback ports, driven by a Beast client, by hand-built frames on
+// a plain socket (RFC 6455 failure cases, handshake checks, timeouts) and by
+// Debian's python3-websockets (tests/ws/client.py).
+//
+// Every blocking call is bounded: raw sockets use SO_RCVTIMEO/SO_SNDTIMEO
+// with native recv/send, the Beast client runs its asynchronous operations
+// under io_context::run_for.
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <stdio.h>
+#include <strings.h>
+#include <sys/wait.h>
+
+#include <atomic>
+#include <cerrno>
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <optional>
+#include <random>
+#include <regex>
+#include <string>
+#include <string_view>
+#include <thread>
+#include <utility>
+#include <vector>
+
+#include <boost/beast/core/buffers_to_string.hpp>
+#include <boost/beast/core/flat_buffer.hpp>
+#include <boost/beast/core/tcp_stream.hpp>
+#include <boost/beast/websocket/stream.hpp>
+#include <gtest/gtest.h>
+
+#include "echo_client.hpp"
+#include "shoald_process.hpp"
+
+namespace shoal::test {
+namespace {
+
+using namespace std::chrono_literals;
+namespace beast = boost::beast;
+namespace websocket = beast::websocket;
+using error_code = boost::system::error_code;
+using Clock = std::chrono::steady_clock;
+
+// --- configuration -------------------------------------------------------------
+
+struct WsConfig {
+  std::string sharding = "reuseport";
+  std::string websocket;  // lines of the listener's `websocket:` map, 6 spaces in
+  std::string listener;   // more listener keys, 4 spaces in
+  std::string top;        // more top-level keys
+  std::string drain = "2s";
+};
+
+std::string ws_yaml(const WsConfig& c) {
+  return "shards: 2\n"
+         "sharding: " + c.sharding + "\n"
+         "admin:\n"
+         "  port: 0\n" + c.top +
+         "listeners:\n"
+         "  - name: ws\n"
+         "    protocol: websocket-echo\n"
+         "    address: 127.0.0.1\n"
+         "    port: 0\n" + c.listener +
+         (c.websocket.empty() ? std::string() : "    websocket:\n" + c.websocket) +
+         "shutdown:\n"
+         "  drain_timeout: " + c.drain + "\n";
+}
+
+// --- hand-built frames ----------------------------------------------------------
+
+enum Opcode : int { kCont = 0, kText = 1, kBinary = 2, kClose = 8, kPing = 9, kPong = 10 };
+
+// A client frame: masked unless told otherwise; `rsv` is the 3 RSV bits.
+std::string frame(int opcode, std::string_view payload, bool fin = true, bool mask = true,
+                  int rsv = 0) {
+  std::string f;
+  f.push_back(static_cast<char>((fin ? 0x80 : 0) | (rsv << 4) | opcode));
+  const int m = mask ? 0x80 : 0;
+  const std::uint64_t n = payload.size();
+  if (n < 126) {
+    f.push_back(static_cast<char>(m | static_cast<int>(n)));
+  } else if (n < 65536) {
+    f.push_back(static_cast<char>(m | 126));
+    f.push_back(static_cast<char>(n >> 8));
+    f.push_back(static_cast<char>(n & 0xff));
+  } else {
+    f.push_back(static_cast<char>(m | 127));
+    for (int i = 7; i >= 0; --i) f.push_back(static_cast<char>((n >> (8 * i)) & 0xff));
+  }
+  if (!mask) return f + std::string(payload);
+  const unsigned char key[4] = {0x37, 0xfa, 0x21, 0x3d};
+  for (unsigned char k : key) f.push_back(static_cast<char>(k));
+  for (std::size_t i = 0; i < payload.size(); ++i)
+    f.push_back(static_cast<char>(static_cast<unsigned char>(payload[i]) ^ key[i % 4]));
+  return f;
+}
+
+std::string close_payload(std::uint16_t code, std::string_view reason = {}) {
+  std::string p;
+  p.push_back(static_cast<char>(code >> 8));
+  p.push_back(static_cast<char>(code & 0xff));
+  return p + std::string(reason);
+}
+
+struct Frame {
+  bool fin = false;
+  int rsv = 0;
+  int opcode = -1;
+  std::string payload;
+  std::uint16_t close_code() const {
+    if (payload.size() < 2) return 1005;
+    return static_cast<std::uint16_t>((static_cast<unsigned char>(payload[0]) << 8) |
+                                      static_cast<unsigned char>(payload[1]));
+  }
+};
+
+// --- a WebSocket upgrade request, header by header ------------------------------
+
+struct Upgrade {
+  std::string method = "GET";
+  std::string target = "/";
+  std::string version = "HTTP/1.1";
+  std::vector<std::pair<std::string, std::string>> headers = {
+      {"Host", "127.0.0.1"},
+      {"Upgrade", "websocket"},
+      {"Connection", "Upgrade"},
+      {"Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="},
+      {"Sec-WebSocket-Version", "13"}};
+
+  Upgrade& erase(const std::string& name) {
+    std::erase_if(headers, [&](const auto& h) { return strcasecmp(h.first.c_str(), name.c_str()) == 0; });
+    return *this;
+  }
+  Upgrade& set(const std::string& name, const std::string& value) {
+    erase(name);
+    headers.emplace_back(name, value);
+    return *this;
+  }
+  Upgrade& add(const std::string& name, const std::string& value) {
+    headers.emplace_back(name, value);
+    return *this;
+  }
+  std::string str() const {
+    std::string s = method + " " + target + " " + version + "\r\n";
+    for (const auto& [k, v] : headers) s += k + ": " + v + "\r\n";
+    return s + "\r\n";
+  }
+};
+
+struct HttpResponse {
+  int status = 0;
+  std::string head;
+  std::optional<std::string> header(const std::string& name) const {
+    std::size_t pos = head.find("\r\n");
+    while (pos != std::string::npos && pos + 2 < head.size()) {
+      const std::size_t end = head.find("\r\n", pos + 2);
+      const std::string line = head.substr(pos + 2, end - pos - 2);
+      const std::size_t colon = line.find(':');
+      if (colon != std::string::npos && strcasecmp(line.substr(0, colon).c_str(), name.c_str()) == 0) {
+        std::size_t v = colon + 1;
+        while (v < line.size() && line[v] == ' ') ++v;
+        return line.substr(v);
+      }
+      pos = end;
+    }
+    return std::nullopt;
+  }
+};
+
+// A WebSocket client on a plain socket, for the cases a library would refuse
+// to produce. Bytes after the response head are kept for the frame reader.
+class RawWs {
+ public:
+  RawWs(asio::io_context& ioc, std::uint16_t port, std::chrono::milliseconds timeout = 5s)
+      : socket(connect_to(ioc, port, timeout)) {}
+  explicit RawWs(tcp::socket s) : socket(std::move(s)) {}
+
+  bool send(std::string_view bytes) { return send_all(socket, bytes.data(), bytes.size()); }
+
+  // Reads the response head (through the blank line).
+  HttpResponse read_response() {
+    HttpResponse r;
+    std::size_t end;
+    while ((end = in_.find("\r\n\r\n")) == std::string::npos) {
+      if (!fill_some()) return r;
+    }
+    r.head = in_.substr(0, end + 4);
+    in_.erase(0, end + 4);
+    if (r.head.size() > 12 && r.head.compare(0, 5, "HTTP/") == 0) r.status = std::stoi(r.head.substr(9, 3));
+    return r;
+  }
+
+  // Sends `request` (or the default upgrade) and reads the response head.
+  HttpResponse upgrade(const Upgrade& request = {}) {
+    if (!send(request.str())) return {};
+    return read_response();
+  }
+
+  // Reads the body of a response with Content-Length.
+  std::string read_body(const HttpResponse& r) {
+    const auto len = r.header("Content-Length");
+    if (!len) return {};
+    const std::size_t n = std::stoul(*len);
+    while (in_.size() < n)
+      if (!fill_some()) break;
+    std::string body = in_.substr(0, n);
+    in_.erase(0, std::min(n, in_.size()));
+    return body;
+  }
+
+  std::optional<Frame> read_frame() {
+    if (!fill(2)) return std::nullopt;
+    const auto b0 = static_cast<unsigned char>(in_[0]);
+    const auto b1 = static_cast<unsigned char>(in_[1]);
+    std::size_t header = 2;
+    std::uint64_t len = b1 & 0x7f;
+    if (len == 126) header += 2;
+    if (len == 127) header += 8;
+    const bool masked = b1 & 0x80;
+    if (masked) header += 4;
+    if (!fill(header)) return std::nullopt;
+    if (len == 126) {
+      len = (static_cast<unsigned char>(in_[2]) << 8) | static_cast<unsigned char>(in_[3]);
+    } else if (len == 127) {
+      len = 0;
+      for (int i = 2; i < 10; ++i) len = (len << 8) | static_cast<unsigned char>(in_[static_cast<std::size_t>(i)]);
+    }
+    if (!fill(header + len)) return std::nullopt;
+    Frame f;
+    f.fin = b0 & 0x80;
+    f.rsv = (b0 >> 4) & 7;
+    f.opcode = b0 & 0x0f;
+    f.payload = in_.substr(header, len);
+    if (masked) {
+      for (std::size_t i = 0; i < f.payload.size(); ++i) f.payload[i] ^= in_[header - 4 + i % 4];
+    }
+    in_.erase(0, header + len);
+    return f;
+  }
+
+  // Reads frames until a close frame; its code (1005 when it has none).
+  std::optional<std::uint16_t> read_close_code() {
+    while (auto f = read_frame()) {
+      if (f->opcode == kClose) return f->close_code();
+    }
+    return std::nullopt;
+  }
+
+  // Sends a text message and reads the echo (a single final text frame).
+  std::optional<std::string> echo(std::string_view text) {
+    if (!send(frame(kText, text))) return std::nullopt;
+    auto f = read_frame();
+    if (!f || f->opcode != kText || !f->fin) return std::nullopt;
+    return f->payload;
+  }
+
+  // The server closed the TCP connection (EOF or reset) within the timeout,
+  // with no more bytes before it.
+  bool closed_by_peer() {
+    if (!in_.empty()) return false;
+    return peer_closed(socket);
+  }
+
+  tcp::socket socket;
+
+ private:
+  bool fill_some() {
+    char buf[16384];
+    const ssize_t r = ::recv(socket.native_handle(), buf, sizeof buf, 0);
+    if (r <= 0) return false;
+    in_.append(buf, static_cast<std::size_t>(r));
+    return true;
+  }
+  bool fill(std::size_t need) {
+    while (in_.size() < need)
+      if (!fill_some()) return false;
+    return true;
+  }
+
+  std::string in_;
+};
+
+// An upgraded raw connection, asserting the 101.
+std::unique_ptr<RawWs> open_raw(asio::io_context& ioc, std::uint16_t port, const Upgrade& request = {}) {
+  auto c = std::make_unique<RawWs>(ioc, port);
+  const auto r = c->upgrade(request);
+  EXPECT_EQ(r.status, 101) << r.head;
+  return c;
+}
+
+// --- a Beast client, every operation bounded ------------------------------------
+
+class BeastClient {
+ public:
+  explicit BeastClient(std::uint16_t port) : port_(port) {
+    ws.control_callback([this](websocket::frame_type kind, beast::string_view payload) {
+      if (kind == websocket::frame_type::pong) pongs.emplace_back(payload.data(), payload.size());
+    });
+  }
+
+  error_code connect(const std::string& target = "/") {
+    auto ec = run([&](auto done) { beast::get_lowest_layer(ws).async_connect(loopback(port_), done); });
+    if (ec) return ec;
+    return run([&](auto done) { ws.async_handshake(response, "127.0.0.1", target, done); });
+  }
+  error_code write(bool text, std::string_view payload) {
+    ws.text(text);
+    return run([&](auto done) { ws.async_write(asio::buffer(payload.data(), payload.size()), done); });
+  }
+  error_code write_some(bool fin, std::string_view payload) {
+    return run([&](auto done) { ws.async_write_some(fin, asio::buffer(payload.data(), payload.size()), done); });
+  }
+  error_code read(std::string& out, bool& text) {
+    beast::flat_buffer b;
+    auto ec = run([&](auto done) { ws.async_read(b, done); });
+    out = beast::buffers_to_string(b.data());
+    text = ws.got_text();
+    return ec;
+  }
+  error_code ping(std::string_view payload) {
+    return run([&](auto done) { ws.async_ping(websocket::ping_data(payload.data(), payload.size()), done); });
+  }
+  error_code close(std::uint16_t code, std::string_view reason) {
+    return run([&](auto done) {
+      ws.async_close(websocket::close_reason(static_cast<websocket::close_code>(code), reason), done);
+    });
+  }
+
+  asio::io_context ioc;
+  websocket::stream<beast::tcp_stream> ws{ioc};
+  websocket::response_type response;
+  std::vector<std::string> pongs;
+
+ private:
+  template <typename Start>
+  error_code run(Start&& start, std::chrono::milliseconds limit = 20s) {
+    std::optional<error_code> result;
+    start([&result](error_code ec, auto&&...) { result = ec; });
+    ioc.restart();
+    ioc.run_for(limit);
+    if (!result) {
+      beast::get_lowest_layer(ws).close();
+      ioc.restart();
+      ioc.run_for(1s);
+      return asio::error::timed_out;
+    }
+    return *result;
+  }
+
+  std::uint16_t port_;
+};
+
+std::string ascii_text(std::size_t n, std::uint32_t seed) {
+  std::mt19937 rng(seed);
+  std::string s(n, ' ');
+  for (auto& c : s) c = static_cast<char>('a' + rng() % 26);
+  return s;
+}
+
+std::string binary(std::size_t n, std::uint32_t seed) {
+  const auto v = random_bytes(n, seed);
+  return {v.begin(), v.end()};
+}
+
+// Parses "shard N: served M connections" lines printed at exit.
+std::vector<std::uint64_t> served_per_shard(const std::string& output) {
+  static const std::regex re(R"(shard (\d+): served (\d+) connections)");
+  std::vector<std::uint64_t> served;
+  for (std::sregex_iterator it(output.begin(), output.end(), re), end; it != end; ++it) {
+    const auto shard = std::stoul((*it)[1]);
+    if (served.size() <= shard) served.resize(shard + 1);
+    served[shard] = std::stoull((*it)[2]);
+  }
+  return served;
+}
+
+// --- echo with a Beast client, both sharding policies ---------------------------
+
+class WebSocketEcho : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(WebSocketEcho, TextAndBinaryAtFrameLengthBoundaries) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.sharding = GetParam()})});
+  BeastClient c(shoald.port("ws"));
+  ASSERT_FALSE(c.connect());
+  EXPECT_EQ(c.response.result_int(), 101);
+  EXPECT_EQ(c.response[beast::http::field::server], "shoal");
+  std::uint32_t seed = 1;
+  for (std::size_t n : {0u, 1u, 125u, 126u, 127u, 65535u, 65536u, 1u << 20}) {
+    for (bool text : {true, false}) {
+      const std::string payload = text ? ascii_text(n, seed) : binary(n, seed);
+      ++seed;
+      ASSERT_FALSE(c.write(text, payload)) << n;
+      std::string back;
+      bool got_text = !text;
+      ASSERT_FALSE(c.read(back, got_text)) << n;
+      EXPECT_EQ(got_text, text) << n;
+      EXPECT_EQ(back.size(), payload.size());
+      EXPECT_TRUE(back == payload) << (text ? "text " : "binary ") << n;
+    }
+  }
+  EXPECT_FALSE(c.close(1000, "bye"));
+  EXPECT_EQ(c.ws.reason().code, 1000);
+}
+
+// One client per connection, all at once: connect, upgrade, echo its own
+// payload, close.
+struct AsyncEchoClient : std::enable_shared_from_this<AsyncEchoClient> {
+  websocket::stream<tcp::socket> ws;
+  std::string sent;
+  beast::flat_buffer buffer;
+  bool ok = false;
+  std::string error;
+
+  AsyncEchoClient(asio::io_context& ioc, std::uint32_t seed) : ws(ioc), sent(binary(64 + seed % 200, seed)) {}
+
+  void run(const tcp::endpoint& ep, std::uint32_t index) {
+    // Sources spread over 127.0.0.2-17, the port picked at connect for the
+    // whole address pair: 5,000 connections do not run out of ephemeral
+    // ports on a machine where other tests and benchmarks use them too.
+    error_code setup;
+    auto& s = ws.next_layer();
+    s.open(tcp::v4(), setup);
+    const int one = 1;
+    if (!setup) ::setsockopt(s.native_handle(), IPPROTO_IP, IP_BIND_ADDRESS_NO_PORT, &one, sizeof one);
+    if (!setup) s.bind(tcp::endpoint(asio::ip::make_address_v4(0x7f000002u + index % 16), 0), setup);
+    if (setup) return fail("bind", setup);
+    auto self = shared_from_this();
+    s.async_connect(ep, [self](error_code ec) {
+      if (ec) return self->fail("connect", ec);
+      self->ws.async_handshake("127.0.0.1", "/", [self](error_code hec) {
+        if (hec) return self->fail("handshake", hec);
+        self->ws.binary(true);
+        self->ws.async_write(asio::buffer(self->sent), [self](error_code wec, std::size_t) {
+          if (wec) return self->fail("write", wec);
+          self->ws.async_read(self->buffer, [self](error_code rec, std::size_t) {
+            if (rec) return self->fail("read", rec);
+            if (beast::buffers_to_string(self->buffer.data()) != self->sent) return self->fail("compare", {});
+            self->ws.async_close(websocket::close_code::normal, [self](error_code cec) {
+              if (cec) return self->fail("close", cec);
+              self->ok = true;
+            });
+          });
+        });
+      });
+    });
+  }
+  void fail(const char* what, error_code ec) { error = std::string(what) + ": " + ec.message(); }
+};
+
+TEST_P(WebSocketEcho, FiveThousandConcurrentClientsEchoTheirOwnPayloadsAcrossBothShards) {
+  // 5,000 upgrades at once queue behind each other on 2 cores; in a
+  // sanitizer build that takes longer than the default 10 s handshake
+  // timeout, which is not what this test is about.
+  ShoaldProcess shoald({.yaml = ws_yaml({.sharding = GetParam(),
+                                         .websocket = "      handshake_timeout: 60s\n"})});
+  const auto ep = loopback(shoald.port("ws"));
+  asio::io_context ioc;
+  std::vector<std::shared_ptr<AsyncEchoClient>> clients;
+  constexpr int kClients = 5000;
+  for (int i = 0; i < kClients; ++i) {
+    clients.push_back(std::make_shared<AsyncEchoClient>(ioc, static_cast<std::uint32_t>(i + 1)));
+    clients.back()->run(ep, static_cast<std::uint32_t>(i));
+  }
+  ioc.run_for(90s);
+  int good = 0;
+  std::string first_error;
+  for (const auto& c : clients) {
+    if (c->ok) ++good;
+    else if (first_error.empty()) first_error = c->error.empty() ? "unfinished" : c->error;
+  }
+  EXPECT_EQ(good, kClients) << "first failure: " << first_error;
+  clients.clear();
+
+  shoald.signal(SIGTERM);
+  ASSERT_EQ(shoald.wait_exit(15s), 0) << shoald.output();
+  const auto served = served_per_shard(shoald.output());
+  ASSERT_EQ(served.size(), 2u) << shoald.output();
+  EXPECT_EQ(served[0] + served[1], static_cast<std::uint64_t>(kClients));
+  EXPECT_GT(served[0], kClients / 10u);
+  EXPECT_GT(served[1], kClients / 10u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Policies, WebSocketEcho, ::testing::Values("reuseport", "dispatch"),
+                         [](const auto& param_info) { return param_info.param; });
+
+TEST(WebSocketFrames, FiftyFragmentsWithAPingBetweenComeBackAsOneFrameAfterThePong) {
+  ShoaldProcess shoald({.yaml = ws_yaml({})});
+  asio::io_context ioc;
+  auto c = open_raw(ioc, shoald.port("ws"));
+  std::string whole;
+  std::string bytes;
+  for (int i = 0; i < 50; ++i) {
+    const std::string part = "fragment-" + std::to_string(i) + "|";
+    whole += part;
+    bytes += frame(i == 0 ? kText : kCont, part, /*fin=*/i == 49);
+    if (i == 24) bytes += frame(kPing, "between fragments");
+  }
+  ASSERT_TRUE(c->send(bytes));
+  auto pong = c->read_frame();
+  ASSERT_TRUE(pong);
+  EXPECT_EQ(pong->opcode, kPong);
+  EXPECT_EQ(pong->payload, "between fragments");
+  auto echo = c->read_frame();
+  ASSERT_TRUE(echo);
+  EXPECT_EQ(echo->opcode, kText);
+  EXPECT_TRUE(echo->fin) << "the echo is one unfragmented message";
+  EXPECT_EQ(echo->rsv, 0);
+  EXPECT_EQ(echo->payload, whole);
+
+  // The same with a Beast client writing binary fragments.
+  BeastClient b(shoald.port("ws"));
+  ASSERT_FALSE(b.connect());
+  b.ws.binary(true);
+  std::string expected;
+  for (int i = 0; i < 50; ++i) {
+    const std::string part = binary(100 + static_cast<std::size_t>(i), static_cast<std::uint32_t>(i));
+    expected += part;
+    ASSERT_FALSE(b.write_some(i == 49, part));
+    if (i == 10) {
+      ASSERT_FALSE(b.ping("mid-message"));
+    }
+  }
+  std::string back;
+  bool text = true;
+  ASSERT_FALSE(b.read(back, text));
+  EXPECT_FALSE(text);
+  EXPECT_TRUE(back == expected);
+  ASSERT_EQ(b.pongs.size(), 1u);
+  EXPECT_EQ(b.pongs[0], "mid-message");
+}
+
+TEST(WebSocketFrames, PingIsAnsweredWithAPongCarryingTheSamePayload) {
+  ShoaldProcess shoald({.yaml = ws_yaml({})});
+  asio::io_context ioc;
+  auto c = open_raw(ioc, shoald.port("ws"));
+  for (const std::string& payload : {std::string(), std::string("hello"), std::string(125, 'p')}) {
+    ASSERT_TRUE(c->send(frame(kPing, payload)));
+    auto f = c->read_frame();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, kPong);
+    EXPECT_TRUE(f->fin);
+    EXPECT_EQ(f->payload, payload);
+  }
+  EXPECT_EQ(c->echo("after pings"), "after pings");
+}
+
+TEST(WebSocketFrames, CloseIsAnsweredWithTheSameCodeThenTheServerClosesTcp) {
+  ShoaldProcess shoald({.yaml = ws_yaml({})});
+  asio::io_context ioc;
+  for (std::uint16_t code : {1000, 1001, 3000, 4000, 4999}) {
+    auto c = open_raw(ioc, shoald.port("ws"));
+    ASSERT_TRUE(c->send(frame(kClose, close_payload(code, "bye now"))));
+    EXPECT_EQ(c->read_close_code(), code);
+    EXPECT_TRUE(c->closed_by_peer());
+  }
+  {  // A close without a code is answered with 1000.
+    auto c = open_raw(ioc, shoald.port("ws"));
+    ASSERT_TRUE(c->send(frame(kClose, "")));
+    auto f = c->read_frame();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->opcode, kClose);
+    EXPECT_TRUE(f->payload.empty() || f->close_code() == 1000);
+    EXPECT_TRUE(c->closed_by_peer());
+  }
+  // A Beast client's closing handshake completes with the code echoed.
+  BeastClient b(shoald.port("ws"));
+  ASSERT_FALSE(b.connect());
+  EXPECT_FALSE(b.close(4001, "done here"));
+  EXPECT_EQ(b.ws.reason().code, 4001);
+}
+
+// --- failing the connection (RFC 6455 §7.1.7), one connection only ---------------
+
+struct FailureCase {
+  const char* name;
+  std::string bytes;
+  std::uint16_t code;
+};
+
+void PrintTo(const FailureCase& c, std::ostream* os) { *os << c.name << " -> " << c.code; }
+
+std::vector<FailureCase> failure_cases() {
+  return {
+      {"unmasked_frame", frame(kText, "hello", true, /*mask=*/false), 1002},
+      {"rsv1_without_extension", frame(kText, "hello", true, true, 4), 1002},
+      {"rsv2", frame(kBinary, "hello", true, true, 2), 1002},
+      {"rsv3", frame(kText, "hello", true, true, 1), 1002},
+      {"rsv1_on_control_frame", frame(kPing, "p", true, true, 4), 1002},
+      {"reserved_data_opcode_3", frame(3, "x"), 1002},
+      {"reserved_data_opcode_7", frame(7, "x"), 1002},
+      {"reserved_control_opcode_11", frame(11, ""), 1002},
+      {"reserved_control_opcode_15", frame(15, "x"), 1002},
+      {"ping_over_125_bytes", frame(kPing, std::string(126, 'p')), 1002},
+      {"close_over_125_bytes", frame(kClose, close_payload(1000, std::string(124, 'r'))), 1002},
+      {"fragmented_ping", frame(kPing, "p", /*fin=*/false), 1002},
+      {"fragmented_close", frame(kClose, close_payload(1000), /*fin=*/false), 1002},
+      {"continuation_without_start", frame(kCont, "orphan"), 1002},
+      {"final_continuation_without_start", frame(kCont, "orphan", false), 1002},
+      {"new_text_inside_fragmented_message", frame(kText, "first", false) + frame(kText, "second"), 1002},
+      {"new_binary_inside_fragmented_message", frame(kBinary, "first", false) + frame(kBinary, "x"), 1002},
+      {"close_code_999", frame(kClose, close_payload(999)), 1002},
+      {"close_code_1004", frame(kClose, close_payload(1004)), 1002},
+      {"close_code_1005", frame(kClose, close_payload(1005)), 1002},
+      {"close_code_1006", frame(kClose, close_payload(1006)), 1002},
+      {"close_code_1016", frame(kClose, close_payload(1016)), 1002},
+      {"close_code_2999", frame(kClose, close_payload(2999)), 1002},
+      {"close_code_5000", frame(kClose, close_payload(5000)), 1002},
+      {"close_code_65535", frame(kClose, close_payload(65535)), 1002},
+      {"close_reason_invalid_utf8", frame(kClose, close_payload(1000, "\xff bad")), 1002},
+      {"close_payload_of_one_byte", frame(kClose, "\x03"), 1002},
+      {"non_canonical_16_bit_length", std::string("\x81\xfe\x00\x05", 4) + std::string("\0\0\0\0hello", 9), 1002},
+      {"invalid_utf8_text", frame(kText, "bad \xff\xfe bytes"), 1007},
+      {"overlong_utf8_text", frame(kText, "\xc0\xaf"), 1007},
+      {"utf16_surrogate_in_text", frame(kText, "\xed\xa0\x80"), 1007},
+      {"invalid_utf8_split_across_fragments", frame(kText, "euro \xe2\x82", false) + frame(kCont, "\x28 no"), 1007},
+      {"truncated_utf8_at_message_end", frame(kText, "cut \xe2\x82", false) + frame(kCont, ""), 1007},
+      {"message_over_max_message_bytes", frame(kBinary, std::string(2000, 'b')), 1009},
+      {"fragments_over_max_message_bytes",
+       frame(kBinary, std::string(600, 'b'), false) + frame(kCont, std::string(600, 'b'), false) +
+           frame(kCont, std::string(600, 'b')),
+       1009},
+      {"frame_length_over_max_message_bytes_header_only", std::string("\x82\xff\x00\x00\x00\x00\x7f\xff\xff\xff\x01\x02\x03\x04", 14), 1009},
+  };
+}
+
+class WebSocketFailure : public ::testing::TestWithParam<FailureCase> {
+ protected:
+  static void SetUpTestSuite() {
+    shoald_ = new ShoaldProcess({.yaml = ws_yaml({.websocket = "      max_message_bytes: 1024\n"})});
+  }
+  static void TearDownTestSuite() {
+    delete shoald_;
+    shoald_ = nullptr;
+  }
+  static ShoaldProcess* shoald_;
+};
+ShoaldProcess* WebSocketFailure::shoald_ = nullptr;
+
+TEST_P(WebSocketFailure, GetsItsCloseCodeAndOnlyThatConnectionEnds) {
+  const FailureCase& fc = GetParam();
+  asio::io_context ioc;
+  const auto port = shoald_->port("ws");
+  auto bystander = open_raw(ioc, port);
+  ASSERT_EQ(bystander->echo("before"), "before");
+
+  auto c = open_raw(ioc, port);
+  ASSERT_EQ(c->echo("a good message first"), "a good message first");
+  ASSERT_TRUE(c->send(fc.bytes));
+  EXPECT_EQ(c->read_close_code(), fc.code) << fc.name;
+  EXPECT_TRUE(c->closed_by_peer()) << "TCP closed after the close frame";
+
+  EXPECT_EQ(bystander->echo("after"), "after");
+  auto fresh = open_raw(ioc, port);
+  EXPECT_EQ(fresh->echo("new connection"), "new connection");
+}
+
+INSTANTIATE_TEST_SUITE_P(Rfc6455, WebSocketFailure, ::testing::ValuesIn(failure_cases()),
+                         [](const auto& param_info) { return std::string(param_info.param.name); });
+
+TEST(WebSocketFrames, ValidUtf8SplitAcrossFragmentsAndMaxSizeMessageAreEchoed) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      max_message_bytes: 1024\n"})});
+  asio::io_context ioc;
+  auto c = open_raw(ioc, shoald.port("ws"));
+  ASSERT_TRUE(c->send(frame(kText, "euro \xe2\x82", false) + frame(kCont, "\xac sign")));
+  auto f = c->read_frame();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->payload, "euro \xe2\x82\xac sign");
+  const std::string at_limit(1024, 'm');
+  ASSERT_TRUE(c->send(frame(kBinary, at_limit)));
+  f = c->read_frame();
+  ASSERT_TRUE(f);
+  EXPECT_EQ(f->opcode, kBinary);
+  EXPECT_EQ(f->payload, at_limit);
+}
+
+// --- the HTTP upgrade (RFC 6455 §4.2.1) --------------------------------------------
+
+class WebSocketHandshake : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    shoald_ = new ShoaldProcess({.yaml = ws_yaml({.websocket = "      path: /chat\n"
+                                                              "      subprotocols: [chat.v2, chat.v1]\n"})});
+  }
+  static void TearDownTestSuite() {
+    delete shoald_;
+    shoald_ = nullptr;
+  }
+
+  // Sends `request`; returns the response, its body, and whether the server
+  // then closed the connection.
+  struct Outcome {
+    HttpResponse response;
+    std::string body;
+    bool closed = false;
+  };
+  static Outcome send(const std::string& request) {
+    asio::io_context ioc;
+    RawWs c(ioc, shoald_->port("ws"));
+    EXPECT_TRUE(c.send(request));
+    Outcome o;
+    o.response = c.read_response();
+    o.body = c.read_body(o.response);
+    o.closed = c.closed_by_peer();
+    return o;
+  }
+  static Upgrade chat() {
+    Upgrade u;
+    u.target = "/chat";
+    return u;
+  }
+  static void expect_refused(const Upgrade& u, int status, const std::string& why) {
+    const Outcome o = send(u.str());
+    EXPECT_EQ(o.response.status, status) << why << "\n" << o.response.head;
+    EXPECT_EQ(o.response.header("Connection"), "close") << why;
+    EXPECT_FALSE(o.body.empty()) << why;
+    EXPECT_TRUE(o.closed) << why << ": the connection closes after the error";
+  }
+
+  static ShoaldProcess* shoald_;
+};
+ShoaldProcess* WebSocketHandshake::shoald_ = nullptr;
+
+TEST_F(WebSocketHandshake, ValidUpgradeGets101WithTheAcceptHash) {
+  asio::io_context ioc;
+  RawWs c(ioc, shoald_->port("ws"));
+  const auto r = c.upgrade(chat());
+  ASSERT_EQ(r.status, 101) << r.head;
+  EXPECT_EQ(r.header("Sec-WebSocket-Accept"), "s3pPLMBiTxaQ9kYGzzhZRbK+xOo=");  // RFC 6455 §1.3
+  EXPECT_TRUE(r.header("Upgrade").has_value());
+  EXPECT_FALSE(r.header("Sec-WebSocket-Protocol").has_value()) << "none offered, none chosen";
+  EXPECT_FALSE(r.header("Sec-WebSocket-Extensions").has_value()) << "permessage-deflate is off";
+  EXPECT_EQ(c.echo("hi"), "hi");
+}
+
+TEST_F(WebSocketHandshake, PlainHttpRequestsGet400AndTheConnectionCloses) {
+  expect_refused(Upgrade{.target = "/chat", .headers = {{"Host", "127.0.0.1"}}}, 400, "plain GET");
+  expect_refused(Upgrade{.target = "/", .headers = {{"Host", "x"}, {"Accept", "*/*"}}}, 400, "plain GET /");
+  const Outcome garbage = send("HELLO THERE\r\n\r\n");
+  EXPECT_EQ(garbage.response.status, 400);
+  EXPECT_TRUE(garbage.closed);
+}
+
+TEST_F(WebSocketHandshake, EachRequirementOfRfc6455Section421IsChecked) {
+  expect_refused(Upgrade(chat()).erase("Host"), 400, "no Host");
+  expect_refused(Upgrade(chat()).add("Host", "other"), 400, "two Host fields");
+  expect_refused(Upgrade(chat()).erase("Upgrade"), 400, "no Upgrade");
+  expect_refused(Upgrade(chat()).set("Upgrade", "h2c"), 400, "Upgrade without websocket");
+  expect_refused(Upgrade(chat()).erase("Connection"), 400, "no Connection");
+  expect_refused(Upgrade(chat()).set("Connection", "keep-alive"), 400, "Connection without upgrade");
+  expect_refused(Upgrade(chat()).erase("Sec-WebSocket-Key"), 400, "no key");
+  expect_refused(Upgrade(chat()).set("Sec-WebSocket-Key", "not base64 at all!!!!!=="), 400, "key not base64");
+  expect_refused(Upgrade(chat()).set("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAA"), 400, "key of 15 bytes");
+  expect_refused(Upgrade(chat()).set("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAAA="), 400, "key of 17 bytes");
+  expect_refused(Upgrade(chat()).set("Sec-WebSocket-Key", "AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"), 400, "key of 24 bytes");
+  expect_refused(Upgrade(chat()).add("Sec-WebSocket-Key", "dGhlIHNhbXBsZSBub25jZQ=="), 400, "two keys");
+  {
+    Upgrade post = chat();
+    post.method = "POST";
+    const Outcome o = send(post.str());
+    EXPECT_EQ(o.response.status, 405);
+    EXPECT_EQ(o.response.header("Allow"), "GET");
+    EXPECT_TRUE(o.closed);
+  }
+  {
+    Upgrade old = chat();
+    old.version = "HTTP/1.0";
+    expect_refused(old, 400, "HTTP/1.0");
+  }
+  {
+    Upgrade body = chat();
+    body.set("Content-Length", "5");
+    const Outcome o = send(body.str() + "hello");
+    EXPECT_EQ(o.response.status, 400) << "an upgrade with a body";
+  }
+}
+
+TEST_F(WebSocketHandshake, WrongVersionGets426NamingVersion13) {
+  for (const char* v : {"8", "12", "14", "13, 8", ""}) {
+    Upgrade u = chat();
+    if (*v) u.set("Sec-WebSocket-Version", v);
+    else u.erase("Sec-WebSocket-Version");
+    const Outcome o = send(u.str());
+    EXPECT_EQ(o.response.status, 426) << "version '" << v << "'";
+    EXPECT_EQ(o.response.header("Sec-WebSocket-Version"), "13");
+    EXPECT_TRUE(o.closed);
+  }
+}
+
+TEST_F(WebSocketHandshake, OnlyTheConfiguredPathUpgrades) {
+  expect_refused(Upgrade{}, 404, "path /");
+  Upgrade other = chat();
+  other.target = "/chatroom";
+  expect_refused(other, 404, "path /chatroom");
+  Upgrade query = chat();
+  query.target = "/chat?room=1";
+  asio::io_context ioc;
+  RawWs c(ioc, shoald_->port("ws"));
+  EXPECT_EQ(c.upgrade(query).status, 101) << "a query string does not change the path";
+}
+
+TEST_F(WebSocketHandshake, TokensAreCaseInsensitiveAndListsAreAccepted) {
+  asio::io_context ioc;
+  RawWs c(ioc, shoald_->port("ws"));
+  const auto r = c.upgrade(Upgrade(chat()).set("Upgrade", "WebSocket").set("Connection", "keep-alive, UPGRADE"));
+  ASSERT_EQ(r.status, 101) << r.head;
+  EXPECT_EQ(c.echo("case"), "case");
+}
+
+TEST_F(WebSocketHandshake, HeadersOverTheLimitGet431) {
+  // max_header_bytes defaults to 8 KiB.
+  expect_refused(Upgrade(chat()).set("X-Padding", std::string(9000, 'p')), 431, "9 KB header");
+  // Just under the limit (several KiB, more than Beast's 1,536-byte buffer) is fine.
+  asio::io_context ioc;
+  RawWs c(ioc, shoald_->port("ws"));
+  EXPECT_EQ(c.upgrade(Upgrade(chat()).set("Cookie", std::string(6000, 'c'))).status, 101);
+  EXPECT_EQ(c.echo("big request"), "big request");
+}
+
+TEST_F(WebSocketHandshake, SubprotocolIsTheServersFirstChoiceAmongThoseOffered) {
+  struct Case {
+    std::vector<std::string> offered;
+    std::optional<std::string> chosen;
+  };
+  const std::vector<Case> cases = {
+      {{"chat.v1, chat.v2"}, "chat.v2"},
+      {{"chat.v1"}, "chat.v1"},
+      {{"x", "chat.v1"}, "chat.v1"},  // two header fields
+      {{"mqtt, soap"}, std::nullopt},
+      {{}, std::nullopt},
+      {{"CHAT.V2"}, std::nullopt},  // subprotocol names are case-sensitive
+  };
+  for (const auto& tc : cases) {
+    Upgrade u = chat();
+    for (const auto& o : tc.offered) u.add("Sec-WebSocket-Protocol", o);
+    asio::io_context ioc;
+    RawWs c(ioc, shoald_->port("ws"));
+    const auto r = c.upgrade(u);
+    ASSERT_EQ(r.status, 101) << r.head;
+    EXPECT_EQ(r.header("Sec-WebSocket-Protocol"), tc.chosen) << r.head;
+  }
+}
+
+TEST_F(WebSocketHandshake, FirstFramesInTheSameSegmentAsTheRequestAreNotLost) {
+  for (std::size_t padding : {0u, 4000u}) {  // also past Beast's 1,536-byte read buffer
+    asio::io_context ioc;
+    RawWs c(ioc, shoald_->port("ws"));
+    const std::string request = Upgrade(chat()).set("X-Padding", std::string(padding, 'p')).str();
+    ASSERT_TRUE(c.send(request + frame(kText, "early bird") + frame(kBinary, std::string(3000, 'e'))));
+    ASSERT_EQ(c.read_response().status, 101);
+    auto f = c.read_frame();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->payload, "early bird");
+    f = c.read_frame();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->payload, std::string(3000, 'e'));
+  }
+}
+
+TEST(WebSocketOrigin, OnlyAllowedOriginsUpgradeWhenConfigured) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      allowed_origins: [\"https://good.example\", "
+                                                      "\"http://localhost:8080\"]\n"})});
+  auto status = [&](std::optional<std::string> origin) {
+    asio::io_context ioc;
+    RawWs c(ioc, shoald.port("ws"));
+    Upgrade u;
+    if (origin) u.set("Origin", *origin);
+    const auto r = c.upgrade(u);
+    if (r.status != 101) {
+      c.read_body(r);
+      EXPECT_TRUE(c.closed_by_peer());
+    }
+    return r.status;
+  };
+  EXPECT_EQ(status("https://good.example"), 101);
+  EXPECT_EQ(status("HTTPS://GOOD.EXAMPLE"), 101);
+  EXPECT_EQ(status("http://localhost:8080"), 101);
+  EXPECT_EQ(status("https://evil.example"), 403);
+  EXPECT_EQ(status("https://good.example.evil"), 403);
+  EXPECT_EQ(status(std::nullopt), 403);
+}
+
+TEST(WebSocketTimeouts, TricklingHandshakeIsClosedAfterHandshakeTimeoutWhileOthersAreServed) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      handshake_timeout: 500ms\n"})});
+  asio::io_context ioc;
+  auto good = open_raw(ioc, shoald.port("ws"));
+  RawWs trickler(ioc, shoald.port("ws"));
+  const std::string request = Upgrade().str();
+  const auto start = Clock::now();
+  std::size_t sent = 0;
+  bool closed = false;
+  while (Clock::now() - start < 3s) {
+    // One byte every 50 ms: the request would take ~7 s.
+    if (sent < request.size()) {
+      if (::send(trickler.socket.native_handle(), request.data() + sent, 1, MSG_NOSIGNAL) == 1) ++sent;
+    }
+    pollfd p{trickler.socket.native_handle(), POLLIN, 0};
+    if (::poll(&p, 1, 50) > 0) {
+      char c;
+      const ssize_t r = ::recv(trickler.socket.native_handle(), &c, 1, 0);
+      ASSERT_LE(r, 0) << "no response to a request that never completed";
+      closed = true;
+      break;
+    }
+    ASSERT_EQ(good->echo("tick"), "tick") << "others are served meanwhile";
+  }
+  const auto took = Clock::now() - start;
+  EXPECT_TRUE(closed);
+  EXPECT_GE(took, 450ms);
+  EXPECT_LT(took, 2000ms) << "handshake_timeout (+ scheduling slack on a shared machine)";
+  EXPECT_EQ(good->echo("still here"), "still here");
+}
+
+TEST(WebSocketTimeouts, SilentPeerIsClosedWithinPingIntervalPlusPongTimeout) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      ping_interval: 300ms\n"
+                                                      "      pong_timeout: 300ms\n"})});
+  asio::io_context ioc;
+  auto silent = open_raw(ioc, shoald.port("ws"));
+  const auto start = Clock::now();
+  int pings = 0;
+  // Reads (and ignores) everything until the server closes.
+  while (auto f = silent->read_frame()) {
+    if (f->opcode == kPing) ++pings;
+  }
+  const auto took = Clock::now() - start;
+  EXPECT_EQ(pings, 1);
+  EXPECT_GE(took, 550ms);
+  EXPECT_LT(took, 1500ms) << "closed within ping_interval + pong_timeout (+ scheduling slack)";
+}
+
+TEST(WebSocketTimeouts, PeerAnsweringPingsStaysOpen) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      ping_interval: 200ms\n"
+                                                      "      pong_timeout: 1s\n"})});
+  asio::io_context ioc;
+  auto c = open_raw(ioc, shoald.port("ws"));
+  const auto start = Clock::now();
+  int pings = 0;
+  // Eight ping intervals, answering every ping.
+  while (Clock::now() - start < 1600ms) {
+    auto f = c->read_frame();
+    ASSERT_TRUE(f) << "closed after " << pings << " pings";
+    ASSERT_EQ(f->opcode, kPing);
+    ++pings;
+    ASSERT_TRUE(c->send(frame(kPong, f->payload)));
+  }
+  EXPECT_GE(pings, 5);
+  EXPECT_EQ(c->echo("alive"), "alive");
+}
+
+TEST(WebSocketTimeouts, ClientThatNeverReadsIsClosedByWriteTimeoutAndShoaldStaysResponsive) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      write_timeout: 500ms\n"
+                                                      "      max_message_bytes: 2097152\n",
+                                         .top = "logging:\n  level: debug\n"})});
+  asio::io_context ioc;
+  tcp::socket s(ioc);
+  s.open(tcp::v4());
+  s.set_option(asio::socket_base::receive_buffer_size(4096));
+  s.connect(loopback(shoald.port("ws")));
+  set_timeouts(s, 200ms);
+  RawWs hog(std::move(s));
+  ASSERT_EQ(hog.upgrade().status, 101);
+
+  std::atomic<bool> stop{false};
+  std::thread sender([&] {
+    const std::string big = frame(kBinary, std::string(1 << 20, 'x'));
+    const auto deadline = Clock::now() + 10s;
+    std::size_t off = 0;
+    while (!stop && Clock::now() < deadline) {
+      const ssize_t w = ::send(hog.socket.native_handle(), big.data() + off, big.size() - off, MSG_NOSIGNAL);
+      if (w > 0) {
+        off = (off + static_cast<std::size_t>(w)) % big.size();
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        break;  // the server closed the connection
+      }
+    }
+  });
+  // Never read: wait for the server to end the connection.
+  pollfd p{hog.socket.native_handle(), POLLRDHUP, 0};
+  const auto start = Clock::now();
+  const int ready = ::poll(&p, 1, 8000);
+  const auto took = Clock::now() - start;
+  stop = true;
+  sender.join();
+  ASSERT_EQ(ready, 1) << "not closed";
+  EXPECT_TRUE(p.revents & (POLLRDHUP | POLLHUP | POLLERR));
+  EXPECT_LT(took, 5s);
+  EXPECT_TRUE(shoald.wait_for_output("write timeout", 2s)) << shoald.output();
+
+  auto fresh = open_raw(ioc, shoald.port("ws"));
+  EXPECT_EQ(fresh->echo("responsive"), "responsive");
+}
+
+TEST(WebSocketTimeouts, IdleTimeoutClosesAnIdleWebSocketWithGoingAway) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      ping_interval: 0\n",
+                                         .listener = "    idle_timeout: 1s\n"})});
+  asio::io_context ioc;
+  auto idle = open_raw(ioc, shoald.port("ws"));
+  auto active = open_raw(ioc, shoald.port("ws"));
+  const auto start = Clock::now();
+  std::optional<std::uint16_t> code;
+  std::chrono::steady_clock::duration closed_after{};
+  bool tcp_closed = false;
+  std::thread reader([&] {
+    code = idle->read_close_code();
+    closed_after = Clock::now() - start;
+    if (code) {
+      idle->send(frame(kClose, close_payload(1000)));
+      tcp_closed = idle->closed_by_peer();
+    }
+  });
+  // The active client talks every 100 ms for 2.5 idle timeouts.
+  bool active_ok = true;
+  while (active_ok && Clock::now() - start < 2500ms) {
+    active_ok = active->echo("tick") == "tick";
+    std::this_thread::sleep_for(100ms);  // pacing the active client, not a wait
+  }
+  reader.join();
+  EXPECT_TRUE(active_ok) << "the active connection was closed";
+  EXPECT_EQ(code, 1001) << "close frame 1001 (going away)";
+  EXPECT_TRUE(tcp_closed);
+  EXPECT_GE(closed_after, 900ms);
+  EXPECT_LT(closed_after, 2500ms);
+  EXPECT_EQ(active->echo("still active"), "still active");
+}
+
+TEST(WebSocketDrain, SigtermSendsGoingAwayToOpenWebSocketsThenExits) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.drain = "100ms"})});
+  asio::io_context ioc;
+  std::vector<std::unique_ptr<RawWs>> clients;
+  for (int i = 0; i < 4; ++i) {
+    clients.push_back(open_raw(ioc, shoald.port("ws")));
+    ASSERT_EQ(clients.back()->echo("hi"), "hi");
+  }
+  shoald.signal(SIGTERM);
+  for (auto& c : clients) {
+    EXPECT_EQ(c->read_close_code(), 1001);
+    ASSERT_TRUE(c->send(frame(kClose, close_payload(1001))));
+    EXPECT_TRUE(c->closed_by_peer());
+  }
+  EXPECT_EQ(shoald.wait_exit(5s), 0) << shoald.output();
+}
+
+// --- an independent client: Debian's python3-websockets ---------------------------
+
+struct PythonRun {
+  int exit_code = -1;
+  std::string output;
+};
+
+PythonRun run_python_client(const std::string& args) {
+  const std::string cmd = "timeout 120 /usr/bin/python3 " SHOAL_SOURCE_DIR "/tests/ws/client.py " + args + " 2>&1";
+  PythonRun r;
+  FILE* p = ::popen(cmd.c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+TEST(WebSocketPython, DebianWebsocketsClientEchoesEverything) {
+  ShoaldProcess shoald({.yaml = ws_yaml({})});
+  const auto r = run_python_client("ws://127.0.0.1:" + std::to_string(shoald.port("ws")) +
+                                   "/ --subprotocol chat --expect-subprotocol none");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("ALL OK"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ok binary echo of 1048576 bytes"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ok no extension negotiated"), std::string::npos) << r.output;
+}
+
+TEST(WebSocketPython, PermessageDeflateAndSubprotocolWhenConfigured) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      subprotocols: [chat.v2, chat.v1]\n"
+                                                      "      permessage_deflate:\n"
+                                                      "        enabled: true\n"
+                                                      "        server_max_window_bits: 10\n"
+                                                      "        client_max_window_bits: 12\n"})});
+  const auto r = run_python_client("ws://127.0.0.1:" + std::to_string(shoald.port("ws")) +
+                                   "/ --deflate --subprotocol chat.v1 --subprotocol chat.v2"
+                                   " --expect-subprotocol chat.v2");
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("ALL OK"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("ok permessage-deflate negotiated"), std::string::npos) << r.output;
+}
+
+}  // namespace
+}  // namespace shoal::test
