@@ -1,0 +1,272 @@
+#!/usr/bin/env bash
+# loadtest/bench.sh: one run, every server, the same scenarios.
+#
+# Each server is started fresh for each scenario with 2 threads (shoald with
+# loadtest/configs/shoald-bench.yaml), driven by shoal-load over loopback,
+# measured (--server-pid: RSS and CPU from /proc) and stopped. The results go
+# to stdout and to loadtest/results/latest.md as markdown tables with ratios
+# to the yardstick (shoal-baseline, a minimal epoll echo in C), beside the
+# machine description and the exact commands. Benchmarks are not tests: this
+# script is not run by ctest.
+#
+#   loadtest/peers/build-peers.sh     # once: Beast examples, Tokio, node ws
+#   loadtest/bench.sh                 # about 8 minutes (2 cores)
+#
+# Environment:
+#   BUILD_DIR   Release build to use/make (default: build-bench)
+#   DURATION    measured seconds per run (default 5s); WARMUP (default 1s)
+#   SERVERS     which servers (default: all built): yardstick shoald tokio
+#               beast-async beast-fast node-ws
+#   SCENARIOS   which scenarios (default: all): throughput pingpong latency
+#               memory connect balance 100k
+#   OUT_MD      where the table goes (default loadtest/results/latest.md)
+# Every run is bounded (shoal-load --max-time and timeout(1)); only loopback
+# addresses are used.
+set -uo pipefail
+
+ROOT=$(cd "$(dirname "$0")/.." && pwd)
+BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
+PEERS_ENV=${PEERS_ENV:-$ROOT/loadtest/peers/build/peers.env}
+DURATION=${DURATION:-5s}
+WARMUP=${WARMUP:-1s}
+THREADS=2
+SCENARIOS=${SCENARIOS:-throughput pingpong latency memory connect balance 100k}
+OUT_MD=${OUT_MD:-$ROOT/loadtest/results/latest.md}
+RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/shoal-bench.XXXXXX")
+# The client: one worker process, two threads (shoal-load picks more workers
+# by itself when a run needs more than 18,000 sockets).
+CLIENT_ARGS=(-t 2)
+
+log() { echo "bench: $(date +%T) $*" >&2; }
+
+# --- build ----------------------------------------------------------------
+if [ ! -f "$BUILD_DIR/CMakeCache.txt" ]; then
+  cmake -S "$ROOT" -B "$BUILD_DIR" -DCMAKE_BUILD_TYPE=Release > "$RUN_DIR/cmake.log" 2>&1 ||
+    { cat "$RUN_DIR/cmake.log"; exit 1; }
+fi
+grep -q '^CMAKE_BUILD_TYPE:STRING=Release' "$BUILD_DIR/CMakeCache.txt" ||
+  log "warning: $BUILD_DIR is not a Release build"
+cmake --build "$BUILD_DIR" -j "$(nproc)" --target shoald shoal-load shoal-baseline > "$RUN_DIR/build.log" 2>&1 ||
+  { tail -30 "$RUN_DIR/build.log"; exit 1; }
+LOAD=$BUILD_DIR/loadtest/shoal-load
+SHOALD=$BUILD_DIR/server/shoald
+BASELINE=$BUILD_DIR/loadtest/shoal-baseline
+
+declare -A PEER
+if [ -f "$PEERS_ENV" ]; then
+  while IFS='=' read -r k v; do
+    [[ -z "$k" || "$k" == \#* ]] && continue
+    [ -e "$v" ] && PEER[$k]=$v
+  done < "$PEERS_ENV"
+else
+  log "no $PEERS_ENV: run loadtest/peers/build-peers.sh for the peers; benchmarking shoald and the yardstick only"
+fi
+ALL_SERVERS="yardstick shoald"
+for p in tokio-echo beast-async beast-fast node-ws; do
+  [ -n "${PEER[$p]:-}" ] && ALL_SERVERS+=" ${p/tokio-echo/tokio}"
+done
+SERVERS=${SERVERS:-$ALL_SERVERS}
+log "servers: $SERVERS; scenarios: $SCENARIOS; results in $RUN_DIR"
+
+# --- servers ----------------------------------------------------------------
+free_port() {  # a free loopback port; with an argument N, N free ports in a row
+  python3 - "${1:-1}" <<'PY'
+import socket, sys
+need = int(sys.argv[1])
+def free(port):
+    s = socket.socket()
+    s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as the servers do
+    try:
+        s.bind(("127.0.0.1", port))
+        return True
+    except OSError:
+        return False
+    finally:
+        s.close()
+for _ in range(1000):
+    s = socket.socket(); s.bind(("127.0.0.1", 0)); p = s.getsockname()[1]; s.close()
+    if p + need <= 65535 and all(free(p + k) for k in range(1, need)):
+        print(p)
+        break
+PY
+}
+
+wait_port() {  # port: wait until it accepts (20 s)
+  for _ in $(seq 200); do
+    (exec 3<>"/dev/tcp/127.0.0.1/$1") 2> /dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+wait_line() {  # file, pattern: wait until the file has a matching line (10 s)
+  for _ in $(seq 100); do
+    grep -qE "$2" "$1" 2> /dev/null && return 0
+    sleep 0.1
+  done
+  return 1
+}
+
+SPID="" TCP_PORT="" WS_PORT="" SLOG=""
+start_server() {  # name [config]
+  local name=$1 config=${2:-$ROOT/loadtest/configs/shoald-bench.yaml} port
+  SLOG="$RUN_DIR/server.$name.$RANDOM.log"
+  TCP_PORT="" WS_PORT=""
+  case $name in
+    yardstick)
+      "$BASELINE" -a 127.0.0.1 -p 0 -w 0 -t $THREADS > "$SLOG" 2>&1 &
+      SPID=$!
+      wait_line "$SLOG" 'ready' || return 1
+      TCP_PORT=$(grep -oP 'tcp-echo listening on .*:\K\d+' "$SLOG")
+      WS_PORT=$(grep -oP 'websocket-echo listening on .*:\K\d+' "$SLOG") ;;
+    shoald)
+      "$SHOALD" --config "$config" > "$SLOG" 2>&1 &
+      SPID=$!
+      wait_line "$SLOG" 'ready:' || return 1
+      TCP_PORT=$(grep -oP 'listener "echo" \(tcp-echo\) listening on .*:\K\d+' "$SLOG")
+      WS_PORT=$(grep -oP 'listener "ws" \(websocket-echo\) listening on .*:\K\d+' "$SLOG") ;;
+    tokio)
+      port=$(free_port)
+      "${PEER[tokio-echo]}" "127.0.0.1:$port" $THREADS > "$SLOG" 2>&1 &
+      SPID=$!
+      wait_line "$SLOG" 'ready' || return 1
+      TCP_PORT=$port ;;
+    beast-async)
+      port=$(free_port)
+      "${PEER[beast-async]}" 127.0.0.1 "$port" $THREADS > "$SLOG" 2>&1 &
+      SPID=$!
+      wait_port "$port" || return 1
+      WS_PORT=$port ;;
+    beast-fast)
+      port=$(free_port 3)
+      "${PEER[beast-fast]}" 127.0.0.1 "$port" $THREADS > "$SLOG" 2>&1 &
+      SPID=$!
+      wait_port $((port + 1)) || return 1
+      WS_PORT=$((port + 1)) ;;  # its asynchronous port
+    node-ws)
+      port=$(free_port)
+      NODE_PATH=/usr/share/nodejs node "${PEER[node-ws]}" "$port" $THREADS > "$SLOG" 2>&1 &
+      SPID=$!
+      wait_line "$SLOG" 'ready' || return 1
+      WS_PORT=$port ;;
+  esac
+}
+
+server_pids() {  # the server and its children (node's cluster workers)
+  local kids
+  kids=$(pgrep -P "$SPID" | paste -sd, -)
+  echo "$SPID${kids:+,$kids}"
+}
+
+stop_server() {
+  [ -n "$SPID" ] || return 0
+  local kids
+  kids=$(pgrep -P "$SPID")
+  kill -TERM "$SPID" 2> /dev/null
+  for _ in $(seq 50); do
+    kill -0 "$SPID" 2> /dev/null || break
+    sleep 0.1
+  done
+  kill -KILL "$SPID" $kids 2> /dev/null
+  wait "$SPID" 2> /dev/null
+  SPID=""
+}
+trap 'stop_server; for p in ${EXTRA_PIDS:-}; do kill -KILL $p 2>/dev/null; done' EXIT
+
+echo -e "scenario\tproto\tserver\texit\tjson\tcommand" > "$RUN_DIR/index.tsv"
+
+# run_case SCENARIO PROTO SERVER [shoal-load options...]
+run_case() {
+  local scenario=$1 proto=$2 server=$3
+  shift 3
+  local tries=0
+  until start_server "$server"; do
+    stop_server
+    tries=$((tries + 1))
+    if [ $tries -ge 3 ]; then log "$server did not start: $(tail -c 300 "$SLOG")"; return; fi
+  done
+  local port=$TCP_PORT url
+  [ "$proto" = ws ] && port=$WS_PORT
+  if [ -z "$port" ]; then stop_server; return; fi
+  if [ "$proto" = ws ]; then url="ws://127.0.0.1:$port/"; else url="tcp://127.0.0.1:$port"; fi
+  local json="$RUN_DIR/$scenario.$proto.$server.json"
+  local cmd=("$LOAD" "$url" "${CLIENT_ARGS[@]}" "$@" --server-pid "$(server_pids)" --json "$json" -q)
+  log "$scenario $proto $server: shoal-load $url ${CLIENT_ARGS[*]} $*"
+  timeout 300 "${cmd[@]}" > "$RUN_DIR/$scenario.$proto.$server.txt" 2>&1
+  local rc=$?
+  [ $rc -ne 0 ] && log "  exit $rc: $(grep -m1 verdict "$RUN_DIR/$scenario.$proto.$server.txt")"
+  stop_server
+  # Let TIME_WAIT and the server's memory settle between runs.
+  sleep 0.5
+  echo -e "$scenario\t$proto\t$server\t$rc\t$json\tshoal-load URL ${CLIENT_ARGS[*]} $*" >> "$RUN_DIR/index.tsv"
+}
+
+has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
+
+speaks() {  # server proto: whether the server has that listener
+  case "$1:$2" in
+    yardstick:* | shoald:* | tokio:tcp | beast-async:ws | beast-fast:ws | node-ws:ws) return 0 ;;
+    *) return 1 ;;
+  esac
+}
+
+for proto in tcp ws; do
+  for server in $SERVERS; do
+    speaks "$server" "$proto" || continue
+    has throughput && run_case throughput $proto $server -c 1000 --pipeline 16 --size 64 --warmup "$WARMUP" --duration "$DURATION"
+    has pingpong && run_case pingpong $proto $server -c 1000 --pipeline 1 --size 64 --warmup "$WARMUP" --duration "$DURATION"
+    has latency && run_case latency $proto $server -c 1000 --rate 20000 --size 64 --warmup "$WARMUP" --duration "$DURATION"
+    if has memory; then
+      # Paced connects: this row is about memory, not about the accept queue.
+      run_case memory-10k $proto $server -c 10000 --connect-rate 10000 --active 0 --duration 0 --hold 2s
+      run_case memory-19k $proto $server -c 19000 --connect-rate 10000 --active 0 --duration 0 --hold 2s
+    fi
+    has connect && run_case connect $proto $server -c 10000 --active 0 --duration 0 --connect-concurrency 512
+  done
+done
+
+# Balance: shoald's two sharding policies, share of connections per shard
+# (from the per-shard totals shoald prints when it stops).
+if has balance && [[ " $SERVERS " == *" shoald "* ]]; then
+  for policy in reuseport dispatch; do
+    config=$ROOT/loadtest/configs/shoald-bench.yaml
+    [ $policy = dispatch ] && config=$ROOT/loadtest/configs/shoald-bench-dispatch.yaml
+    start_server shoald "$config" || continue
+    json="$RUN_DIR/balance.tcp.$policy.json"
+    log "balance $policy: shoal-load tcp://127.0.0.1:$TCP_PORT -c 1000 --pipeline 16 --duration $DURATION"
+    timeout 300 "$LOAD" "tcp://127.0.0.1:$TCP_PORT" "${CLIENT_ARGS[@]}" -c 1000 --pipeline 16 --size 64 \
+      --warmup "$WARMUP" --duration "$DURATION" --server-pid "$SPID" --json "$json" -q > /dev/null 2>&1
+    rc=$?
+    stop_server
+    cp "$SLOG" "$RUN_DIR/balance.$policy.server.log"
+    echo -e "balance\ttcp\t$policy\t$rc\t$json\tshoal-load URL ${CLIENT_ARGS[*]} -c 1000 --pipeline 16 --size 64 --warmup $WARMUP --duration $DURATION" >> "$RUN_DIR/index.tsv"
+  done
+fi
+
+# 100K: six shoald processes sharing the ports (SO_REUSEPORT), 114,000
+# WebSocket connections held 30 s, 1 % echoing at a fixed rate.
+if has 100k; then
+  EXTRA_PIDS=""
+  config=$ROOT/loadtest/configs/shoald-100k.yaml
+  for i in 1 2 3 4 5 6; do
+    "$SHOALD" --config "$config" > "$RUN_DIR/100k.server$i.log" 2>&1 &
+    EXTRA_PIDS+=" $!"
+    wait_line "$RUN_DIR/100k.server$i.log" 'ready:' || log "shoald $i did not start"
+  done
+  pids=$(echo $EXTRA_PIDS | tr ' ' ',')
+  json="$RUN_DIR/100k.ws.shoald.json"
+  log "100k: shoal-load --scenario loadtest/scenarios/100k.yaml ws://127.0.0.1:17101/"
+  timeout 400 "$LOAD" --scenario "$ROOT/loadtest/scenarios/100k.yaml" ws://127.0.0.1:17101/ \
+    --server-pid "$pids" --json "$json" -q > "$RUN_DIR/100k.txt" 2>&1
+  rc=$?
+  for p in $EXTRA_PIDS; do kill -TERM "$p" 2> /dev/null; done
+  sleep 2
+  for p in $EXTRA_PIDS; do kill -KILL "$p" 2> /dev/null; done
+  EXTRA_PIDS=""
+  echo -e "100k\tws\tshoald\t$rc\t$json\tshoal-load --scenario loadtest/scenarios/100k.yaml ws://127.0.0.1:17101/ (6 x shoald --config loadtest/configs/shoald-100k.yaml)" >> "$RUN_DIR/index.tsv"
+fi
+
+mkdir -p "$(dirname "$OUT_MD")"
+python3 "$ROOT/loadtest/bench_report.py" "$RUN_DIR" > "$OUT_MD.tmp" && mv "$OUT_MD.tmp" "$OUT_MD"
+cat "$OUT_MD"
+log "written to $OUT_MD (raw results in $RUN_DIR)"

@@ -1,0 +1,235 @@
+#!/usr/bin/env python3
+"""Turns a bench.sh run directory (index.tsv + shoal-load JSON files) into
+markdown tables with ratios to the yardstick. Used by loadtest/bench.sh."""
+import csv
+import datetime
+import json
+import os
+import platform
+import re
+import subprocess
+import sys
+
+run_dir = sys.argv[1]
+rows = list(csv.DictReader(open(os.path.join(run_dir, "index.tsv")), delimiter="\t"))
+
+
+def load(row):
+    try:
+        with open(row["json"]) as f:
+            return json.load(f)
+    except (OSError, ValueError):
+        return None
+
+
+results = {}
+for row in rows:
+    results[(row["scenario"], row["proto"], row["server"])] = (row, load(row))
+
+ORDER = ["yardstick", "shoald", "tokio", "beast-async", "beast-fast", "node-ws"]
+
+
+def servers_for(scenario, proto):
+    found = [s for (sc, p, s) in results if sc == scenario and p == proto]
+    return sorted(found, key=lambda s: ORDER.index(s) if s in ORDER else 99)
+
+
+def us(v):
+    if v is None:
+        return "–"
+    if v >= 1e6:
+        return f"{v / 1e6:.2f} s"
+    if v >= 1e3:
+        return f"{v / 1e3:.2f} ms"
+    return f"{v:.0f} µs"
+
+
+def num(v):
+    return "–" if v is None else f"{v:,.0f}"
+
+
+def ratio(v, base, invert=False):
+    if v is None or base in (None, 0) or v == 0:
+        return "–"
+    r = v / base
+    return f"{r:.2f}×"
+
+
+def status(row, j):
+    if j is None:
+        return f"no result (exit {row['exit']})"
+    if row["exit"] != "0":
+        errs = {k: v for k, v in j.get("errors", {}).items() if v}
+        return f"exit {row['exit']} " + ", ".join(f"{k} {v}" for k, v in errs.items())
+    return "ok"
+
+
+def machine():
+    model = "?"
+    try:
+        for line in open("/proc/cpuinfo"):
+            if line.startswith("model name"):
+                model = line.split(":", 1)[1].strip()
+                break
+    except OSError:
+        pass
+    mem = "?"
+    try:
+        for line in open("/proc/meminfo"):
+            if line.startswith("MemTotal"):
+                mem = f"{int(line.split()[1]) / 1048576:.0f} GiB"
+    except OSError:
+        pass
+    try:
+        commit = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short=12", "HEAD"],
+                                capture_output=True, text=True).stdout.strip()
+    except OSError:
+        commit = "?"
+    return (f"{os.cpu_count()} CPUs ({model}), {mem} RAM, Linux {platform.release()}; "
+            f"commit {commit} (plus the working tree); {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+
+
+out = []
+w = out.append
+w("# shoal benchmarks: shoald beside the yardstick and the peers")
+w("")
+w(f"Machine: {machine()}.")
+w("")
+w("One `loadtest/bench.sh` run. Every server runs with 2 threads (shoald: `shards: 2`, "
+  "`loadtest/configs/shoald-bench.yaml`), is started fresh for each row and stopped after it; the "
+  "client is `shoal-load` on the same 2 cores (so client and server share the CPUs: compare "
+  "within a table, never across runs or machines). Ratios are to the yardstick (`shoal-baseline`, "
+  "epoll in C) in the same run: above 1× is more throughput (or more bytes, or more time) than it.")
+w("")
+
+SCEN = [
+    ("throughput", "Throughput: 1,000 connections × 16 messages of 64 B in flight (closed loop)"),
+    ("pingpong", "Ping-pong: 1,000 connections × 1 message of 64 B in flight"),
+    ("latency", "Latency at a fixed rate: 20,000 msgs/s over 1,000 connections (open loop, from intended send time)"),
+]
+for proto, pname in (("tcp", "TCP echo"), ("ws", "WebSocket echo")):
+    w(f"## {pname}")
+    w("")
+    for scen, title in SCEN:
+        servers = servers_for(scen, proto)
+        if not servers:
+            continue
+        w(f"**{title}**")
+        w("")
+        w("| server | msgs/s | × yardstick | p50 | p99 | p99.9 | max | server CPU ns/msg | × yardstick | client CPU s | status |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        base = results.get((scen, proto, "yardstick"), (None, None))[1]
+        base_rate = base["throughput"]["msgs_per_s"] if base else None
+        base_cpu = base.get("server", {}).get("cpu_ns_per_msg") if base else None
+        for s in servers:
+            row, j = results[(scen, proto, s)]
+            if j is None:
+                w(f"| {s} | – | – | – | – | – | – | – | – | – | {status(row, j)} |")
+                continue
+            lat = j["latency"]
+            rate = j["throughput"]["msgs_per_s"]
+            cpu = j.get("server", {}).get("cpu_ns_per_msg")
+            w(f"| {s} | {num(rate)} | {ratio(rate, base_rate)} | {us(lat['p50_us'])} | {us(lat['p99_us'])} | "
+              f"{us(lat['p99_9_us'])} | {us(lat['max_us'])} | {num(cpu)} | {ratio(cpu, base_cpu)} | "
+              f"{j['client']['cpu_s']:.1f} | {status(row, j)} |")
+        w("")
+
+w("## Memory per idle connection")
+w("")
+w("Server RSS (`/proc/PID/status` VmRSS, summed over its processes) with the connections open and idle, "
+  "minus RSS before connecting, divided by the connections.")
+w("")
+w("| protocol | connections | server | bytes per connection | × yardstick | RSS before → held | status |")
+w("|---|---:|---|---:|---:|---|---|")
+for proto in ("tcp", "ws"):
+    for scen, n in (("memory-10k", "10,000"), ("memory-19k", "19,000")):
+        base = results.get((scen, proto, "yardstick"), (None, None))[1]
+        base_b = base["server"]["bytes_per_connection"] if base and "server" in base else None
+        for s in servers_for(scen, proto):
+            row, j = results[(scen, proto, s)]
+            if j is None or "server" not in j:
+                w(f"| {proto} | {n} | {s} | – | – | – | {status(row, j)} |")
+                continue
+            b = j["server"]["bytes_per_connection"]
+            before = j["server"]["rss_before_bytes"] / 1048576
+            held = j["server"]["rss_held_bytes"] / 1048576
+            w(f"| {proto} | {n} | {s} | {num(b)} | {ratio(b, base_b)} | {before:.1f} → {held:.1f} MiB | {status(row, j)} |")
+w("")
+
+w("## Connect (10,000 connections as fast as the client allows; WebSocket includes the upgrade)")
+w("")
+w("| protocol | server | established/s | × yardstick | connect p50 | connect p99 | upgrade p50 | upgrade p99 | status |")
+w("|---|---|---:|---:|---:|---:|---:|---:|---|")
+for proto in ("tcp", "ws"):
+    base = results.get(("connect", proto, "yardstick"), (None, None))[1]
+    base_r = base["connections"]["established_per_s"] if base else None
+    for s in servers_for("connect", proto):
+        row, j = results[("connect", proto, s)]
+        if j is None:
+            w(f"| {proto} | {s} | – | – | – | – | – | – | {status(row, j)} |")
+            continue
+        r = j["connections"]["established_per_s"]
+        c, h = j["connect_latency"], j["handshake_latency"]
+        hp50 = us(h["p50_us"]) if proto == "ws" else "–"
+        hp99 = us(h["p99_us"]) if proto == "ws" else "–"
+        w(f"| {proto} | {s} | {num(r)} | {ratio(r, base_r)} | {us(c['p50_us'])} | {us(c['p99_us'])} | {hp50} | {hp99} | {status(row, j)} |")
+w("")
+
+bal = [(k, v) for k, v in results.items() if k[0] == "balance"]
+if bal:
+    w("## Balance: shoald's sharding policies (2 shards, TCP throughput run)")
+    w("")
+    w("| policy | msgs/s | connections per shard (share) |")
+    w("|---|---:|---|")
+    for (scen, proto, policy), (row, j) in sorted(bal):
+        log = os.path.join(run_dir, f"balance.{policy}.server.log")
+        served = {}
+        try:
+            for m in re.finditer(r"shard (\d+): served (\d+) connections", open(log).read()):
+                served[int(m.group(1))] = int(m.group(2))
+        except OSError:
+            pass
+        total = sum(served.values()) or 1
+        shares = ", ".join(f"shard {k}: {v:,} ({100 * v / total:.1f} %)" for k, v in sorted(served.items())) or "–"
+        rate = num(j["throughput"]["msgs_per_s"]) if j else "–"
+        w(f"| {policy} | {rate} | {shares} |")
+    w("")
+    w("Messages per shard are not printed by shoald at exit; the admin port's `/status` has per-shard figures.")
+    w("")
+
+if ("100k", "ws", "shoald") in results:
+    row, j = results[("100k", "ws", "shoald")]
+    w("## 100K: six shoald processes sharing the ports (SO_REUSEPORT), WebSocket")
+    w("")
+    if j:
+        srv = j.get("server", {})
+        w("| connections | established | held | echoing | msgs/s | p50 | p99 | p99.9 | total server RSS | bytes/conn | errors | status |")
+        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+        errs = ", ".join(f"{k} {v}" for k, v in j["errors"].items() if v) or "none"
+        w(f"| {j['config']['connections']:,} | {j['connections']['established']:,} | {j['measured_s']:.0f} s | "
+          f"{j['config']['active']:,} | {num(j['throughput']['msgs_per_s'])} | {us(j['latency']['p50_us'])} | "
+          f"{us(j['latency']['p99_us'])} | {us(j['latency']['p99_9_us'])} | "
+          f"{srv.get('rss_held_bytes', 0) / 1048576:.0f} MiB | {num(srv.get('bytes_per_connection'))} | {errs} | {status(row, j)} |")
+    else:
+        w(f"No result (exit {row['exit']}).")
+    w("")
+
+w("## Commands")
+w("")
+w("```")
+w("loadtest/peers/build-peers.sh   # Beast examples, Tokio echo (offline, Debian crates), node ws")
+w("loadtest/bench.sh               # this page")
+w("```")
+w("")
+w("Each row ran (URL = the server's fresh port; `--server-pid` and `--json` added by the script):")
+w("")
+w("```")
+seen = set()
+for row in rows:
+    key = (row["scenario"], row["proto"], row["command"])
+    if key in seen:
+        continue
+    seen.add(key)
+    w(f"{row['scenario']:<11} {row['proto']:<3} {row['command'].replace('URL', row['proto'] + '://127.0.0.1:PORT' + ('/' if row['proto'] == 'ws' else ''))}")
+w("```")
+print("\n".join(out))

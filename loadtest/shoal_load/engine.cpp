@@ -1,0 +1,856 @@
+#include "engine.hpp"
+
+#include <netinet/in.h>
+#include <netinet/tcp.h>
+#include <sys/socket.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+#include <random>
+
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/steady_timer.hpp>
+
+#include "ws_frame.hpp"
+
+namespace shoal::load {
+
+namespace asio = boost::asio;
+using tcp = asio::ip::tcp;
+// Sockets and timers typed with the io_context's own executor: no
+// type-erased executor copy per operation.
+using socket_t = asio::basic_stream_socket<tcp, asio::io_context::executor_type>;
+using timer_t = asio::basic_waitable_timer<std::chrono::steady_clock,
+                                           asio::wait_traits<std::chrono::steady_clock>,
+                                           asio::io_context::executor_type>;
+
+Pattern::Pattern(bool text) : bytes_(period + max_window) {
+  std::mt19937 rng(0x5ba1u);
+  static const char letters[] = "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz0123456789-_";
+  for (std::size_t i = 0; i < period; ++i) {
+    const auto r = rng();
+    bytes_[i] = text ? letters[r % 64] : static_cast<char>(r & 0xff);
+  }
+  for (std::size_t i = period; i < bytes_.size(); ++i) bytes_[i] = bytes_[i - period];
+}
+
+namespace {
+
+ErrorKind classify(int err) {
+  switch (err) {
+    case ECONNREFUSED: return ErrorKind::refused;
+    case ETIMEDOUT: return ErrorKind::timeout;
+    case ECONNRESET: case EPIPE: case ECONNABORTED: return ErrorKind::reset;
+    case EADDRNOTAVAIL: case EADDRINUSE: return ErrorKind::ports_exhausted;
+    case EMFILE: case ENFILE: return ErrorKind::fd_limit;
+    default: return ErrorKind::other;
+  }
+}
+
+std::chrono::steady_clock::time_point to_tp(std::int64_t ns) {
+  return std::chrono::steady_clock::time_point(std::chrono::nanoseconds(ns));
+}
+
+// Send times of the messages in flight on one connection, oldest first.
+class TsRing {
+ public:
+  bool empty() const { return count_ == 0; }
+  std::uint32_t size() const { return count_; }
+  std::int64_t front() const { return buf_[head_]; }
+  bool push(std::int64_t ts, std::uint32_t max) {
+    if (count_ == cap_) {
+      if (cap_ >= max) return false;
+      grow();
+    }
+    buf_[(head_ + count_) & (cap_ - 1)] = ts;
+    ++count_;
+    return true;
+  }
+  std::int64_t pop() {
+    const std::int64_t v = buf_[head_];
+    head_ = (head_ + 1) & (cap_ - 1);
+    --count_;
+    return v;
+  }
+  void clear() { head_ = count_ = 0; }
+
+ private:
+  void grow() {
+    const std::uint32_t ncap = cap_ ? cap_ * 2 : 4;
+    std::unique_ptr<std::int64_t[]> nb(new std::int64_t[ncap]);
+    for (std::uint32_t i = 0; i < count_; ++i) nb[i] = buf_[(head_ + i) & (cap_ - 1)];
+    buf_ = std::move(nb);
+    cap_ = ncap;
+    head_ = 0;
+  }
+  std::unique_ptr<std::int64_t[]> buf_;
+  std::uint32_t cap_ = 0, head_ = 0, count_ = 0;
+};
+
+enum class State : std::uint8_t { idle, connecting, handshaking, open, closed };
+
+struct Conn {
+  explicit Conn(asio::io_context& ioc) : sock(ioc.get_executor()) {}
+  socket_t sock;
+  std::uint32_t id = 0;
+  State state = State::idle;
+  bool active = false;
+  bool read_armed = false;
+  bool write_armed = false;
+  bool dirty = false;
+  bool msg_bad = false;
+  bool closing = false;        // we sent a WebSocket close
+  std::uint32_t port_attempt = 0;  // explicit source ports: candidate index
+  std::uint8_t connect_retries = 0;
+  std::uint64_t salt = 0;      // pattern offset of this connection's stream
+  std::int64_t t_start = 0;    // connect started
+  std::int64_t t_connected = 0;
+  std::uint64_t gen_off = 0;   // payload bytes queued
+  std::uint64_t wr_off = 0;    // TCP: payload bytes written
+  std::uint64_t recv_off = 0;  // payload bytes of whole messages verified (WS) / received (TCP)
+  std::uint64_t cur = 0;       // bytes of the current message received
+  std::uint64_t msgs_done = 0;
+  TsRing inflight;
+  std::string out;             // WS: frames not yet written
+  std::size_t out_pos = 0;
+  std::string hs;              // WS: handshake key, then response bytes
+  std::string key;
+  ws::FrameParser parser;
+};
+
+}  // namespace
+
+struct Engine::Impl {
+  Impl(Engine& owner, Setup s)
+      : self(owner), setup(std::move(s)), o(*setup.options), pat(*setup.pattern), ioc(1),
+        guard(asio::make_work_guard(ioc)), connect_timer(ioc.get_executor()), phase_timer(ioc.get_executor()),
+        pace_timer(ioc.get_executor()), sweep_timer(ioc.get_executor()),
+        rng(0x9e3779b9u ^ (setup.ids.empty() ? 0u : setup.ids.front())) {
+    is_ws = o.target.proto == Target::Proto::ws;
+    size = o.size;
+    msg_op = o.text ? ws::Opcode::text : ws::Opcode::binary;
+    active_limit = o.active_count();
+    conns.reserve(setup.ids.size());
+    for (auto id : setup.ids) {
+      auto c = std::make_unique<Conn>(ioc);
+      c->id = id;
+      c->active = id < active_limit;
+      c->salt = (static_cast<std::uint64_t>(id) * 7919u) % Pattern::period;
+      conns.push_back(std::move(c));
+    }
+    if (!o.sources.empty()) {
+      // Spread ids over the source addresses.
+      sources = o.sources;
+    }
+    max_inflight = o.rate > 0 ? 65536u : std::max(4u, o.pipeline);
+    pace_interval = setup.rate > 0 ? 1e9 / setup.rate : 0;
+  }
+
+  Engine& self;
+  Setup setup;
+  const Options& o;
+  const Pattern& pat;
+  asio::io_context ioc;
+  asio::executor_work_guard<asio::io_context::executor_type> guard;
+  timer_t connect_timer, phase_timer, pace_timer, sweep_timer;
+  std::vector<std::unique_ptr<Conn>> conns;
+  std::vector<asio::ip::address> sources;
+  std::minstd_rand rng;
+  bool is_ws = false;
+  std::size_t size = 64;
+  ws::Opcode msg_op = ws::Opcode::binary;
+  std::uint64_t active_limit = 0;
+  std::uint32_t max_inflight = 16;
+
+  // Connect phase.
+  std::size_t next_connect = 0;
+  std::size_t pending = 0;
+  std::size_t finished_connects = 0;
+  std::int64_t connect_start = 0;
+
+  // Traffic.
+  bool traffic_started = false;
+  bool sending = false;
+  bool closing_all = false;
+  std::int64_t t_measure = INT64_MAX, t_end = INT64_MAX;
+  double pace_interval = 0;
+  std::int64_t pace_start = 0;
+  std::uint64_t pace_events = 0;
+  std::vector<Conn*> active_list;
+  std::vector<Conn*> dirty;
+
+  // Statistics (this thread only).
+  FinalStats fin;
+  Histogram interval_hist;
+  std::uint64_t open = 0;
+  std::uint64_t inflight_total = 0;
+
+  char rbuf[Pattern::max_window];
+
+  void notify() {
+    const char b = 1;
+    if (setup.notify_fd >= 0) {
+      [[maybe_unused]] auto r = ::write(setup.notify_fd, &b, 1);
+    }
+  }
+
+  void sample(const std::string& s) {
+    if (fin.samples.size() < 8) fin.samples.push_back(s);
+  }
+
+  // ---- connecting -------------------------------------------------------
+
+  void start_connecting() {
+    connect_start = now_ns();
+    sweep();
+    pump_connects();
+    check_connect_done();
+  }
+
+  void pump_connects() {
+    if (closing_all) return;
+    const std::int64_t now = now_ns();
+    while (next_connect < conns.size() && pending < o.connect_concurrency) {
+      if (setup.connect_rate > 0) {
+        const auto due = connect_start + static_cast<std::int64_t>(static_cast<double>(next_connect) * 1e9 / setup.connect_rate);
+        if (due > now) {
+          connect_timer.expires_at(to_tp(due));
+          connect_timer.async_wait([this](boost::system::error_code ec) {
+            if (!ec) pump_connects();
+          });
+          return;
+        }
+      }
+      start_connect(*conns[next_connect++]);
+    }
+  }
+
+  void start_connect(Conn& c) {
+    c.state = State::connecting;
+    c.t_start = now_ns();
+    boost::system::error_code ec;
+    const auto& addr = o.target.address;
+    c.sock.open(addr.is_v4() ? tcp::v4() : tcp::v6(), ec);
+    if (ec) {
+      fail_connect(c, classify(ec.value()), "socket: " + ec.message());
+      return;
+    }
+    if (!sources.empty()) {
+      // Our own port choice: id -> (source address, port), unique within
+      // the run; a port someone else holds is skipped (bounded retries).
+      const int one = 1;
+      ::setsockopt(c.sock.native_handle(), SOL_SOCKET, SO_REUSEADDR, &one, sizeof one);
+      const auto& src = sources[c.id % sources.size()];
+      const std::uint32_t range = static_cast<std::uint32_t>(o.port_hi - o.port_lo) + 1u;
+      const std::uint32_t base = c.id / static_cast<std::uint32_t>(sources.size()) + o.port_offset;
+      for (std::uint32_t k = 0; k < 64; ++k, ++c.port_attempt) {
+        const auto port = static_cast<std::uint16_t>(o.port_lo + (base + c.port_attempt * 4099u) % range);
+        c.sock.bind(tcp::endpoint(src, port), ec);
+        if (ec != boost::system::errc::address_in_use) break;
+      }
+      if (ec) {
+        fail_connect(c, classify(ec.value()), "bind " + src.to_string() + ": " + ec.message());
+        return;
+      }
+    }
+    ++pending;
+    c.sock.async_connect(tcp::endpoint(addr, o.target.port), [this, &c](boost::system::error_code cec) {
+      --pending;
+      on_connect(c, cec);
+      pump_connects();
+    });
+  }
+
+  void on_connect(Conn& c, boost::system::error_code ec) {
+    if (c.state != State::connecting) return;  // timed out meanwhile
+    if (ec == boost::system::errc::address_not_available && !sources.empty() && c.connect_retries < 8) {
+      // The 4-tuple is taken (a TIME_WAIT of an earlier run, another
+      // program): the next port.
+      boost::system::error_code ignored;
+      c.sock.close(ignored);
+      ++c.port_attempt;
+      ++c.connect_retries;
+      const std::int64_t first = c.t_start;
+      start_connect(c);
+      c.t_start = first;
+      return;
+    }
+    if (ec) {
+      fail_connect(c, classify(ec.value()), "connect: " + ec.message());
+      return;
+    }
+    const std::int64_t now = now_ns();
+    c.t_connected = now;
+    fin.connect.record(static_cast<std::uint64_t>(now - c.t_start));
+    boost::system::error_code ignored;
+    c.sock.non_blocking(true, ignored);
+    c.sock.set_option(tcp::no_delay(true), ignored);
+    if (!is_ws) {
+      established(c);
+      return;
+    }
+    unsigned char raw[16];
+    for (auto& b : raw) b = static_cast<unsigned char>(rng() & 0xff);
+    c.key = ws::base64_encode(raw, sizeof raw);
+    c.out = ws::upgrade_request(o.target.host, o.target.path, c.key);
+    c.out_pos = 0;
+    c.state = State::handshaking;
+    flush(c);
+    if (c.state == State::handshaking) arm_read(c);
+  }
+
+  void fail_connect(Conn& c, ErrorKind kind, const std::string& what) {
+    fin.total.errors[static_cast<std::size_t>(kind)]++;
+    if (fin.total.errors[static_cast<std::size_t>(kind)] == 1) {
+      sample("connection " + std::to_string(c.id) + ": " + what);
+    }
+    close_socket(c);
+    ++finished_connects;
+    check_connect_done();
+  }
+
+  void established(Conn& c) {
+    c.state = State::open;
+    ++open;
+    ++fin.established;
+    fin.total.connects++;
+    if (open > fin.peak_open) fin.peak_open = open;
+    ++finished_connects;
+    check_connect_done();
+    if (traffic_started && c.active) {
+      active_list.push_back(&c);
+      if (sending && pace_interval == 0) {
+        for (unsigned k = 0; k < o.pipeline; ++k) queue_message(c, now_ns());
+        flush(c);
+      }
+    }
+    if (c.state == State::open) arm_read(c);
+  }
+
+  void check_connect_done() {
+    if (finished_connects == conns.size() && !self.connect_done_.load(std::memory_order_relaxed)) {
+      self.connect_done_.store(true, std::memory_order_release);
+      notify();
+    }
+  }
+
+  // Every 100 ms: connect/handshake deadlines and late echoes.
+  void sweep() {
+    if (closing_all) return;
+    const std::int64_t now = now_ns();
+    const auto connect_deadline = static_cast<std::int64_t>(o.connect_timeout_s * 1e9);
+    const auto echo_deadline = static_cast<std::int64_t>(o.timeout_s * 1e9);
+    for (auto& cp : conns) {
+      Conn& c = *cp;
+      if ((c.state == State::connecting || c.state == State::handshaking) && now - c.t_start > connect_deadline) {
+        fail_connect(c, ErrorKind::timeout,
+                     c.state == State::connecting ? "connect timed out" : "WebSocket upgrade timed out");
+      } else if (c.state == State::open && !c.inflight.empty() && now - c.inflight.front() > echo_deadline) {
+        fail(c, ErrorKind::timeout, "no echo within the timeout");
+      }
+    }
+    sweep_timer.expires_at(to_tp(now + 100'000'000));
+    sweep_timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) sweep();
+    });
+  }
+
+  // ---- failures and closing -------------------------------------------
+
+  void close_socket(Conn& c) {
+    const bool was_open = c.state == State::open;
+    c.state = State::closed;
+    boost::system::error_code ignored;
+    c.sock.close(ignored);
+    if (was_open) --open;
+    inflight_total -= c.inflight.size();
+    fin.unanswered += c.inflight.size();
+    c.inflight.clear();
+    std::string().swap(c.out);
+    std::string().swap(c.hs);
+    check_drained();
+  }
+
+  void fail(Conn& c, ErrorKind kind, const std::string& what) {
+    if (c.state == State::closed) return;
+    if (c.state != State::open) {
+      fail_connect(c, kind, what);
+      return;
+    }
+    fin.total.errors[static_cast<std::size_t>(kind)]++;
+    ++fin.lost;
+    sample("connection " + std::to_string(c.id) + ": " + what);
+    close_socket(c);
+  }
+
+  void fail_errno(Conn& c, int err, const char* op) {
+    fail(c, classify(err), std::string(op) + ": " + std::strerror(err));
+  }
+
+  // ---- traffic ------------------------------------------------------------
+
+  void go(std::int64_t t_go, std::int64_t measure, std::int64_t end) {
+    t_measure = measure;
+    t_end = end;
+    phase_timer.expires_at(to_tp(t_go));
+    phase_timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) begin_traffic();
+    });
+  }
+
+  void begin_traffic() {
+    if (closing_all || traffic_started) return;
+    traffic_started = true;
+    sending = true;
+    for (auto& cp : conns) {
+      if (cp->active && cp->state == State::open) active_list.push_back(cp.get());
+    }
+    const std::int64_t now = now_ns();
+    if (pace_interval == 0) {
+      for (Conn* c : active_list) {
+        for (unsigned k = 0; k < o.pipeline && c->state == State::open; ++k) queue_message(*c, now);
+        flush(*c);
+      }
+    } else {
+      pace_start = now;
+      pace_events = 0;
+      pace();
+    }
+    phase_timer.expires_at(to_tp(t_end));
+    phase_timer.async_wait([this](boost::system::error_code ec) {
+      if (!ec) end_traffic();
+    });
+    if (t_end <= now) end_traffic();
+  }
+
+  void end_traffic() {
+    sending = false;
+    pace_timer.cancel();
+    check_drained();
+  }
+
+  void check_drained() {
+    if (traffic_started && !sending && inflight_total == 0 && !self.drained_.load(std::memory_order_relaxed)) {
+      self.drained_.store(true, std::memory_order_release);
+      notify();
+    }
+  }
+
+  // Open loop: event e is due at pace_start + e * interval and goes to the
+  // next active connection in turn.
+  void pace() {
+    if (!sending || active_list.empty()) return;
+    const std::int64_t now = now_ns();
+    for (;;) {
+      const auto due = pace_start + static_cast<std::int64_t>(static_cast<double>(pace_events) * pace_interval);
+      if (due > now) {
+        for (Conn* c : dirty) {
+          c->dirty = false;
+          flush(*c);
+        }
+        dirty.clear();
+        if (due >= t_end) return;
+        pace_timer.expires_at(to_tp(due));
+        pace_timer.async_wait([this](boost::system::error_code ec) {
+          if (!ec) pace();
+        });
+        return;
+      }
+      if (due >= t_end) {
+        sending = false;
+        break;
+      }
+      // Skip connections that died; give up on this event if all did.
+      Conn* target = nullptr;
+      for (std::size_t tries = 0; tries < active_list.size(); ++tries) {
+        Conn* c = active_list[(pace_events + tries) % active_list.size()];
+        if (c->state == State::open) {
+          target = c;
+          break;
+        }
+      }
+      ++pace_events;
+      if (!target) continue;
+      if (queue_message(*target, due) && !target->dirty) {
+        target->dirty = true;
+        dirty.push_back(target);
+      }
+    }
+    for (Conn* c : dirty) {
+      c->dirty = false;
+      flush(*c);
+    }
+    dirty.clear();
+    check_drained();
+  }
+
+  bool queue_message(Conn& c, std::int64_t ts) {
+    if (!c.inflight.push(ts, max_inflight)) {
+      ++fin.skipped;
+      return false;
+    }
+    ++inflight_total;
+    fin.total.msgs_sent++;
+    fin.total.bytes_sent += size;
+    if (ts >= t_measure && ts < t_end) {
+      fin.window.msgs_sent++;
+      fin.window.bytes_sent += size;
+    }
+    if (is_ws) {
+      std::uint64_t off = c.salt + c.gen_off;
+      const std::uint32_t key = static_cast<std::uint32_t>(rng()) ^ (static_cast<std::uint32_t>(rng()) << 16);
+      if (size <= Pattern::max_window) {
+        ws::append_client_frame(c.out, msg_op, std::string_view(pat.at(off), size), key);
+      } else {
+        std::string payload;
+        payload.reserve(size);
+        for (std::size_t done = 0; done < size;) {
+          const std::size_t take = std::min(size - done, Pattern::max_window);
+          payload.append(pat.at(off + done), take);
+          done += take;
+        }
+        ws::append_client_frame(c.out, msg_op, payload, key);
+      }
+    }
+    c.gen_off += size;
+    return true;
+  }
+
+  void flush(Conn& c) {
+    if (c.write_armed || c.state == State::closed) return;
+    const int fd = c.sock.native_handle();
+    if (is_ws || c.state == State::handshaking) {
+      while (c.out_pos < c.out.size()) {
+        const ssize_t n = ::send(fd, c.out.data() + c.out_pos, c.out.size() - c.out_pos, MSG_NOSIGNAL | MSG_DONTWAIT);
+        if (n > 0) {
+          c.out_pos += static_cast<std::size_t>(n);
+          continue;
+        }
+        if (n < 0 && errno == EINTR) continue;
+        if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+          arm_write(c);
+          return;
+        }
+        fail_errno(c, n < 0 ? errno : EPIPE, "send");
+        return;
+      }
+      c.out.clear();
+      c.out_pos = 0;
+      return;
+    }
+    while (c.wr_off < c.gen_off) {
+      const std::size_t chunk = static_cast<std::size_t>(std::min<std::uint64_t>(c.gen_off - c.wr_off, Pattern::max_window));
+      const ssize_t n = ::send(fd, pat.at(c.salt + c.wr_off), chunk, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        c.wr_off += static_cast<std::uint64_t>(n);
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) {
+        arm_write(c);
+        return;
+      }
+      fail_errno(c, n < 0 ? errno : EPIPE, "send");
+      return;
+    }
+  }
+
+  void arm_write(Conn& c) {
+    c.write_armed = true;
+    c.sock.async_wait(socket_t::wait_write, [this, &c](boost::system::error_code ec) {
+      c.write_armed = false;
+      if (ec || c.state == State::closed) return;
+      flush(c);
+    });
+  }
+
+  void arm_read(Conn& c) {
+    if (c.read_armed || c.state == State::closed) return;
+    c.read_armed = true;
+    c.sock.async_wait(socket_t::wait_read, [this, &c](boost::system::error_code ec) {
+      c.read_armed = false;
+      if (c.state == State::closed) return;
+      if (ec) {
+        fail(c, classify(ec.value()), "wait: " + ec.message());
+        return;
+      }
+      on_readable(c);
+    });
+  }
+
+  // Asio's reactor is edge-triggered: read until EAGAIN before waiting again.
+  void on_readable(Conn& c) {
+    const int fd = c.sock.native_handle();
+    for (;;) {
+      const ssize_t n = ::recv(fd, rbuf, sizeof rbuf, 0);
+      if (n > 0) {
+        const std::int64_t now = now_ns();
+        if (c.state == State::handshaking) {
+          on_handshake_bytes(c, rbuf, static_cast<std::size_t>(n), now);
+        } else if (is_ws) {
+          on_ws_bytes(c, rbuf, static_cast<std::size_t>(n), now);
+        } else {
+          on_tcp_bytes(c, rbuf, static_cast<std::size_t>(n), now);
+        }
+        if (c.state == State::closed) return;
+        continue;
+      }
+      if (n == 0) {
+        if (c.closing) {
+          close_socket(c);
+        } else {
+          fail(c, c.state == State::handshaking ? ErrorKind::bad_handshake : ErrorKind::closed,
+               "server closed the connection");
+        }
+        return;
+      }
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) break;
+      fail_errno(c, errno, "recv");
+      return;
+    }
+    flush(c);
+    arm_read(c);
+  }
+
+  void on_handshake_bytes(Conn& c, const char* p, std::size_t n, std::int64_t now) {
+    c.hs.append(p, n);
+    const auto end = c.hs.find("\r\n\r\n");
+    if (end == std::string::npos) {
+      if (c.hs.size() > 16384) fail(c, ErrorKind::bad_handshake, "upgrade response head over 16 KiB");
+      return;
+    }
+    const std::string problem = ws::check_upgrade_response(std::string_view(c.hs).substr(0, end + 4), c.key);
+    if (!problem.empty()) {
+      fail(c, ErrorKind::bad_handshake, "WebSocket upgrade: " + problem);
+      return;
+    }
+    fin.handshake.record(static_cast<std::uint64_t>(now - c.t_connected));
+    std::string rest = c.hs.substr(end + 4);
+    std::string().swap(c.hs);
+    std::string().swap(c.key);
+    established(c);
+    if (!rest.empty() && c.state == State::open) on_ws_bytes(c, rest.data(), rest.size(), now);
+  }
+
+  void on_tcp_bytes(Conn& c, const char* p, std::size_t n, std::int64_t now) {
+    while (n > 0) {
+      const std::size_t take = static_cast<std::size_t>(std::min<std::uint64_t>(n, size - c.cur));
+      if (std::memcmp(p, pat.at(c.salt + c.recv_off), take) != 0) {
+        if (!c.msg_bad) describe_mismatch(c, p, take);
+        c.msg_bad = true;
+      }
+      p += take;
+      n -= take;
+      c.cur += take;
+      c.recv_off += take;
+      if (c.cur == size) {
+        c.cur = 0;
+        const bool bad = c.msg_bad;
+        c.msg_bad = false;
+        complete_message(c, now, bad);
+        if (c.state == State::closed) return;
+      }
+    }
+  }
+
+  void describe_mismatch(Conn& c, const char* p, std::size_t n) {
+    if (fin.samples.size() >= 8) return;
+    const char* want = pat.at(c.salt + c.recv_off);
+    std::size_t i = 0;
+    while (i < n && p[i] == want[i]) ++i;
+    char buf[160];
+    std::snprintf(buf, sizeof buf, "connection %u: mismatch at stream byte %llu: expected 0x%02x, got 0x%02x",
+                  c.id, static_cast<unsigned long long>(c.recv_off + i),
+                  static_cast<unsigned>(static_cast<unsigned char>(want[i])),
+                  static_cast<unsigned>(static_cast<unsigned char>(p[i])));
+    sample(buf);
+  }
+
+  struct WsHandler {
+    Impl& e;
+    Conn& c;
+    std::int64_t now;
+    void on_message_begin(ws::Opcode op) {
+      c.cur = 0;
+      c.msg_bad = false;
+      if (op != e.msg_op) {
+        c.msg_bad = true;
+        e.sample("connection " + std::to_string(c.id) + ": echo has the wrong opcode");
+      }
+    }
+    void on_message_data(const char* p, std::size_t n) {
+      if (c.msg_bad) {
+        c.cur += n;
+        return;
+      }
+      if (c.cur + n > e.size) {
+        c.msg_bad = true;
+        e.sample("connection " + std::to_string(c.id) + ": echoed message longer than sent");
+      } else {
+        // Split at max_window so that the pattern window stays contiguous.
+        std::size_t done = 0;
+        while (done < n && !c.msg_bad) {
+          const std::size_t take = std::min(n - done, Pattern::max_window);
+          if (std::memcmp(p + done, e.pat.at(c.salt + c.recv_off + c.cur + done), take) != 0) {
+            c.msg_bad = true;
+            e.sample("connection " + std::to_string(c.id) + ": mismatch in message " + std::to_string(c.msgs_done));
+          }
+          done += take;
+        }
+      }
+      c.cur += n;
+    }
+    void on_message_end() {
+      bool bad = c.msg_bad;
+      if (c.cur != e.size) {
+        if (!bad) e.sample("connection " + std::to_string(c.id) + ": echoed message shorter than sent");
+        bad = true;
+      }
+      c.msg_bad = false;
+      c.cur = 0;
+      c.recv_off += e.size;
+      e.complete_message(c, now, bad);
+    }
+    void on_control(ws::Opcode op, std::string_view payload) {
+      if (op == ws::Opcode::ping) {
+        e.fin.total.pings++;
+        ws::append_client_frame(c.out, ws::Opcode::pong, payload, static_cast<std::uint32_t>(e.rng()));
+      } else if (op == ws::Opcode::close) {
+        if (!c.closing) {
+          c.closing = true;
+          ws::append_client_frame(c.out, ws::Opcode::close, payload.substr(0, 2), static_cast<std::uint32_t>(e.rng()));
+          e.flush(c);
+          unsigned code = payload.size() >= 2 ? (static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1]) : 1005;
+          e.fail(c, ErrorKind::closed, "server sent WebSocket close " + std::to_string(code));
+        } else {
+          e.close_socket(c);
+        }
+      }
+    }
+  };
+
+  void on_ws_bytes(Conn& c, const char* p, std::size_t n, std::int64_t now) {
+    WsHandler h{*this, c, now};
+    const ws::ParseError err = c.parser.feed(p, n, h);
+    if (err != ws::ParseError::none && c.state != State::closed) {
+      fail(c, ErrorKind::protocol, std::string("WebSocket frame: ") + ws::to_string(err));
+    }
+  }
+
+  void complete_message(Conn& c, std::int64_t now, bool bad) {
+    if (c.state == State::closed) return;
+    ++c.msgs_done;
+    if (c.inflight.empty()) {
+      fin.total.errors[static_cast<std::size_t>(ErrorKind::mismatch)]++;
+      sample("connection " + std::to_string(c.id) + ": an echo arrived with nothing in flight");
+      return;
+    }
+    const std::int64_t ts = c.inflight.pop();
+    --inflight_total;
+    const auto lat = static_cast<std::uint64_t>(now > ts ? now - ts : 0);
+    interval_hist.record(lat);
+    fin.total.msgs_recv++;
+    fin.total.bytes_recv += size;
+    if (ts >= t_measure && ts < t_end) fin.latency.record(lat);
+    if (now >= t_measure && now < t_end) {
+      fin.window.msgs_recv++;
+      fin.window.bytes_recv += size;
+    }
+    if (bad) {
+      fin.total.errors[static_cast<std::size_t>(ErrorKind::mismatch)]++;
+      if (now >= t_measure && now < t_end) fin.window.errors[static_cast<std::size_t>(ErrorKind::mismatch)]++;
+    }
+    if (sending && pace_interval == 0 && c.active) {
+      queue_message(c, now);
+    } else if (!sending) {
+      check_drained();
+    }
+  }
+
+  void close_all() {
+    closing_all = true;
+    sending = false;
+    connect_timer.cancel();
+    phase_timer.cancel();
+    pace_timer.cancel();
+    sweep_timer.cancel();
+    for (auto& cp : conns) {
+      Conn& c = *cp;
+      if (c.state == State::closed || c.state == State::idle) continue;
+      if (c.state == State::open) {
+        if (!c.inflight.empty()) {
+          fin.total.errors[static_cast<std::size_t>(ErrorKind::timeout)]++;
+          sample("connection " + std::to_string(c.id) + ": " + std::to_string(c.inflight.size()) +
+                 " echoes missing at the end");
+        }
+        if (is_ws && !c.write_armed) {
+          // Best effort: a close frame (1000) in the same flight as the FIN.
+          c.out.erase(0, c.out_pos);
+          c.out_pos = 0;
+          ws::append_client_frame(c.out, ws::Opcode::close, std::string_view("\x03\xe8", 2),
+                                  static_cast<std::uint32_t>(rng()));
+          ::send(c.sock.native_handle(), c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+        }
+      } else {
+        // Still connecting at the very end: the deadline of the run.
+        fin.total.errors[static_cast<std::size_t>(ErrorKind::timeout)]++;
+        ++finished_connects;
+      }
+      close_socket(c);
+    }
+    guard.reset();
+  }
+
+  Snapshot snapshot() {
+    Snapshot s;
+    s.total = fin.total;
+    s.interval = interval_hist.to_sparse();
+    interval_hist.reset();
+    s.open = open;
+    s.inflight = inflight_total;
+    return s;
+  }
+};
+
+Engine::Engine(Setup setup) : impl_(std::make_unique<Impl>(*this, std::move(setup))) {}
+Engine::~Engine() = default;
+
+void Engine::run() { impl_->ioc.run(); }
+
+void Engine::start_connecting() {
+  asio::post(impl_->ioc, [this] { impl_->start_connecting(); });
+}
+
+void Engine::go(std::int64_t t_go, std::int64_t t_measure, std::int64_t t_end) {
+  asio::post(impl_->ioc, [this, t_go, t_measure, t_end] { impl_->go(t_go, t_measure, t_end); });
+}
+
+void Engine::stop_traffic() {
+  asio::post(impl_->ioc, [this] {
+    if (!impl_->traffic_started) {
+      impl_->traffic_started = true;
+      impl_->phase_timer.cancel();
+    }
+    impl_->t_end = std::min(impl_->t_end, now_ns());
+    impl_->end_traffic();
+  });
+}
+
+void Engine::close_all() {
+  asio::post(impl_->ioc, [this] { impl_->close_all(); });
+}
+
+std::future<Snapshot> Engine::snapshot() {
+  auto p = std::make_shared<std::promise<Snapshot>>();
+  auto f = p->get_future();
+  asio::post(impl_->ioc, [this, p] { p->set_value(impl_->snapshot()); });
+  return f;
+}
+
+FinalStats& Engine::final_stats() { return impl_->fin; }
+
+}  // namespace shoal::load

@@ -1,0 +1,89 @@
+// shoal-load's options: the command line, an optional YAML scenario under it
+// (the command line wins), and the plan derived from both (workers, threads,
+// source addresses). Parsed once in the parent before any worker is forked.
+#pragma once
+
+#include <sys/types.h>
+
+#include <cstdint>
+#include <optional>
+#include <stdexcept>
+#include <string>
+#include <vector>
+
+#include <boost/asio/ip/address.hpp>
+
+namespace shoal::load {
+
+struct UsageError : std::runtime_error {
+  using std::runtime_error::runtime_error;
+};
+
+struct Target {
+  enum class Proto { tcp, ws } proto = Proto::tcp;
+  std::string host;  // as written (for the Host header)
+  std::uint16_t port = 0;
+  std::string path = "/";
+  boost::asio::ip::address address;
+  std::string url;
+};
+
+// Parses tcp://HOST:PORT or ws://HOST:PORT/PATH. HOST is an IP literal
+// ([::1] for IPv6) or "localhost". Throws UsageError.
+Target parse_target(const std::string& url);
+
+// "500ms", "2s", "1m", "1h"; a bare number means seconds. Throws UsageError.
+double parse_duration_s(const std::string& text);
+// "1000", "10k", "1.5m" (thousand, million). Throws UsageError.
+double parse_count(const std::string& text);
+
+bool is_loopback(const boost::asio::ip::address& a);
+
+struct Options {
+  std::string scenario_name;       // file stem of --scenario, or "custom"
+  std::string scenario_description;
+  Target target;
+  std::uint64_t connections = 1;
+  double connect_rate = 0;          // connections/s in total; 0: as fast as allowed
+  unsigned connect_concurrency = 256;  // connects in progress per thread
+  std::vector<boost::asio::ip::address> sources;  // empty: automatic
+  unsigned workers = 0;             // 0: automatic
+  unsigned threads = 1;             // per worker
+  unsigned per_process = 18000;     // most sockets one worker holds
+  unsigned pipeline = 1;            // closed loop: messages in flight per connection
+  double rate = 0;                  // open loop: messages/s in total; 0: closed loop
+  std::size_t size = 64;
+  bool text = false;                // WebSocket text frames (payload is ASCII)
+  std::uint64_t active = UINT64_MAX;  // connections that send; the rest hold
+  double duration_s = 10;
+  double warmup_s = 0;
+  double hold_s = 0;
+  double connect_timeout_s = 10;
+  double timeout_s = 5;             // an echo later than this is a timeout
+  double max_time_s = 0;            // hard bound on the whole run; 0: derived
+  bool quiet = false;
+  bool allow_remote = false;
+  std::string json_file, csv_file, report_file;
+  std::vector<pid_t> server_pids;
+
+  // Set by plan(): source ports are chosen by shoal-load (id -> source
+  // address, port) instead of the kernel, whose search for a free ephemeral
+  // port costs more and more CPU as the range fills (tens of thousands of
+  // connections). Only for loopback targets or explicit --source.
+  bool explicit_ports = false;
+  std::uint16_t port_lo = 32768, port_hi = 60999;
+  std::uint32_t port_offset = 0;  // random per run: a rerun does not retrace the last one's ports
+
+  // Derived by plan().
+  std::uint64_t active_count() const { return active < connections ? active : connections; }
+  double derived_max_time_s() const;
+};
+
+// Parses argv; returns nullopt after printing --help / --version.
+std::optional<Options> parse_options(int argc, char** argv);
+
+// Fills workers and sources from the connection count and the host's
+// ephemeral port range; throws UsageError when the plan cannot work.
+void plan(Options& o);
+
+}  // namespace shoal::load

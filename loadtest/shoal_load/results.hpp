@@ -1,0 +1,68 @@
+// The merged outcome of a run, built by the parent from its workers'
+// reports, and the writers that turn it into a summary, JSON, CSV and HTML.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "common.hpp"
+#include "histogram.hpp"
+#include "options.hpp"
+
+namespace shoal::load {
+
+struct SecondPoint {
+  std::int64_t sec = 0;         // end of the interval, seconds since start
+  std::string phase;            // connect, warmup, measure, drain, hold, close
+  std::uint64_t open = 0;       // connections open at the end of the second
+  std::uint64_t reported = 0;   // workers that reported this second
+  Counters delta;               // during the second
+  Histogram hist;               // latencies of echoes received during the second
+  std::optional<std::uint64_t> server_rss;  // bytes, when --server-pid
+};
+
+struct Results {
+  const Options* options = nullptr;
+  double elapsed_s = 0;         // whole run
+  double measured_s = 0;        // the measurement window
+  double connect_phase_s = 0;   // start until every connect attempt finished
+  Counters total, window;
+  Histogram latency, connect, handshake;
+  std::uint64_t established = 0, lost = 0, unanswered = 0, skipped = 0, peak_open = 0;
+  std::vector<std::string> samples;
+  double client_cpu_s = 0;
+  std::uint64_t client_max_rss_kb = 0;
+  std::vector<SecondPoint> series;
+
+  // Server figures (--server-pid), summed over the processes given.
+  bool server = false;
+  std::uint64_t server_rss_before = 0, server_rss_held = 0;
+  double server_cpu_window_s = 0;  // CPU the server used during the window
+
+  bool hard_limit_hit = false;
+  bool interrupted = false;
+  int workers_failed = 0;
+  int exit_code = 0;
+  std::vector<std::string> verdict;  // why exit_code is not 0
+
+  double msgs_per_s() const { return measured_s > 0 ? static_cast<double>(window.msgs_recv) / measured_s : 0; }
+  double sent_per_s() const { return measured_s > 0 ? static_cast<double>(window.msgs_sent) / measured_s : 0; }
+  void decide_exit_code();
+};
+
+nlohmann::json to_json(const Results& r);
+std::string summary_text(const Results& r);
+std::string csv_text(const Results& r);
+std::string html_report(const Results& r);
+// Throws std::runtime_error when the file cannot be written.
+void write_file(const std::string& path, const std::string& content);
+
+// Formatting helpers shared with the live progress line.
+std::string fmt_duration_ns(double ns);
+std::string fmt_rate(double per_s);
+
+}  // namespace shoal::load

@@ -1,0 +1,398 @@
+// Black-box tests of shoal-load: the built binary against the real shoald,
+// the C yardstick, and small misbehaving servers run inside the test. Every
+// server listens on 127.0.0.1 port 0; every run is short and bounded.
+#include <arpa/inet.h>
+#include <fcntl.h>
+#include <netinet/in.h>
+#include <poll.h>
+#include <signal.h>
+#include <sys/socket.h>
+#include <sys/wait.h>
+#include <unistd.h>
+
+#include <atomic>
+#include <chrono>
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <mutex>
+#include <regex>
+#include <sstream>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
+
+namespace {
+
+using namespace std::chrono_literals;
+
+struct RunResult {
+  int exit_code = -1;
+  std::string output;
+};
+
+pid_t spawn(const std::vector<std::string>& args, int& read_fd) {
+  int fds[2];
+  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
+  std::vector<char*> argv;
+  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
+  argv.push_back(nullptr);
+  const pid_t pid = fork();
+  if (pid < 0) throw std::runtime_error("fork");
+  if (pid == 0) {
+    dup2(fds[1], STDOUT_FILENO);
+    dup2(fds[1], STDERR_FILENO);
+    execv(argv[0], argv.data());
+    _exit(127);
+  }
+  close(fds[1]);
+  read_fd = fds[0];
+  return pid;
+}
+
+// Runs a command to completion, killing it after `timeout`.
+RunResult run(const std::vector<std::string>& args, std::chrono::seconds timeout = 40s) {
+  int fd = -1;
+  const pid_t pid = spawn(args, fd);
+  RunResult r;
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  char buf[4096];
+  for (;;) {
+    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
+      kill(pid, SIGKILL);
+      break;
+    }
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    r.output.append(buf, static_cast<std::size_t>(n));
+  }
+  close(fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
+std::string temp_path(const std::string& suffix) {
+  const char* d = std::getenv("TMPDIR");
+  std::string path = std::string(d && *d ? d : "/tmp") + "/shoal-load-test-XXXXXX" + suffix;
+  const int fd = mkstemps(path.data(), static_cast<int>(suffix.size()));
+  if (fd < 0) throw std::runtime_error("mkstemps");
+  close(fd);
+  return path;
+}
+
+std::string write_temp(const std::string& text, const std::string& suffix) {
+  const std::string path = temp_path(suffix);
+  std::ofstream(path) << text;
+  return path;
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  return nlohmann::json::parse(in);
+}
+
+// A server process started for a test; learns its ports from its output.
+class ServerProcess {
+ public:
+  ServerProcess(const std::vector<std::string>& args, const std::regex& port_line) {
+    int fd = -1;
+    pid_ = spawn(args, fd);
+    reader_ = std::thread([this, fd, port_line] {
+      char buf[4096];
+      std::string partial;
+      ssize_t n;
+      while ((n = read(fd, buf, sizeof buf)) > 0) {
+        std::lock_guard lock(mu_);
+        output_.append(buf, static_cast<std::size_t>(n));
+        partial.append(buf, static_cast<std::size_t>(n));
+        std::size_t nl;
+        while ((nl = partial.find('\n')) != std::string::npos) {
+          const std::string line = partial.substr(0, nl);
+          partial.erase(0, nl + 1);
+          std::smatch m;
+          if (std::regex_search(line, m, port_line)) ports_.emplace_back(m[1], std::stoi(m[2]));
+          if (line.find("ready") != std::string::npos) ready_ = true;
+        }
+      }
+      close(fd);
+    });
+    const auto deadline = std::chrono::steady_clock::now() + 15s;
+    while (std::chrono::steady_clock::now() < deadline) {
+      {
+        std::lock_guard lock(mu_);
+        if (ready_) return;
+      }
+      std::this_thread::sleep_for(10ms);
+    }
+    kill(pid_, SIGKILL);
+    throw std::runtime_error("server did not become ready: " + output());
+  }
+  ~ServerProcess() {
+    kill(pid_, SIGKILL);
+    waitpid(pid_, nullptr, 0);
+    reader_.join();
+  }
+  int port(const std::string& name) {
+    std::lock_guard lock(mu_);
+    for (auto& [n, p] : ports_) {
+      if (n == name) return p;
+    }
+    throw std::runtime_error("no port for " + name + " in: " + output_);
+  }
+  std::string output() {
+    std::lock_guard lock(mu_);
+    return output_;
+  }
+  pid_t pid() const { return pid_; }
+
+ private:
+  pid_t pid_ = -1;
+  std::thread reader_;
+  std::mutex mu_;
+  std::string output_;
+  std::vector<std::pair<std::string, int>> ports_;
+  bool ready_ = false;
+};
+
+std::unique_ptr<ServerProcess> start_shoald(bool with_ws) {
+  std::string yaml =
+      "shards: 2\n"
+      "listeners:\n"
+      "  - name: echo\n"
+      "    protocol: tcp-echo\n"
+      "    address: 127.0.0.1\n"
+      "    port: 0\n";
+  if (with_ws) {
+    yaml +=
+        "  - name: ws\n"
+        "    protocol: websocket-echo\n"
+        "    address: 127.0.0.1\n"
+        "    port: 0\n";
+  }
+  yaml += "admin:\n  port: 0\nshutdown:\n  drain_timeout: 1s\n";
+  const std::string path = write_temp(yaml, ".yaml");
+  return std::make_unique<ServerProcess>(std::vector<std::string>{SHOALD_PATH, "--config", path},
+                                         std::regex(R"re(listener "([^"]+)" \([a-z-]+\) listening on .*:(\d+))re"));
+}
+
+std::unique_ptr<ServerProcess> start_baseline() {
+  return std::make_unique<ServerProcess>(
+      std::vector<std::string>{SHOAL_BASELINE_PATH, "-p", "0", "-w", "0", "-t", "2"},
+      std::regex(R"re(baseline: ([a-z-]+) listening on .*:(\d+))re"));
+}
+
+std::string tcp_url(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
+std::string ws_url(int port) { return "ws://127.0.0.1:" + std::to_string(port) + "/"; }
+
+// A TCP echo server that flips one bit of byte 100 of every connection's
+// stream: shoal-load must notice.
+class CorruptingEcho {
+ public:
+  CorruptingEcho() {
+    listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_fd_, 64) != 0) {
+      throw std::runtime_error("corrupting server: bind/listen");
+    }
+    socklen_t len = sizeof a;
+    getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+    acceptor_ = std::thread([this] {
+      while (!stop_) {
+        pollfd p{listen_fd_, POLLIN, 0};
+        if (poll(&p, 1, 100) <= 0) continue;
+        const int fd = accept4(listen_fd_, nullptr, nullptr, SOCK_CLOEXEC);
+        if (fd < 0) continue;
+        std::lock_guard lock(mu_);
+        sessions_.emplace_back([this, fd] { echo(fd); });
+      }
+    });
+  }
+  ~CorruptingEcho() {
+    stop_ = true;
+    acceptor_.join();
+    std::lock_guard lock(mu_);
+    for (auto& t : sessions_) t.join();
+    close(listen_fd_);
+  }
+  int port() const { return port_; }
+
+ private:
+  void echo(int fd) {
+    std::uint64_t offset = 0;
+    char buf[16384];
+    while (!stop_) {
+      pollfd p{fd, POLLIN, 0};
+      if (poll(&p, 1, 100) <= 0) continue;
+      const ssize_t n = recv(fd, buf, sizeof buf, 0);
+      if (n <= 0) break;
+      if (offset <= 100 && offset + static_cast<std::uint64_t>(n) > 100) buf[100 - offset] ^= 0x01;
+      offset += static_cast<std::uint64_t>(n);
+      if (send(fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) break;
+    }
+    close(fd);
+  }
+  int listen_fd_ = -1;
+  int port_ = 0;
+  std::atomic<bool> stop_{false};
+  std::thread acceptor_;
+  std::mutex mu_;
+  std::vector<std::thread> sessions_;
+};
+
+// A port that refuses: bound, never listening.
+class ClosedPort {
+ public:
+  ClosedPort() {
+    fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+    sockaddr_in a{};
+    a.sin_family = AF_INET;
+    a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    bind(fd_, reinterpret_cast<sockaddr*>(&a), sizeof a);
+    socklen_t len = sizeof a;
+    getsockname(fd_, reinterpret_cast<sockaddr*>(&a), &len);
+    port_ = ntohs(a.sin_port);
+  }
+  ~ClosedPort() { close(fd_); }
+  int port() const { return port_; }
+
+ private:
+  int fd_ = -1;
+  int port_ = 0;
+};
+
+void expect_documented_fields(const nlohmann::json& j) {
+  for (const char* k : {"tool", "target", "protocol", "config", "ok", "exit_code", "connections", "throughput",
+                        "messages", "latency", "connect_latency", "handshake_latency", "errors", "series",
+                        "latency_distribution", "client"}) {
+    EXPECT_TRUE(j.contains(k)) << k;
+  }
+  for (const char* k : {"count", "p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us"}) {
+    EXPECT_TRUE(j["latency"].contains(k)) << k;
+  }
+  for (const char* k : {"refused", "timeout", "reset", "closed", "bad_handshake", "ports_exhausted", "fd_limit",
+                        "mismatch"}) {
+    EXPECT_TRUE(j["errors"].contains(k)) << k;
+  }
+}
+
+TEST(ShoalLoad, TcpEchoAgainstShoald) {
+  auto server = start_shoald(false);
+  const std::string json = temp_path(".json"), csv = temp_path(".csv"), html = temp_path(".html");
+  const auto r = run({SHOAL_LOAD_PATH, tcp_url(server->port("echo")), "-c", "200", "--pipeline", "4", "--duration",
+                      "2s", "--json", json, "--csv", csv, "--report", html, "--server-pid",
+                      std::to_string(server->pid())});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(json);
+  expect_documented_fields(j);
+  EXPECT_TRUE(j["ok"].get<bool>());
+  EXPECT_EQ(j["connections"]["established"].get<int>(), 200);
+  EXPECT_GT(j["throughput"]["msgs_per_s"].get<double>(), 0);
+  EXPECT_GT(j["latency"]["count"].get<double>(), 0);
+  EXPECT_GT(j["latency"]["p99_us"].get<double>(), 0);
+  EXPECT_EQ(j["errors"]["mismatch"].get<int>(), 0);
+  EXPECT_EQ(j["connect_latency"]["count"].get<int>(), 200);
+  EXPECT_TRUE(j["server"].contains("bytes_per_connection"));
+  EXPECT_GE(j["series"].size(), 2u);
+  std::ifstream csv_in(csv);
+  std::string header;
+  std::getline(csv_in, header);
+  EXPECT_EQ(header.rfind("sec,phase,open,", 0), 0u) << header;
+  std::stringstream html_text;
+  html_text << std::ifstream(html).rdbuf();
+  EXPECT_NE(html_text.str().find("<svg"), std::string::npos);
+  EXPECT_NE(html_text.str().find("Latency distribution"), std::string::npos);
+}
+
+TEST(ShoalLoad, OpenLoopSendsAtTheRequestedRate) {
+  auto server = start_shoald(false);
+  const std::string json = temp_path(".json");
+  const auto r = run({SHOAL_LOAD_PATH, tcp_url(server->port("echo")), "-c", "20", "--rate", "4000", "--duration",
+                      "2s", "--json", json, "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(json);
+  const double sent = j["throughput"]["sent_msgs_per_s"].get<double>();
+  EXPECT_NEAR(sent, 4000.0, 4000.0 * 0.05) << r.output;
+  EXPECT_EQ(j["config"]["mode"], "open");
+  EXPECT_GT(j["latency"]["count"].get<double>(), 7000);
+}
+
+TEST(ShoalLoad, CorruptingServerIsCaught) {
+  CorruptingEcho server;
+  const std::string json = temp_path(".json");
+  const auto r = run({SHOAL_LOAD_PATH, tcp_url(server.port()), "-c", "4", "--pipeline", "2", "--duration", "1s",
+                      "--json", json, "-q"});
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("mismatch"), std::string::npos) << r.output;
+  const auto j = read_json(json);
+  EXPECT_GE(j["errors"]["mismatch"].get<int>(), 4);
+  EXPECT_FALSE(j["ok"].get<bool>());
+}
+
+TEST(ShoalLoad, ClosedPortIsRefused) {
+  ClosedPort port;
+  const std::string json = temp_path(".json");
+  const auto r = run({SHOAL_LOAD_PATH, tcp_url(port.port()), "-c", "5", "--duration", "1s", "--json", json, "-q"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  const auto j = read_json(json);
+  EXPECT_EQ(j["errors"]["refused"].get<int>(), 5);
+  EXPECT_EQ(j["connections"]["established"].get<int>(), 0);
+}
+
+TEST(ShoalLoad, WebSocketAgainstShoald) {
+  auto server = start_shoald(true);
+  const std::string json = temp_path(".json");
+  const auto r = run({SHOAL_LOAD_PATH, ws_url(server->port("ws")), "-c", "100", "--pipeline", "4", "--duration",
+                      "2s", "--text", "--json", json, "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(json);
+  EXPECT_EQ(j["protocol"], "websocket");
+  EXPECT_EQ(j["connections"]["established"].get<int>(), 100);
+  EXPECT_EQ(j["handshake_latency"]["count"].get<int>(), 100);
+  EXPECT_GT(j["throughput"]["msgs_per_s"].get<double>(), 0);
+  EXPECT_EQ(j["errors"]["mismatch"].get<int>(), 0);
+}
+
+TEST(ShoalLoad, BothProtocolsAgainstTheYardstick) {
+  auto server = start_baseline();
+  for (const auto& url : {tcp_url(server->port("tcp-echo")), ws_url(server->port("websocket-echo"))}) {
+    const std::string json = temp_path(".json");
+    // Explicit source addresses: shoal-load picks the source ports itself.
+    const auto r = run({SHOAL_LOAD_PATH, url, "-c", "100", "--pipeline", "8", "--size", "300", "--duration", "1s",
+                        "--source", "127.0.0.1-127.0.0.2", "--json", json, "-q"});
+    ASSERT_EQ(r.exit_code, 0) << url << "\n" << r.output;
+    EXPECT_GT(read_json(json)["throughput"]["msgs_per_s"].get<double>(), 0);
+  }
+}
+
+TEST(ShoalLoad, ScenarioWithOverrides) {
+  auto server = start_shoald(false);
+  const std::string json = temp_path(".json");
+  const auto r = run({SHOAL_LOAD_PATH, "--scenario", std::string(SHOAL_LOADTEST_DIR) + "/scenarios/echo-throughput.yaml",
+                      tcp_url(server->port("echo")), "-c", "50", "--duration", "1s", "--warmup", "0", "--json", json,
+                      "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(json);
+  EXPECT_EQ(j["scenario"], "echo-throughput");
+  EXPECT_EQ(j["config"]["connections"].get<int>(), 50);
+  EXPECT_EQ(j["config"]["pipeline"].get<int>(), 16);  // from the file
+}
+
+TEST(ShoalLoad, RefusesNonLoopbackTargets) {
+  // Refused while parsing options: nothing is sent anywhere.
+  const auto r = run({SHOAL_LOAD_PATH, "tcp://192.0.2.1:7000", "-c", "1", "--duration", "1s"});
+  EXPECT_EQ(r.exit_code, 64) << r.output;
+  EXPECT_NE(r.output.find("not a loopback address"), std::string::npos) << r.output;
+}
+
+}  // namespace
