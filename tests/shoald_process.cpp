@@ -63,6 +63,17 @@ std::string with_admin_default(std::string yaml) {
 
 }  // namespace
 
+std::vector<std::uint64_t> served_per_shard(const std::string& output) {
+  static const std::regex re(R"(shard (\d+): served (\d+) connections)");
+  std::vector<std::uint64_t> served;
+  for (std::sregex_iterator it(output.begin(), output.end(), re), end; it != end; ++it) {
+    const auto shard = std::stoul((*it)[1]);
+    if (served.size() <= shard) served.resize(shard + 1);
+    served[shard] = std::stoull((*it)[2]);
+  }
+  return served;
+}
+
 std::string write_temp_file(const std::string& text, const std::string& suffix) {
   std::string path = temp_dir() + "/shoal-test-XXXXXX" + suffix;
   const int fd = mkstemps(path.data(), static_cast<int>(suffix.size()));

@@ -31,6 +31,10 @@ RunResult run_shoald(const std::vector<std::string>& args,
 // process exit is not attempted (files live under the test's temp dir).
 std::string write_temp_file(const std::string& text, const std::string& suffix = ".yaml");
 
+// Connections served by each shard, from the "shard N: served M
+// connections" lines shoald prints when it stops.
+std::vector<std::uint64_t> served_per_shard(const std::string& output);
+
 class ShoaldProcess {
  public:
   struct Options {

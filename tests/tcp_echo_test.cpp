@@ -30,18 +30,6 @@ std::string config_yaml(const std::string& sharding, const std::string& listener
          "  drain_timeout: " + drain + "\n";
 }
 
-// Parses "shard N: served M connections" lines printed at exit.
-std::vector<std::uint64_t> served_per_shard(const std::string& output) {
-  static const std::regex re(R"(shard (\d+): served (\d+) connections)");
-  std::vector<std::uint64_t> served;
-  for (std::sregex_iterator it(output.begin(), output.end(), re), end; it != end; ++it) {
-    const auto shard = std::stoul((*it)[1]);
-    if (served.size() <= shard) served.resize(shard + 1);
-    served[shard] = std::stoull((*it)[2]);
-  }
-  return served;
-}
-
 // One client connection of the concurrency test: writes its own random bytes
 // while reading the echo, then compares.
 struct EchoCheck : std::enable_shared_from_this<EchoCheck> {

@@ -368,17 +368,6 @@ std::string binary(std::size_t n, std::uint32_t seed) {
 }
 
 // Parses "shard N: served M connections" lines printed at exit.
-std::vector<std::uint64_t> served_per_shard(const std::string& output) {
-  static const std::regex re(R"(shard (\d+): served (\d+) connections)");
-  std::vector<std::uint64_t> served;
-  for (std::sregex_iterator it(output.begin(), output.end(), re), end; it != end; ++it) {
-    const auto shard = std::stoul((*it)[1]);
-    if (served.size() <= shard) served.resize(shard + 1);
-    served[shard] = std::stoull((*it)[2]);
-  }
-  return served;
-}
-
 // --- echo with a Beast client, both sharding policies ---------------------------
 
 class WebSocketEcho : public ::testing::TestWithParam<std::string> {};
