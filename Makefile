@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 CONFIG    ?= config/shoal.yaml
 JOBS      ?= $(shell nproc)
 
-.PHONY: run test deps build clean install test-asan test-tsan
+.PHONY: run test deps build clean install test-asan test-tsan container-test
 
 deps:
 	@./deploy/install-deps.sh
@@ -39,6 +39,11 @@ test-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_SANITIZE=thread
 	cmake --build build-tsan -j $(JOBS)
 	cd build-tsan && $(SAN_ENV) ctest --output-on-failure -j 2 --timeout 300 -R '$(TSAN_TESTS)'
+
+# Builds the Dockerfile for real (buildah, no Docker engine needed) and
+# checks the image: non-root, HEALTHCHECK, echo and health probe from inside.
+container-test: deps
+	deploy/docker-check.sh
 
 clean:
 	rm -rf $(BUILD_DIR) build-asan build-tsan

@@ -13,7 +13,7 @@ build_pkgs="
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   prometheus-cpp-dev libsystemd-dev libssl-dev
   libgtest-dev
-  python3 python3-websockets prometheus
+  python3 python3-websockets python3-yaml prometheus
   procps systemd
 "
 runtime_pkgs="

@@ -25,6 +25,20 @@ promtool check config "$src/deploy/prometheus/prometheus.yml" >"$tmp/p.out" 2>&1
 promtool check rules "$src/deploy/prometheus/shoal.rules.yml" >"$tmp/r.out" 2>&1 || { cat "$tmp/r.out"; fail=1; }
 [ $fail = 0 ] && echo "ok: promtool accepts the Prometheus config and rules"
 
-# The container's config and the example Kubernetes config are valid shoald configs.
+# Every YAML file under deploy/ parses (Kubernetes files hold several documents).
+/usr/bin/python3 - "$src/deploy" <<'PY' || fail=1
+import pathlib, sys, yaml
+bad = 0
+for path in sorted(pathlib.Path(sys.argv[1]).rglob("*.y*ml")):
+    try:
+        list(yaml.safe_load_all(path.read_text()))
+    except yaml.YAMLError as e:
+        print(f"FAIL: {path}: {e}")
+        bad = 1
+print("ok: every YAML file under deploy/ parses" if not bad else "")
+sys.exit(bad)
+PY
+
+# The container's config is a valid shoald config.
 "$shoald" --print-config --config "$src/deploy/docker/shoal.yaml" >/dev/null || { echo "FAIL: deploy/docker/shoal.yaml"; fail=1; }
 exit $fail

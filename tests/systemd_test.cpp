@@ -102,6 +102,8 @@ TEST(Systemd, ReadyWatchdogReloadAndStopping) {
   ASSERT_TRUE(shoald.wait_for_output("reloaded", 2s)) << shoald.output();
   auto now_allowed = connect_to(ioc, shoald.port("echo"));
   EXPECT_EQ(echo_once(now_allowed, "in"), "in");
+  // The new log level took effect: connections are now logged (debug).
+  EXPECT_TRUE(shoald.wait_for_output("accepted from 127.0.0.1", 2s)) << shoald.output();
 
   // A broken file is rejected with its error; the running config stays.
   rewrite(shoald.config_path(), "listeners:\n  - port: 70000\nadmin: {port: 0}\n");
