@@ -21,6 +21,9 @@
 //   close after pong_timeout more), write_timeout while an echo is in flight,
 //   and the closing handshake. Beast's own timeouts stay off.
 // - Echo is read -> write -> read: one message in flight per connection.
+//   The echo's write completes into WsSocket's gather buffer, so the echoes
+//   of all the frames one socket read brought leave in one send (see
+//   WsSocket); gathered bytes not yet sent count as a write in progress.
 #include "websocket_session.hpp"
 
 #include <sys/socket.h>
@@ -33,6 +36,7 @@
 #include <memory>
 #include <string>
 #include <string_view>
+#include <vector>
 
 #include <boost/asio/associator.hpp>
 #include <boost/asio/buffer.hpp>
@@ -134,13 +138,81 @@ struct ReadObserver {
   void operator()(const error_code& ec, std::size_t n);
 };
 
+// Operations of the layer that wait until the gather buffer has gone out.
+// Each has a Beast handler (`handler`, whose associators the waiter
+// forwards), resume() (buffer empty: go on; may run inside the initiating
+// function, so it never invokes the handler inline) and fail(ec) (posts).
+template <typename Buffers, typename Handler>
+struct ReadAfterFlush {
+  WsSocket* layer;
+  Buffers buffers;
+  Handler handler;
+  void resume();
+  void fail(const error_code& ec);
+};
+
+template <typename Buffers, typename Handler>
+struct WriteAfterFlush {
+  WsSocket* layer;
+  Buffers buffers;
+  Handler handler;
+  void resume();
+  void fail(const error_code& ec);
+};
+
+template <typename Handler>
+struct WriteDone {
+  WsSocket* layer;
+  std::size_t n;
+  Handler handler;
+  void resume();
+  void fail(const error_code& ec);
+};
+
+template <typename Handler>
+struct TeardownAfterFlush {
+  WsSocket* layer;
+  Handler handler;
+  void resume();
+  void fail(const error_code& ec);
+};
+
+// Completion of a wait for writability while an operation waits for the
+// gather buffer to drain.
+template <typename Op>
+struct FlushWaiter {
+  WsSocket* layer;
+  Op op;
+  void operator()(const error_code& ec);
+};
+
 // The stream layer under Beast's websocket::stream: the shard's socket, typed
-// with the io_context executor, plus the frame tracker. Lives inside Beast's
-// stream implementation object.
+// with the io_context executor, plus the frame tracker and a gather buffer.
+// Lives inside Beast's stream implementation object.
+//
+// Gathering writes: while the session has an echo in flight and more of the
+// client's bytes are already in Beast's read buffer (gather(true)), a small
+// write Beast issues is copied into the gather buffer and completes
+// at once (posted), with no system call, so the session goes on to the next
+// message already in Beast's read buffer. The gathered bytes leave in one
+// send when a read needs the socket (before it is issued), when the session
+// parks (flush()), on teardown, with any write that is not gathered (the
+// last echo of a batch, ping, pong, close) and before the buffer would pass
+// kGatherBound. With nothing gathered, a write goes straight to the socket.
+// Whatever the kernel does not take waits for writability and holds up the
+// operation that asked for the flush, so the buffer never grows past the
+// bound while a client does not read; the session counts pending bytes as a
+// write in progress (write_timeout). The buffer's memory is given back when
+// the session parks.
 class WsSocket {
  public:
   using executor_type = shoal::executor_type;
   using next_layer_type = tcp_socket;
+
+  // Per-connection cap on gathered bytes, and the largest write gathered
+  // (larger ones go straight to the socket after a flush, without a copy).
+  static constexpr std::size_t kGatherBound = 64 * 1024;
+  static constexpr std::size_t kGatherMaxWrite = 16 * 1024;
 
   explicit WsSocket(tcp_socket&& socket) : socket_(std::move(socket)) {}
 
@@ -150,13 +222,95 @@ class WsSocket {
 
   template <typename MutableBuffers, typename Handler>
   void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
-    socket_.async_read_some(buffers, ReadObserver<MutableBuffers, std::decay_t<Handler>>{
-                                         this, buffers, std::forward<Handler>(handler)});
+    if (pending() == 0) {
+      start_read(buffers, std::forward<Handler>(handler));
+      return;
+    }
+    after_flush(ReadAfterFlush<MutableBuffers, std::decay_t<Handler>>{this, buffers,
+                                                                      std::forward<Handler>(handler)});
   }
 
   template <typename ConstBuffers, typename Handler>
   void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
-    socket_.async_write_some(buffers, std::forward<Handler>(handler));
+    const std::size_t have = pending();
+    if (!gather_ && have == 0) {  // nothing to gather with: straight to the socket
+      socket_.async_write_some(buffers, std::forward<Handler>(handler));
+      return;
+    }
+    const std::size_t n = asio::buffer_size(buffers);
+    if (n <= kGatherMaxWrite && have + n <= kGatherBound) {
+      append(buffers, n);
+      if (gather_) {
+        asio::post(get_executor(),
+                   beast::bind_front_handler(std::forward<Handler>(handler), error_code{}, n));
+      } else {
+        after_flush(WriteDone<std::decay_t<Handler>>{this, n, std::forward<Handler>(handler)});
+      }
+      return;
+    }
+    if (have == 0) {
+      socket_.async_write_some(buffers, std::forward<Handler>(handler));
+      return;
+    }
+    after_flush(WriteAfterFlush<ConstBuffers, std::decay_t<Handler>>{this, buffers,
+                                                                     std::forward<Handler>(handler)});
+  }
+
+  // Whether writes are gathered (an echo in flight) or written through.
+  void gather(bool on) noexcept { gather_ = on; }
+
+  // Gathered bytes not yet taken by the kernel, and since when there are some.
+  std::size_t pending() const noexcept { return out_.size() - head_; }
+  std::int64_t pending_since_ms() const noexcept { return pending_since_ms_; }
+
+  // Sends what the kernel takes now (non-blocking); an error is the
+  // connection's end. Bytes it does not take stay pending.
+  error_code flush() noexcept {
+    while (head_ < out_.size()) {
+      const ssize_t r = ::send(socket_.native_handle(), out_.data() + head_, out_.size() - head_,
+                               MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (r > 0) {
+        head_ += static_cast<std::size_t>(r);
+        continue;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return {};
+      return error_code(r < 0 ? errno : EPIPE, boost::system::system_category());
+    }
+    out_.clear();
+    head_ = 0;
+    return {};
+  }
+
+  // Gives the gather buffer's memory back when it is empty (going idle).
+  void release() noexcept {
+    if (pending() == 0) {
+      out_.clear();
+      out_.shrink_to_fit();
+      head_ = 0;
+    }
+  }
+
+  // Flushes; when the kernel does not take everything, waits for
+  // writability and flushes again until the buffer is empty, then resumes
+  // the operation (or fails it with the send error).
+  template <typename Op>
+  void after_flush(Op&& op) {
+    const error_code ec = flush();
+    if (ec) {
+      op.fail(ec);
+    } else if (pending() == 0) {
+      op.resume();
+    } else {
+      socket_.async_wait(asio::socket_base::wait_write,
+                         FlushWaiter<std::decay_t<Op>>{this, std::forward<Op>(op)});
+    }
+  }
+
+  template <typename MutableBuffers, typename Handler>
+  void start_read(const MutableBuffers& buffers, Handler&& handler) {
+    socket_.async_read_some(buffers, ReadObserver<MutableBuffers, std::decay_t<Handler>>{
+                                         this, buffers, std::forward<Handler>(handler)});
   }
 
   template <typename Buffers>
@@ -175,7 +329,28 @@ class WsSocket {
   std::int64_t last_read_ms = 0;  // the peer's last bytes (keepalive)
 
  private:
+  template <typename ConstBuffers>
+  void append(const ConstBuffers& buffers, std::size_t n) {
+    if (pending() == 0) {
+      out_.clear();
+      head_ = 0;
+      pending_since_ms_ = Shard::now_ms();
+    }
+    std::size_t at = out_.size();
+    out_.resize(at + n);
+    for (auto it = asio::buffer_sequence_begin(buffers), end = asio::buffer_sequence_end(buffers);
+         it != end; ++it) {
+      const asio::const_buffer b(*it);
+      std::memcpy(out_.data() + at, b.data(), b.size());
+      at += b.size();
+    }
+  }
+
   tcp_socket socket_;
+  std::vector<char> out_;  // gathered bytes; [head_, size) not yet sent
+  std::size_t head_ = 0;
+  std::int64_t pending_since_ms_ = 0;
+  bool gather_ = false;
 };
 
 template <typename Buffers, typename Handler>
@@ -184,19 +359,66 @@ void ReadObserver<Buffers, Handler>::operator()(const error_code& ec, std::size_
   std::move(handler)(ec, n);
 }
 
+template <typename Buffers, typename Handler>
+void ReadAfterFlush<Buffers, Handler>::resume() {
+  layer->start_read(buffers, std::move(handler));
+}
+template <typename Buffers, typename Handler>
+void ReadAfterFlush<Buffers, Handler>::fail(const error_code& ec) {
+  asio::post(layer->get_executor(), beast::bind_front_handler(std::move(handler), ec, std::size_t{0}));
+}
+
+template <typename Buffers, typename Handler>
+void WriteAfterFlush<Buffers, Handler>::resume() {
+  layer->next_layer().async_write_some(buffers, std::move(handler));
+}
+template <typename Buffers, typename Handler>
+void WriteAfterFlush<Buffers, Handler>::fail(const error_code& ec) {
+  asio::post(layer->get_executor(), beast::bind_front_handler(std::move(handler), ec, std::size_t{0}));
+}
+
+template <typename Handler>
+void WriteDone<Handler>::resume() {
+  asio::post(layer->get_executor(), beast::bind_front_handler(std::move(handler), error_code{}, n));
+}
+template <typename Handler>
+void WriteDone<Handler>::fail(const error_code& ec) {
+  asio::post(layer->get_executor(), beast::bind_front_handler(std::move(handler), ec, std::size_t{0}));
+}
+
+template <typename Handler>
+void TeardownAfterFlush<Handler>::resume() {
+  error_code ignored;
+  layer->next_layer().shutdown(asio::socket_base::shutdown_send, ignored);
+  asio::post(layer->get_executor(), beast::bind_front_handler(std::move(handler), error_code{}));
+}
+template <typename Handler>
+void TeardownAfterFlush<Handler>::fail(const error_code&) {
+  resume();  // as before: the half-close is best effort
+}
+
+template <typename Op>
+void FlushWaiter<Op>::operator()(const error_code& ec) {
+  if (ec) {
+    op.fail(ec);
+    return;
+  }
+  layer->after_flush(std::move(op));
+}
+
 // Beast's closing handshake ends with a teardown of the next layer, found by
-// argument-dependent lookup. Ours half-closes and completes at once; the
-// session then reads the peer to EOF under its own deadline, so a peer that
-// never closes cannot hold a Beast operation (Beast 1.81 has no timeout on
-// this step: "TODO There should be a timeout on this").
+// argument-dependent lookup. Ours sends what is gathered (the close frame
+// among it), half-closes and completes; the session then reads the peer to
+// EOF under its own deadline, so a peer that never closes cannot hold a
+// Beast operation (Beast 1.81 has no timeout on this step: "TODO There
+// should be a timeout on this").
 template <typename Handler>
 void async_teardown(beast::role_type, WsSocket& s, Handler&& handler) {
-  error_code ignored;
-  s.next_layer().shutdown(asio::socket_base::shutdown_send, ignored);
-  asio::post(s.get_executor(), beast::bind_front_handler(std::forward<Handler>(handler), error_code{}));
+  s.after_flush(TeardownAfterFlush<std::decay_t<Handler>>{&s, std::forward<Handler>(handler)});
 }
 
 inline void teardown(beast::role_type, WsSocket& s, error_code& ec) {
+  (void)s.flush();
   s.next_layer().shutdown(asio::socket_base::shutdown_send, ec);
   ec = {};
 }
@@ -216,6 +438,18 @@ struct associator<Associator, shoal::ws_detail::ReadObserver<Buffers, Handler>, 
                   const DefaultCandidate& c) noexcept
       -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler, c)) {
     return Associator<Handler, DefaultCandidate>::get(h.handler, c);
+  }
+};
+template <template <typename, typename> class Associator, typename Op, typename DefaultCandidate>
+struct associator<Associator, shoal::ws_detail::FlushWaiter<Op>, DefaultCandidate> {
+  using Handler = decltype(Op::handler);
+  using type = typename Associator<Handler, DefaultCandidate>::type;
+  static type get(const shoal::ws_detail::FlushWaiter<Op>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.op.handler);
+  }
+  static auto get(const shoal::ws_detail::FlushWaiter<Op>& h, const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.op.handler, c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.op.handler, c);
   }
 };
 }  // namespace boost::asio
@@ -360,9 +594,10 @@ inline std::uint8_t crlf2_step(std::uint8_t s, char c) {
 // flat_buffer 48 (no allocation while empty), timer 72, partial-request
 // pointer 8, four clocks 32, message count 8, flags 8; plus make_shared's
 // control block. Beast's stream implementation, which holds the socket and
-// WsSocket (88 bytes with the tracker), is a separate allocation of ~2.3 KiB
+// WsSocket (136 bytes with the tracker and the gather buffer's empty
+// vector), is a separate allocation of ~2.3 KiB
 // (its 1,536-byte read buffer among it). While idle nothing else is
-// allocated: the message buffer is released and the connection waits with
+// allocated: the message and gather buffers are released and the connection waits with
 // async_wait instead of a Beast read.
 class WebSocketSession final : public Connection,
                                public std::enable_shared_from_this<WebSocketSession> {
@@ -424,6 +659,9 @@ class WebSocketSession final : public Connection,
   void arm(std::int64_t at_ms);
   void on_timer(const error_code& ec);
   void schedule_open_deadlines(std::int64_t now);
+  // Since when a write has been in progress: Beast's, or gathered bytes the
+  // kernel has not taken yet; kNever when none.
+  std::int64_t write_since() const noexcept;
 
   const WebSocketConfig* cfg_;
   ws_stream ws_;
@@ -722,6 +960,19 @@ void WebSocketSession::on_accepted(const error_code& ec) {
 // when Beast's read buffer is empty (FrameTracker), else a frame already read
 // would wait for the next bytes from the client.
 void WebSocketSession::park() {
+  WsSocket& layer = ws_.next_layer();
+  if (const error_code ec = layer.flush()) {
+    end_with_error(ec, "write");
+    return;
+  }
+  if (layer.pending() != 0) {
+    // The client is slow to take its echoes: a read sends them first and
+    // waits until they are gone (write_timeout bounds the wait).
+    schedule_open_deadlines(Shard::now_ms());
+    do_read();
+    return;
+  }
+  layer.release();
   buffer_.shrink_to_fit();  // empty here: gives its memory back
   socket().async_wait(asio::socket_base::wait_read,
                       [self = shared_from_this()](const error_code& ec) { self->on_readable(ec); });
@@ -791,6 +1042,11 @@ void WebSocketSession::on_read(const error_code& ec, std::size_t) {
   write_started_ms_ = now;
   if (cfg_->write_timeout.count() > 0) arm(now + cfg_->write_timeout.count());
   ws_.text(ws_.got_text());
+  // Gathered only when more of the client's bytes are already in Beast's
+  // buffer: the echo of the last one goes out with the gathered ones (or
+  // alone, with no copy, as for one message in flight).
+  const auto& t = ws_.next_layer().tracker;
+  ws_.next_layer().gather(!(t.at_message_end() && t.messages_ended() == messages_read_));
   ws_.async_write(buffer_.data(), [self = shared_from_this()](const error_code& e, std::size_t n) {
     self->on_write(e, n);
   });
@@ -798,6 +1054,7 @@ void WebSocketSession::on_read(const error_code& ec, std::size_t) {
 
 void WebSocketSession::on_write(const error_code& ec, std::size_t n) {
   writing_ = false;
+  ws_.next_layer().gather(false);
   if (closed_) return;
   if (ec) {
     end_with_error(ec, "write");
@@ -877,7 +1134,7 @@ void WebSocketSession::on_control(websocket::frame_type kind) {
 void WebSocketSession::fail_connection(std::uint16_t code, const char* why) {
   log_debug("conn {}: failed with close {}: {}", id_string(), code, why);
   account(CloseReason::protocol_error);
-  if (!writing_ && !ping_in_flight_) {
+  if (!writing_ && !ping_in_flight_ && !ws_.next_layer().flush() && ws_.next_layer().pending() == 0) {
     const unsigned char close_frame[4] = {0x88, 0x02, static_cast<unsigned char>(code >> 8),
                                           static_cast<unsigned char>(code & 0xff)};
     error_code ec;
@@ -1071,7 +1328,7 @@ void WebSocketSession::on_timer(const error_code& ec) {
       break;
   }
   const std::int64_t write_timeout = cfg_->write_timeout.count();
-  if (writing_ && write_timeout > 0 && now - write_started_ms_ >= write_timeout) {
+  if (write_timeout > 0 && now - write_since() >= write_timeout) {
     log_debug("conn {}: write timeout", id_string());
     account(CloseReason::write_timeout);
     hard_close();
@@ -1095,10 +1352,17 @@ void WebSocketSession::on_timer(const error_code& ec) {
   schedule_open_deadlines(now);
 }
 
+std::int64_t WebSocketSession::write_since() const noexcept {
+  std::int64_t since = writing_ ? write_started_ms_ : kNever;
+  const WsSocket& layer = ws_.next_layer();
+  if (layer.pending() != 0) since = std::min(since, layer.pending_since_ms());
+  return since;
+}
+
 void WebSocketSession::schedule_open_deadlines(std::int64_t now) {
   std::int64_t next = kNever;
   const std::int64_t write_timeout = cfg_->write_timeout.count();
-  if (writing_ && write_timeout > 0) next = write_started_ms_ + write_timeout;
+  if (write_timeout > 0 && write_since() != kNever) next = write_since() + write_timeout;
   const std::int64_t ping_interval = cfg_->ping_interval.count();
   if (ping_interval > 0) {
     const std::int64_t keepalive = ping_sent_ms_ != 0
