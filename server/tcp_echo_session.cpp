@@ -13,34 +13,37 @@ TcpEchoSession::TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_soc
     : Connection(shard, listener_index), socket_(std::move(socket)) {}
 
 void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket) {
-  std::make_shared<TcpEchoSession>(shard, listener_index, std::move(socket))->start();
+  auto session = std::make_unique<TcpEchoSession>(shard, listener_index, std::move(socket));
+  TcpEchoSession* const s = session.get();
+  s->start(std::move(session));
 }
 
-void TcpEchoSession::start() {
+void TcpEchoSession::start(owner self) {
   boost::system::error_code ec;
   // Synchronous reads and writes below must never block the shard.
   socket_.non_blocking(true, ec);
   if (!ec) socket_.set_option(asio::ip::tcp::no_delay(true), ec);
   if (ec) {
     fail(ec, "setup");
-    return;
+    return;  // deletes the session
   }
   if (spdlog::should_log(spdlog::level::debug)) {
     boost::system::error_code ignored;
     spdlog::debug("conn {}: accepted from {}", id_string(),
                   socket_.remote_endpoint(ignored).address().to_string());
   }
-  do_wait();
+  do_wait(std::move(self));
 }
 
-void TcpEchoSession::do_wait() {
+void TcpEchoSession::do_wait(owner self) {
   socket_.async_wait(asio::socket_base::wait_read,
-                     [self = shared_from_this()](const boost::system::error_code& ec) {
-                       self->on_readable(ec);
+                     [self = std::move(self)](const boost::system::error_code& ec) mutable {
+                       TcpEchoSession* const s = self.get();
+                       s->on_readable(std::move(self), ec);
                      });
 }
 
-void TcpEchoSession::on_readable(const boost::system::error_code& wait_ec) {
+void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wait_ec) {
   if (closed_) return;
   if (wait_ec) {
     fail(wait_ec, "wait");
@@ -84,18 +87,19 @@ void TcpEchoSession::on_readable(const boost::system::error_code& wait_ec) {
       pending_.reset(new char[rest]);
       std::memcpy(pending_.get(), buf + sent, rest);
       asio::async_write(socket_, asio::buffer(pending_.get(), rest),
-                        [self = shared_from_this()](const boost::system::error_code& e,
-                                                    std::size_t written) {
-                          self->on_written(e, written);
+                        [self = std::move(self)](const boost::system::error_code& e,
+                                                 std::size_t written) mutable {
+                          TcpEchoSession* const s = self.get();
+                          s->on_written(std::move(self), e, written);
                         });
       return;
     }
     if (n < Shard::scratch_size) break;
   }
-  do_wait();
+  do_wait(std::move(self));
 }
 
-void TcpEchoSession::on_written(const boost::system::error_code& ec, std::size_t n) {
+void TcpEchoSession::on_written(owner self, const boost::system::error_code& ec, std::size_t n) {
   pending_.reset();
   if (closed_) return;
   if (ec) {
@@ -106,7 +110,7 @@ void TcpEchoSession::on_written(const boost::system::error_code& ec, std::size_t
   stats.bytes_sent.add(n);
   stats.messages_sent.add();
   touch();
-  do_wait();
+  do_wait(std::move(self));
 }
 
 void TcpEchoSession::fail(const boost::system::error_code& ec, const char* op) {

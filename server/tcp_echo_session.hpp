@@ -7,8 +7,15 @@
 // written back at once; only the part the kernel did not take is copied into
 // a buffer of this connection, freed when written.
 //
-// Ownership: owned by its pending operation (shared_from_this); the shard's
-// list only indexes it. All calls on the owning shard's thread.
+// Ownership: owned by its one pending operation, whose handler holds the
+// only pointer to it (a unique_ptr, handed on to the next operation; the
+// session is deleted when a handler does not hand it on, or is destroyed
+// uninvoked). No shared_ptr: no control block, no enable_shared_from_this,
+// and an 8-byte handler capture. The shard's list only indexes it. All calls
+// on the owning shard's thread.
+//
+// sizeof(TcpEchoSession) is 104 bytes with GCC 12 on x86-64: Connection 48,
+// socket 40, pending-echo pointer 8, flag 8.
 #pragma once
 
 #include <memory>
@@ -17,18 +24,19 @@
 
 namespace shoal {
 
-class TcpEchoSession final : public Connection,
-                             public std::enable_shared_from_this<TcpEchoSession> {
+class TcpEchoSession final : public Connection {
  public:
+  using owner = std::unique_ptr<TcpEchoSession>;
+
   TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket);
 
-  void start();
+  void start(owner self);
   void close(CloseReason reason) override;
 
  private:
-  void do_wait();
-  void on_readable(const boost::system::error_code& ec);
-  void on_written(const boost::system::error_code& ec, std::size_t n);
+  void do_wait(owner self);
+  void on_readable(owner self, const boost::system::error_code& ec);
+  void on_written(owner self, const boost::system::error_code& ec, std::size_t n);
   void fail(const boost::system::error_code& ec, const char* op);
 
   tcp_socket socket_;
