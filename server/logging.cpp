@@ -45,6 +45,16 @@ class JsonFormatter final : public spdlog::formatter {
   }
 };
 
+constexpr const char* kTextPattern = "%Y-%m-%dT%H:%M:%S.%e%z %^%-5l%$ %v";
+
+void apply_format(spdlog::logger& logger, LogFormat format) {
+  if (format == LogFormat::json) {
+    logger.set_formatter(std::make_unique<JsonFormatter>());
+  } else {
+    logger.set_pattern(kTextPattern);
+  }
+}
+
 }  // namespace
 
 spdlog::level::level_enum parse_log_level(const std::string& name) {
@@ -60,11 +70,7 @@ void configure_logging(const LoggingConfig& config) {
   // Already configured (a reload): only level and format can change.
   if (auto existing = spdlog::get("shoal")) {
     existing->set_level(parse_log_level(config.level));
-    if (config.format == LogFormat::json) {
-      existing->set_formatter(std::make_unique<JsonFormatter>());
-    } else {
-      existing->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%-5l%$ %v");
-    }
+    apply_format(*existing, config.format);
     return;
   }
   // A bounded queue; when full the oldest entries are dropped so that no
@@ -78,11 +84,7 @@ void configure_logging(const LoggingConfig& config) {
   }
   auto logger = std::make_shared<spdlog::async_logger>(
       "shoal", sink, spdlog::thread_pool(), spdlog::async_overflow_policy::overrun_oldest);
-  if (config.format == LogFormat::json) {
-    logger->set_formatter(std::make_unique<JsonFormatter>());
-  } else {
-    logger->set_pattern("%Y-%m-%dT%H:%M:%S.%e%z %^%-5l%$ %v");
-  }
+  apply_format(*logger, config.format);
   logger->set_level(parse_log_level(config.level));
   logger->flush_on(spdlog::level::trace);
   spdlog::register_logger(logger);
