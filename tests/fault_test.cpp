@@ -91,7 +91,11 @@ TEST(Fault, ConnectCloseCyclesWithResetsGiveBackMemoryAndDescriptors) {
               static_cast<unsigned long long>(rss_before),
               static_cast<unsigned long long>(rss_after), fds_before, open_fds(shoald.pid()));
   // Within 2 MiB: freed sessions return to the allocator, which keeps some.
+  // Not under AddressSanitizer, whose quarantine holds freed memory on
+  // purpose (LeakSanitizer checks leaks at shoald's exit instead).
+#if !defined(__SANITIZE_ADDRESS__)
   EXPECT_LT(rss_after, rss_before + 2 * 1024 * 1024);
+#endif
 
   auto s = connect_to(ioc, shoald.port("echo"));
   EXPECT_EQ(echo_once(s, "after"), "after");
