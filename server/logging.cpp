@@ -91,7 +91,13 @@ void configure_logging(const LoggingConfig& config) {
   spdlog::set_default_logger(logger);
 }
 
-void shutdown_logging() { spdlog::shutdown(); }
+void shutdown_logging() {
+  // Our reference keeps the sinks alive until spdlog::shutdown() has joined
+  // the writer thread, so they are destroyed after it, never beside it.
+  auto logger = spdlog::get("shoal");
+  spdlog::shutdown();
+  logger.reset();
+}
 
 bool RateLimiter::allow(std::uint64_t& suppressed) {
   const auto now = std::chrono::steady_clock::now();
