@@ -34,9 +34,9 @@ constexpr std::string_view max_duration_text = "8760h";
 constexpr std::array<std::string_view, 8> top_keys = {
     "shards",   "cpu_affinity", "sharding", "listeners",
     "limits",   "shutdown",     "logging",  "admin"};
-constexpr std::array<std::string_view, 8> listener_keys = {
-    "name",    "protocol",        "address",      "port",
-    "backlog", "max_connections", "idle_timeout", "websocket"};
+constexpr std::array<std::string_view, 9> listener_keys = {
+    "name",         "protocol",      "address",  "port", "backlog", "max_connections",
+    "idle_timeout", "write_timeout", "websocket"};
 constexpr std::array<std::string_view, 10> websocket_keys = {
     "path",          "max_message_bytes", "max_header_bytes",
     "handshake_timeout", "ping_interval", "pong_timeout",
@@ -488,6 +488,7 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
   address = normalize(ip::make_address(listener.address));
   name_mark = field.mark;
   std::optional<Field> websocket_field;
+  std::optional<Field> write_timeout_field;
   const auto read_key = [&](std::string_view key, const Field& value) {
     if (key == "name") {
       listener.name = read_string(value);
@@ -508,6 +509,9 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
       listener.max_connections = read_integer(value, 0, max_u64);
     } else if (key == "idle_timeout") {
       listener.idle_timeout = read_duration(value);
+    } else if (key == "write_timeout") {
+      write_timeout_field = value;
+      listener.write_timeout = read_duration(value);
     } else if (key == "websocket") {
       websocket_field = value;
       read_websocket(value, listener.websocket);
@@ -517,6 +521,9 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
   // Checked after all keys, since `protocol` may come after `websocket`.
   if (websocket_field && listener.protocol != Protocol::websocket_echo) {
     fail(*websocket_field, "only a websocket-echo listener takes websocket options");
+  }
+  if (write_timeout_field && listener.protocol == Protocol::websocket_echo) {
+    fail(*write_timeout_field, "a websocket-echo listener sets websocket.write_timeout instead");
   }
   return listener;
 }
@@ -747,6 +754,10 @@ std::string to_yaml(const Config& config) {
         << listener.max_connections;
     out << YAML::Key << "idle_timeout" << YAML::Value
         << format_duration(listener.idle_timeout);
+    if (listener.protocol == Protocol::tcp_echo) {
+      out << YAML::Key << "write_timeout" << YAML::Value
+          << format_duration(listener.write_timeout);
+    }
     if (listener.protocol == Protocol::websocket_echo) {
       const WebSocketConfig& ws = listener.websocket;
       out << YAML::Key << "websocket" << YAML::Value << YAML::BeginMap;

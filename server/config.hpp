@@ -55,6 +55,10 @@ struct ListenerConfig {
   std::uint64_t max_connections = 0;
   // 0: never closed for being idle.
   Duration idle_timeout = std::chrono::seconds(300);
+  // tcp-echo: a peer that has not taken a pending echo for this long (it
+  // stopped reading) is closed. 0: never. WebSocket listeners use
+  // websocket.write_timeout, which also bounds their closing handshake.
+  Duration write_timeout = std::chrono::seconds(10);
   WebSocketConfig websocket;  // used when protocol is websocket_echo
 
   bool operator==(const ListenerConfig&) const = default;

@@ -155,10 +155,13 @@ std::vector<std::string> Server::apply_reload(const Config& next, std::uint64_t 
     listener_shared_[i]->max_connections.store(want.max_connections, std::memory_order_relaxed);
     // Posted every time: the running value may differ from config_ after an
     // earlier reload.
-    const std::int64_t ms = want.idle_timeout.count();
+    const std::int64_t idle_ms = want.idle_timeout.count();
+    // WebSocket sessions time their writes themselves (websocket.write_timeout).
+    const std::int64_t write_ms =
+        want.protocol == Protocol::tcp_echo ? want.write_timeout.count() : 0;
     for (auto& s : shards_) {
       Shard* shard = s.get();
-      shard->post([shard, i, ms] { shard->set_idle_timeout(i, ms); });
+      shard->post([shard, i, idle_ms, write_ms] { shard->set_timeouts(i, idle_ms, write_ms); });
     }
   }
   return restart;

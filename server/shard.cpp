@@ -69,6 +69,14 @@ void Connection::touch() noexcept {
   slot.connections.push_back(*this);
 }
 
+void Connection::wait_for_peer_to_read() noexcept {
+  if (!is_linked()) return;  // closing
+  last_activity_ms_ = Shard::now_ms();
+  ListenerSlot& slot = shard_.slots_[listener_index_];
+  unlink();
+  slot.writers.push_back(*this);
+}
+
 void Connection::account_close(CloseReason reason) noexcept {
   unlink();
   shard_.slots_[listener_index_].stats.closed[static_cast<int>(reason)].add();
@@ -83,25 +91,30 @@ Shard::Shard(unsigned id, const Config& config, std::vector<ListenerShared*> lis
   for (std::size_t i = 0; i < slots_.size(); ++i) {
     slots_[i].shared = listeners.at(i);
     slots_[i].idle_timeout_ms = config.listeners[i].idle_timeout.count();
+    if (config.listeners[i].protocol == Protocol::tcp_echo)
+      slots_[i].write_timeout_ms = config.listeners[i].write_timeout.count();
   }
   sweep_period_ms_ = sweep_period();
 }
 
-// Idle connections are found by a periodic sweep of activity-ordered lists
-// instead of a timer per connection (a timer costs ~100 bytes and a heap
-// operation per reset). A quarter of the shortest timeout bounds how late a
-// close can be; 1 s caps the cost for long timeouts. 0: no sweep needed.
+// Idle and stalled-writer connections are found by a periodic sweep of
+// time-ordered lists instead of a timer per connection (a timer costs ~100
+// bytes and a heap operation per reset). A quarter of the shortest timeout
+// bounds how late a close can be; 1 s caps the cost for long timeouts.
+// 0: no sweep needed.
 std::int64_t Shard::sweep_period() const {
   std::int64_t shortest = 0;
   for (const auto& slot : slots_) {
-    const auto t = slot.idle_timeout_ms;
-    if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
+    for (const auto t : {slot.idle_timeout_ms, slot.write_timeout_ms})
+      if (t > 0 && (shortest == 0 || t < shortest)) shortest = t;
   }
   return shortest > 0 ? std::clamp<std::int64_t>(shortest / 4, 10, 1000) : 0;
 }
 
-void Shard::set_idle_timeout(std::size_t listener_index, std::int64_t ms) {
-  slots_.at(listener_index).idle_timeout_ms = ms;
+void Shard::set_timeouts(std::size_t listener_index, std::int64_t idle_ms, std::int64_t write_ms) {
+  ListenerSlot& slot = slots_.at(listener_index);
+  slot.idle_timeout_ms = idle_ms;
+  slot.write_timeout_ms = write_ms;
   const bool was_sweeping = sweep_period_ms_ > 0;
   sweep_period_ms_ = sweep_period();
   if (sweep_period_ms_ > 0) {
@@ -180,7 +193,8 @@ void Shard::stop_and_join() {
 void Shard::close_all(CloseReason reason) {
   for (auto& slot : slots_) {
     // close() unlinks the connection, so always take the front.
-    while (!slot.connections.empty()) slot.connections.front().close(reason);
+    for (auto* list : {&slot.connections, &slot.writers})
+      while (!list->empty()) list->front().close(reason);
   }
 }
 
@@ -227,14 +241,19 @@ void Shard::on_lag_tick() {
 
 void Shard::sweep() {
   const std::int64_t now = now_ms();
-  for (auto& slot : slots_) {
-    if (slot.idle_timeout_ms <= 0) continue;
-    // Least recently active first: stop at the first one still in time.
-    while (!slot.connections.empty()) {
-      Connection& c = slot.connections.front();
-      if (now - c.last_activity_ms_ < slot.idle_timeout_ms) break;
-      c.close(CloseReason::idle_timeout);
+  const auto expire = [now](ListenerSlot::list_type& list, std::int64_t timeout_ms,
+                            CloseReason reason) {
+    if (timeout_ms <= 0) return;
+    // Oldest first: stop at the first one still in time.
+    while (!list.empty()) {
+      Connection& c = list.front();
+      if (now - c.last_activity_ms_ < timeout_ms) break;
+      c.close(reason);
     }
+  };
+  for (auto& slot : slots_) {
+    expire(slot.connections, slot.idle_timeout_ms, CloseReason::idle_timeout);
+    expire(slot.writers, slot.write_timeout_ms, CloseReason::write_timeout);
   }
 }
 

@@ -172,6 +172,10 @@ class Connection
  protected:
   // Marks traffic: moves this connection to the back of the idle list.
   void touch() noexcept;
+  // Marks a write the peer has not taken yet: moves this connection to the
+  // back of the listener's writers list, where the sweep closes it after
+  // write_timeout. The next touch() moves it back.
+  void wait_for_peer_to_read() noexcept;
   // Removes this connection from the idle list and counts the reason.
   void account_close(CloseReason reason) noexcept;
 
@@ -185,12 +189,16 @@ class Connection
 };
 
 // Per listener on one shard: its counters, its connections (least recently
-// active first) and its idle timeout.
+// active first), those blocked on a peer that does not read (oldest write
+// first), and their timeouts. A connection is in exactly one of the lists
+// until it closes.
 struct ListenerSlot {
   using list_type = boost::intrusive::list<Connection, boost::intrusive::constant_time_size<false>>;
   ListenerStats stats;
   list_type connections;
+  list_type writers;
   std::int64_t idle_timeout_ms = 0;
+  std::int64_t write_timeout_ms = 0;
   ListenerShared* shared = nullptr;
 };
 
@@ -220,8 +228,9 @@ class Shard {
   // Closes every connection with `reason`. Shard thread only.
   void close_all(CloseReason reason);
 
-  // Applies a reloaded listener idle_timeout (0 = never). Shard thread only.
-  void set_idle_timeout(std::size_t listener_index, std::int64_t ms);
+  // Applies a reloaded listener idle_timeout and write_timeout (0 = never).
+  // Shard thread only.
+  void set_timeouts(std::size_t listener_index, std::int64_t idle_ms, std::int64_t write_ms);
 
   ListenerSlot& slot(std::size_t listener_index) noexcept { return slots_[listener_index]; }
   const ListenerSlot& slot(std::size_t listener_index) const noexcept { return slots_[listener_index]; }

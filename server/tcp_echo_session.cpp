@@ -86,6 +86,7 @@ void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wa
       const std::size_t rest = n - sent;
       pending_.reset(new char[rest]);
       std::memcpy(pending_.get(), buf + sent, rest);
+      wait_for_peer_to_read();  // write_timeout runs from now
       asio::async_write(socket_, asio::buffer(pending_.get(), rest),
                         [self = std::move(self)](const boost::system::error_code& e,
                                                  std::size_t written) mutable {

@@ -272,6 +272,7 @@ listeners:
     backlog: 4096
     max_connections: 0
     idle_timeout: 5m
+    write_timeout: 10s
   - name: ws
     protocol: websocket-echo
     address: 0.0.0.0
@@ -436,10 +437,19 @@ TEST(ConfigError, UnknownKeyWithoutSuggestion) {
 )"),
             "listeners[0].zzzzz: unknown key; known keys: name, protocol, "
             "address, port, backlog, max_connections, idle_timeout, "
-            "websocket (line 4, column 5)");
+            "write_timeout, websocket (line 4, column 5)");
   EXPECT_EQ(error_of("shutdown:\n  grace: 5s\n"),
             "shutdown.grace: unknown key; known keys: drain_timeout "
             "(line 2, column 3)");
+}
+
+TEST(ConfigError, ListenerWriteTimeoutIsForTcpEchoOnly) {
+  EXPECT_EQ(error_of("listeners:\n  - protocol: websocket-echo\n    write_timeout: 1s\n"),
+            "listeners[0].write_timeout: a websocket-echo listener sets "
+            "websocket.write_timeout instead (line 3, column 20)");
+  const Config c = parse_config("listeners:\n  - write_timeout: 750ms\n");
+  EXPECT_EQ(c.listeners[0].write_timeout, 750ms);
+  EXPECT_EQ(parse_config(to_yaml(c)), c);
 }
 
 TEST(ConfigError, KeyGivenTwice) {

@@ -1,9 +1,12 @@
 // Fault tests: what hostile or broken clients do to the real shoald, each
 // bounded in time. shoald must keep serving, and give back memory and
 // descriptors once the clients are gone.
+#include <fcntl.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
+#include <atomic>
 #include <filesystem>
 #include <fstream>
 #include <random>
@@ -12,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "echo_client.hpp"
+#include "raw_ws.hpp"
 #include "shoald_process.hpp"
 
 namespace shoal::test {
@@ -126,6 +130,119 @@ TEST(Fault, RandomBytesAtEveryPortOnlyCloseConnections) {
   shoald.signal(SIGTERM);
   EXPECT_EQ(shoald.wait_exit(10s), 0) << shoald.output();
 }
+
+// A client that sends without pause and never reads, on each protocol: the
+// kernel's buffers fill, shoald stops reading from it (its memory stays
+// bounded), the write timeout closes it, and the other clients of the same
+// shards keep their echoes the whole time.
+class NeverReads : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(NeverReads, ClosedByWriteTimeoutWithBoundedMemoryWhileOthersEcho) {
+  const bool ws = GetParam() == "ws";
+  ShoaldProcess shoald({.yaml = "shards: 2\n"
+                                "logging: {level: debug}\n"
+                                "listeners:\n"
+                                "  - {name: echo, protocol: tcp-echo, address: 127.0.0.1, port: 0,\n"
+                                "     write_timeout: 1s}\n"
+                                "  - name: ws\n"
+                                "    protocol: websocket-echo\n"
+                                "    address: 127.0.0.1\n"
+                                "    port: 0\n"
+                                "    websocket: {write_timeout: 1s}\n"});
+  const std::uint16_t port = shoald.port(GetParam());
+  asio::io_context ioc;
+  // The well-behaved clients, connected before the hog so they are served
+  // by both shards whatever the hog's shard.
+  std::vector<std::unique_ptr<RawWs>> others;
+  for (int i = 0; i < 4; ++i) {
+    others.push_back(ws ? open_raw(ioc, port) : std::make_unique<RawWs>(ioc, port));
+    set_timeouts(others.back()->socket, 2s);
+  }
+  const auto echo_ok = [&](RawWs& c, const std::string& text) {
+    if (ws) return c.echo(text) == text;
+    return echo_once(c.socket, text) == text;
+  };
+  for (auto& c : others) ASSERT_TRUE(echo_ok(*c, "warm"));
+  const std::uint64_t rss_before = rss_bytes(shoald.pid());
+
+  tcp::socket s(ioc);
+  s.open(tcp::v4());
+  s.set_option(asio::socket_base::receive_buffer_size(4096));
+  s.connect(loopback(port));
+  set_timeouts(s, 2s);
+  RawWs hog(std::move(s));
+  if (ws) {
+    ASSERT_EQ(hog.upgrade().status, 101);
+  }
+  const int fd = hog.socket.native_handle();
+  ASSERT_EQ(::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK), 0);
+
+  std::atomic<bool> stop{false};
+  std::atomic<std::uint64_t> hog_sent{0};
+  std::thread sender([&] {
+    const std::string chunk = ws ? frame(kBinary, std::string(64 * 1024, 'h')) : std::string(64 * 1024, 'h');
+    std::size_t off = 0;
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!stop && std::chrono::steady_clock::now() < deadline) {
+      const ssize_t w = ::send(fd, chunk.data() + off, chunk.size() - off, MSG_NOSIGNAL);
+      if (w > 0) {
+        hog_sent += static_cast<std::uint64_t>(w);
+        off = (off + static_cast<std::size_t>(w)) % chunk.size();
+      } else if (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR) {
+        pollfd p{fd, POLLOUT, 0};
+        ::poll(&p, 1, 20);
+      } else {
+        break;  // closed by shoald
+      }
+    }
+  });
+
+  // Echo on every other connection while the hog pushes; watch shoald's RSS.
+  const auto start = std::chrono::steady_clock::now();
+  std::uint64_t rss_peak = rss_before;
+  int echoes = 0;
+  int failed = 0;
+  bool hog_closed = false;
+  while (std::chrono::steady_clock::now() - start < 8s) {
+    for (auto& c : others) {
+      if (echo_ok(*c, "still here " + std::to_string(echoes))) {
+        ++echoes;
+      } else {
+        ++failed;
+      }
+    }
+    rss_peak = std::max(rss_peak, rss_bytes(shoald.pid()));
+    pollfd p{fd, POLLRDHUP, 0};
+    if (::poll(&p, 1, 20) == 1 && (p.revents & (POLLRDHUP | POLLHUP | POLLERR))) {
+      hog_closed = true;
+      break;
+    }
+  }
+  const auto took = std::chrono::steady_clock::now() - start;
+  stop = true;
+  sender.join();
+  std::printf("[ fault    ] %s hog: sent %llu B before its close after %lld ms; RSS %llu -> peak %llu B; "
+              "%d echoes meanwhile\n",
+              GetParam().c_str(), static_cast<unsigned long long>(hog_sent.load()),
+              static_cast<long long>(std::chrono::duration_cast<std::chrono::milliseconds>(took).count()),
+              static_cast<unsigned long long>(rss_before), static_cast<unsigned long long>(rss_peak),
+              echoes);
+  ASSERT_TRUE(hog_closed) << "the client that never reads was not closed";
+  EXPECT_LT(took, 5s);  // write_timeout 1s, plus the time to fill the buffers
+  EXPECT_TRUE(shoald.wait_for_output(ws ? "write timeout" : "closed (write_timeout)", 2s))
+      << shoald.output();
+  EXPECT_EQ(failed, 0);
+  EXPECT_GT(echoes, 4);
+  // Bounded: what the hog pushed stays in kernel buffers or is refused, not
+  // in shoald. (The WebSocket side holds at most one 64 KiB message.)
+  EXPECT_LT(rss_peak, rss_before + 8 * 1024 * 1024);
+  for (auto& c : others) EXPECT_TRUE(echo_ok(*c, "after"));
+}
+
+INSTANTIATE_TEST_SUITE_P(Fault, NeverReads, ::testing::Values("echo", "ws"),
+                         [](const auto& param_info) {
+                           return param_info.param == "ws" ? "WebSocket" : "TcpEcho";
+                         });
 
 }  // namespace
 }  // namespace shoal::test
