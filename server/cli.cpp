@@ -163,7 +163,8 @@ bool all_shards_answer(const Server& server) {
   return true;
 }
 
-int run(const CliOptions& opts, const Config& config, const PreflightResult& preflight) {
+int run(const CliOptions& opts, const Config& config, const PreflightResult& preflight,
+        const Hooks& hooks) {
   // The signals are blocked in every thread (shoald_main blocked them
   // before the first thread started; shards and the admin thread inherit
   // the mask); this thread takes them synchronously. SIGPIPE must never end
@@ -201,6 +202,7 @@ int run(const CliOptions& opts, const Config& config, const PreflightResult& pre
                preflight.shards, preflight.effective_max_connections);
   SystemdNotifier notifier;
   notifier.ready(status_line(server));
+  if (hooks.started) hooks.started(server);
 
   // The main thread waits for signals and, between them, keeps systemd's
   // watchdog fed (only while every shard answers: a stuck shard stops the
@@ -274,7 +276,7 @@ int run(const CliOptions& opts, const Config& config, const PreflightResult& pre
 
 }  // namespace
 
-int shoald_main(int argc, char** argv) {
+int shoald_main(int argc, char** argv, const Hooks& hooks) {
   CliOptions opts;
   if (auto status = parse_cli(argc, argv, opts)) return *status;
   if (opts.probe) return probe_health(*opts.probe, std::chrono::seconds(3));
@@ -316,7 +318,7 @@ int shoald_main(int argc, char** argv) {
   if (!preflight.ok) {
     spdlog::critical("preflight failed (limits.on_insufficient: fail); not starting");
   } else {
-    status = run(opts, config, preflight);
+    status = run(opts, config, preflight, hooks);
   }
   shutdown_logging();
   return status;

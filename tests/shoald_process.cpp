@@ -26,11 +26,12 @@ std::string temp_dir() {
 
 // fork + exec with stdout/stderr on a pipe; returns the read end.
 pid_t spawn(const std::vector<std::string>& args, std::optional<rlim_t> nofile, int& read_fd,
-            const std::vector<std::pair<std::string, std::string>>& env = {}) {
+            const std::vector<std::pair<std::string, std::string>>& env = {},
+            const std::string& binary = SHOALD_PATH) {
   int fds[2];
   if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe failed");
   std::vector<char*> argv;
-  argv.push_back(const_cast<char*>(SHOALD_PATH));
+  argv.push_back(const_cast<char*>(binary.c_str()));
   for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
   argv.push_back(nullptr);
   const pid_t pid = fork();
@@ -43,7 +44,7 @@ pid_t spawn(const std::vector<std::string>& args, std::optional<rlim_t> nofile, 
       setrlimit(RLIMIT_NOFILE, &rl);
     }
     for (const auto& [name, value] : env) setenv(name.c_str(), value.c_str(), 1);
-    execv(SHOALD_PATH, argv.data());
+    execv(binary.c_str(), argv.data());
     _exit(127);
   }
   close(fds[1]);
@@ -119,7 +120,7 @@ ShoaldProcess::ShoaldProcess(Options options) {
   std::vector<std::string> args = {"--config", config_path_};
   args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
   int fd = -1;
-  pid_ = spawn(args, options.nofile, fd, options.env);
+  pid_ = spawn(args, options.nofile, fd, options.env, options.binary);
   reader_ = std::thread([this, fd] { read_loop(fd); });
   if (options.wait_ready && !wait_for_output("ready:", std::chrono::seconds(15))) {
     kill(pid_, SIGKILL);

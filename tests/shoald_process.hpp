@@ -46,6 +46,9 @@ class ShoaldProcess {
     std::optional<rlim_t> nofile;         // RLIMIT_NOFILE (soft = hard) set before exec
     bool wait_ready = true;               // wait for the "ready:" line
     std::vector<std::pair<std::string, std::string>> env;  // set in the child
+    // The executable: shoald unless a test names another build of it
+    // (SHOALD_FAULTS_PATH, shoald with fault injection).
+    std::string binary = SHOALD_PATH;
   };
 
   explicit ShoaldProcess(Options options);
