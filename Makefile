@@ -6,6 +6,12 @@ JOBS      ?= $(shell nproc)
 
 .PHONY: run test deps build clean install test-asan test-tsan container-test
 
+# ccache hits across checkouts (CI's clean checkout, git worktrees): paths
+# relative to the checkout, and the working directory left out of the hash
+# of debug builds.
+export CCACHE_BASEDIR := $(CURDIR)
+export CCACHE_NOHASHDIR := 1
+
 deps:
 	@./deploy/install-deps.sh
 
@@ -25,20 +31,20 @@ test: build
 	cd $(BUILD_DIR) && ctest --output-on-failure -j 2 --timeout 300
 
 # The whole suite under AddressSanitizer + UndefinedBehaviorSanitizer (with
-# LeakSanitizer at exit), and the multi-shard tests under ThreadSanitizer.
-# Any report fails the run.
-SAN_ENV = ASAN_OPTIONS=detect_leaks=1:abort_on_error=1 UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
-          TSAN_OPTIONS=halt_on_error=1:second_deadlock_stack=1
+# LeakSanitizer at every exit, shoald's after its drain included), and the
+# tests that run several shards at once under ThreadSanitizer. Any report,
+# from a test or from a shoald it started, fails the run
+# (tests/sanitized-ctest.sh). Both are part of .ci/run.
 test-asan: deps
-	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSHOAL_SANITIZE=address,undefined
+	cmake -S . -B build-asan -DCMAKE_BUILD_TYPE=Debug -DSHOAL_WERROR=ON -DSHOAL_SANITIZE=address,undefined
 	cmake --build build-asan -j $(JOBS)
-	cd build-asan && $(SAN_ENV) ctest --output-on-failure -j 2 --timeout 300
+	tests/sanitized-ctest.sh build-asan -j 2 --timeout 300
 
-TSAN_TESTS ?= ShardingPolicy|Admin|Drain|Sigterm|WebSocket
+TSAN_TESTS ?= ShardingPolicy|Admin|Drain|Sigterm|WebSocket|Systemd|NeverReads
 test-tsan: deps
-	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_SANITIZE=thread
+	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_WERROR=ON -DSHOAL_SANITIZE=thread
 	cmake --build build-tsan -j $(JOBS)
-	cd build-tsan && $(SAN_ENV) ctest --output-on-failure -j 2 --timeout 300 -R '$(TSAN_TESTS)'
+	tests/sanitized-ctest.sh build-tsan -j 2 --timeout 300 -R '$(TSAN_TESTS)'
 
 # Builds the Dockerfile for real (buildah, no Docker engine needed) and
 # checks the image: non-root, HEALTHCHECK, echo and health probe from inside.
