@@ -20,6 +20,9 @@
 #   SCENARIOS   which scenarios (default: all): throughput pingpong latency
 #               memory connect balance 100k
 #   OUT_MD      where the table goes (default loadtest/results/latest.md)
+#   README      whose performance table (between the bench-summary markers)
+#               is rewritten from this run when every scenario ran
+#               (default README.md; README= leaves it alone)
 # Every run is bounded (shoal-load --max-time and timeout(1)); only loopback
 # addresses are used.
 set -uo pipefail
@@ -32,7 +35,11 @@ WARMUP=${WARMUP:-1s}
 THREADS=2
 SCENARIOS=${SCENARIOS:-throughput pingpong latency memory connect balance 100k}
 OUT_MD=${OUT_MD:-$ROOT/loadtest/results/latest.md}
+README=${README-$ROOT/README.md}
+ALL_SCENARIOS="throughput pingpong latency memory connect balance 100k"
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/shoal-bench.XXXXXX")
+{ git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo "?"
+  git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo "(plus uncommitted changes)"; } | paste -sd' ' > "$RUN_DIR/commit"
 # The client: one worker process, two threads (shoal-load picks more workers
 # by itself when a run needs more than 18,000 sockets).
 CLIENT_ARGS=(-t 2)
@@ -270,3 +277,10 @@ mkdir -p "$(dirname "$OUT_MD")"
 python3 "$ROOT/loadtest/bench_report.py" "$RUN_DIR" > "$OUT_MD.tmp" && mv "$OUT_MD.tmp" "$OUT_MD"
 cat "$OUT_MD"
 log "written to $OUT_MD (raw results in $RUN_DIR)"
+# The README's table is generated, never typed: only from a run of every
+# scenario, so that all its rows come from the same run.
+if [ -n "$README" ] && [ "$SCENARIOS" = "$ALL_SCENARIOS" ]; then
+  python3 "$ROOT/loadtest/bench_report.py" "$RUN_DIR" --summary > "$RUN_DIR/summary.md" &&
+    python3 "$ROOT/loadtest/update_readme.py" "$README" "$RUN_DIR/summary.md" &&
+    log "performance table in $README rewritten from this run"
+fi

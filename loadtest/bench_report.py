@@ -1,16 +1,19 @@
 #!/usr/bin/env python3
 """Turns a bench.sh run directory (index.tsv + shoal-load JSON files) into
-markdown tables with ratios to the yardstick. Used by loadtest/bench.sh."""
+markdown tables with ratios to the yardstick. Used by loadtest/bench.sh.
+
+  bench_report.py RUN_DIR            the full page (loadtest/results/latest.md)
+  bench_report.py RUN_DIR --summary  the README's performance table"""
 import csv
 import datetime
 import json
 import os
 import platform
 import re
-import subprocess
 import sys
 
 run_dir = sys.argv[1]
+summary_only = "--summary" in sys.argv[2:]
 rows = list(csv.DictReader(open(os.path.join(run_dir, "index.tsv")), delimiter="\t"))
 
 
@@ -80,14 +83,90 @@ def machine():
                 mem = f"{int(line.split()[1]) / 1048576:.0f} GiB"
     except OSError:
         pass
+    # bench.sh records the commit when the run starts; the time is when
+    # the run's index was last written.
     try:
-        commit = subprocess.run(["git", "-C", os.path.dirname(os.path.abspath(__file__)), "rev-parse", "--short=12", "HEAD"],
-                                capture_output=True, text=True).stdout.strip()
+        commit = open(os.path.join(run_dir, "commit")).read().strip()
     except OSError:
         commit = "?"
+    when = datetime.datetime.fromtimestamp(os.path.getmtime(os.path.join(run_dir, "index.tsv")),
+                                           datetime.timezone.utc)
     return (f"{os.cpu_count()} CPUs ({model}), {mem} RAM, Linux {platform.release()}; "
-            f"commit {commit} (plus the working tree); {datetime.datetime.now(datetime.timezone.utc):%Y-%m-%d %H:%M} UTC")
+            f"commit {commit}; {when:%Y-%m-%d %H:%M} UTC")
 
+
+PEERS = ("tokio", "beast-async", "beast-fast", "node-ws")
+PEER_NAMES = {"tokio": "Tokio", "beast-async": "Beast async example", "beast-fast": "Beast fast example",
+              "node-ws": "node ws"}
+
+
+def get(scen, proto, server, *path):
+    j = results.get((scen, proto, server), (None, None))[1]
+    for key in path:
+        if not isinstance(j, dict) or key not in j:
+            return None
+        j = j[key]
+    return j
+
+
+def peers_text(scen, proto, path, fmt):
+    """Each peer's figure as `fmt(value, yardstick value)`, best first."""
+    base = get(scen, proto, "yardstick", *path)
+    found = []
+    for p in PEERS:
+        v = get(scen, proto, p, *path)
+        if v is not None:
+            found.append((p, v))
+    return ", ".join(f"{PEER_NAMES[p]} {fmt(v, base)}" for p, v in found) or "–"
+
+
+def summary():
+    """The README's table: one row per target of the performance issue, all
+    from this run."""
+    lines = ["| scenario | shoald | × yardstick | peers (× yardstick) |", "|---|---:|---:|---|"]
+    ratio_fmt = lambda v, b: ratio(v, b)
+    bytes_fmt = lambda v, b: f"{num(v)} B"
+
+    def rate_row(title, scen, proto, path, show):
+        v = get(scen, proto, "shoald", *path)
+        base = get(scen, proto, "yardstick", *path)
+        if v is None:
+            return
+        lines.append(f"| {title} | {show(v)} | {ratio(v, base)} | {peers_text(scen, proto, path, ratio_fmt)} |")
+
+    msgs = lambda v: f"{v / 1e6:.2f}M msgs/s" if v >= 1e6 else f"{v / 1e3:.0f}K msgs/s"
+    rate_row("TCP echo, 1,000 conns × 16 in flight", "throughput", "tcp", ("throughput", "msgs_per_s"), msgs)
+    rate_row("TCP server CPU per message at 20,000 msgs/s", "latency", "tcp", ("server", "cpu_ns_per_msg"),
+             lambda v: f"{v:,.0f} ns")
+    rate_row("WS echo, 1,000 conns × 16 in flight", "throughput", "ws", ("throughput", "msgs_per_s"), msgs)
+    rate_row("WS ping-pong, 1,000 conns × 1 in flight", "pingpong", "ws", ("throughput", "msgs_per_s"), msgs)
+    rate_row("WS p99 at 20,000 msgs/s", "latency", "ws", ("latency", "p99_us"), us)
+    for proto, name in (("tcp", "TCP"), ("ws", "WS")):
+        v = get("memory-10k", proto, "shoald", "server", "bytes_per_connection")
+        if v is not None:
+            base = get("memory-10k", proto, "yardstick", "server", "bytes_per_connection")
+            lines.append(f"| idle memory per {name} connection (10,000 held) | {num(v)} B | {ratio(v, base)} | "
+                         f"{peers_text('memory-10k', proto, ('server', 'bytes_per_connection'), bytes_fmt)} |")
+    v = get("connect", "ws", "shoald", "connections", "established_per_s")
+    if v is not None:
+        base = get("connect", "ws", "yardstick", "connections", "established_per_s")
+        wall = ratio(base, v)  # wall time for the same 10,000 is the inverse rate
+        lines.append(f"| 10,000 WS connects + upgrades (wall time) | {num(v)}/s | {wall} | "
+                     f"{peers_text('connect', 'ws', ('connections', 'established_per_s'), lambda pv, b: ratio(b, pv))} |")
+    j = results.get(("100k", "ws", "shoald"), (None, None))[1]
+    if j:
+        errs = sum(v for v in j["errors"].values() if v)
+        lines.append(f"| {j['config']['connections']:,} WS connections, six shoald processes on one port | "
+                     f"{j['connections']['established']:,} held {j['measured_s']:.0f} s, {errs} errors, "
+                     f"{j['config']['active']:,} echoing: p99 {us(j['latency']['p99_us'])} | | |")
+    lines.append("")
+    lines.append(f"Machine: {machine()}.")
+    return "\n".join(lines)
+
+
+if summary_only:
+    print(summary())
+    sys.exit(0)
 
 out = []
 w = out.append
