@@ -106,12 +106,17 @@ TEST(Fault, ConnectCloseCyclesWithResetsGiveBackMemoryAndDescriptors) {
 }
 
 TEST(Fault, RandomBytesAtEveryPortOnlyCloseConnections) {
-  ShoaldProcess shoald({.yaml = fault_config()});
+  std::string yaml = fault_config();
+  yaml.replace(yaml.find("admin: {port: 0}"), std::string::npos,
+               "admin: {address: 127.0.0.1, port: " + std::to_string(free_loopback_port()) + "}\n");
+  ShoaldProcess shoald({.yaml = yaml});
   asio::io_context ioc;
   std::mt19937 rng(20261126);
-  for (const char* name : {"echo", "ws"}) {
+  const std::pair<const char*, std::uint16_t> ports[] = {
+      {"echo", shoald.port("echo")}, {"ws", shoald.port("ws")}, {"admin", shoald.admin_port()}};
+  for (const auto& [name, port] : ports) {
     for (int i = 0; i < 200; ++i) {
-      auto s = connect_to(ioc, shoald.port(name), 2s);
+      auto s = connect_to(ioc, port, 2s);
       std::string junk(1 + rng() % 4096, '\0');
       for (auto& c : junk) c = static_cast<char>(rng());
       // Sometimes junk after a valid-looking request line.
@@ -120,10 +125,16 @@ TEST(Fault, RandomBytesAtEveryPortOnlyCloseConnections) {
       if (i % 2 == 0) s.set_option(asio::socket_base::linger(true, 0));
     }
   }
-  // Still alive and serving both protocols' ports.
+  // Still alive and serving every port.
   {
     auto s = connect_to(ioc, shoald.port("echo"));
     EXPECT_EQ(echo_once(s, "alive"), "alive");
+  }
+  {
+    auto s = connect_to(ioc, shoald.admin_port());
+    const std::string req = "GET /healthz HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
+    send_all(s, req.data(), req.size());
+    EXPECT_EQ(recv_exact(s, 12), "HTTP/1.1 200");
   }
   EXPECT_EQ(kill(shoald.pid(), 0), 0);
   // Every junk connection is gone: the drain has nothing to wait for.
