@@ -140,7 +140,8 @@ TEST(AdminMetrics, SumsShardCountersPerListenerAndKeepsShardLabels) {
   EXPECT_EQ(value_of(text, "shoal_connections_active", {{"listener", "echo"}}), 7);
   EXPECT_EQ(value_of(text, "shoal_connections_rejected_total", {{"listener", "echo"}, {"reason", "limit"}}), 6);
   // Every reason is exported, zero included.
-  for (const char* reason : {"limit", "fd_exhausted", "handshake_failed", "origin"})
+  for (const char* reason :
+       {"limit", "fd_exhausted", "handshake_failed", "origin", "per_ip_limit", "rate_limit"})
     EXPECT_TRUE(value_of(text, "shoal_connections_rejected_total", {{"listener", "ws"}, {"reason", reason}}))
         << reason;
   EXPECT_EQ(value_of(text, "shoal_connections_closed_total", {{"listener", "echo"}, {"reason", "idle_timeout"}}), 3);
