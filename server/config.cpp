@@ -31,11 +31,17 @@ constexpr std::uint64_t max_u64 = std::numeric_limits<std::uint64_t>::max();
 constexpr Duration max_duration = std::chrono::hours(8760);
 constexpr std::string_view max_duration_text = "8760h";
 
+// New connections per second and burst: far above what one listener accepts,
+// low enough that the token bucket's arithmetic in nanoseconds stays exact.
+constexpr std::uint64_t kMaxConnectionRate = 1'000'000;
+
 constexpr std::array<std::string_view, 8> top_keys = {
     "shards",   "cpu_affinity", "sharding", "listeners",
     "limits",   "shutdown",     "logging",  "admin"};
-constexpr std::array<std::string_view, 9> listener_keys = {
-    "name",         "protocol",      "address",  "port", "backlog", "max_connections",
+constexpr std::array<std::string_view, 12> listener_keys = {
+    "name", "protocol", "address", "port", "backlog", "max_connections",
+    // per-client limits
+    "max_connections_per_ip", "max_new_connections_per_second", "new_connections_burst",
     "idle_timeout", "write_timeout", "websocket"};
 constexpr std::array<std::string_view, 10> websocket_keys = {
     "path",          "max_message_bytes", "max_header_bytes",
@@ -489,6 +495,7 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
   name_mark = field.mark;
   std::optional<Field> websocket_field;
   std::optional<Field> write_timeout_field;
+  std::optional<Field> burst_field;
   const auto read_key = [&](std::string_view key, const Field& value) {
     if (key == "name") {
       listener.name = read_string(value);
@@ -507,6 +514,13 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
       listener.backlog = static_cast<int>(read_integer(value, 1, 1'048'576));
     } else if (key == "max_connections") {
       listener.max_connections = read_integer(value, 0, max_u64);
+    } else if (key == "max_connections_per_ip") {
+      listener.max_connections_per_ip = read_integer(value, 0, max_u64);
+    } else if (key == "max_new_connections_per_second") {
+      listener.max_new_connections_per_second = read_integer(value, 0, kMaxConnectionRate);
+    } else if (key == "new_connections_burst") {
+      burst_field = value;
+      listener.new_connections_burst = read_integer(value, 0, kMaxConnectionRate);
     } else if (key == "idle_timeout") {
       listener.idle_timeout = read_duration(value);
     } else if (key == "write_timeout") {
@@ -525,6 +539,10 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
   if (write_timeout_field && listener.protocol == Protocol::websocket_echo) {
     fail(*write_timeout_field, "a websocket-echo listener sets websocket.write_timeout instead");
   }
+  if (burst_field && listener.new_connections_burst != 0 &&
+      listener.max_new_connections_per_second == 0) {
+    fail(*burst_field, "has no effect without max_new_connections_per_second");
+  }
   return listener;
 }
 
@@ -535,6 +553,10 @@ std::vector<ListenerConfig> read_listeners(const Field& field) {
   }
   if (node.IsNull() || node.size() == 0) {
     fail(field, "must list at least one listener");
+  }
+  if (node.size() > kMaxListeners) {
+    fail(field, "at most " + std::to_string(kMaxListeners) + " listeners, got " +
+                    std::to_string(node.size()));
   }
   std::vector<ListenerConfig> listeners;
   std::vector<Bound> bound;
@@ -752,6 +774,12 @@ std::string to_yaml(const Config& config) {
     out << YAML::Key << "backlog" << YAML::Value << listener.backlog;
     out << YAML::Key << "max_connections" << YAML::Value
         << listener.max_connections;
+    out << YAML::Key << "max_connections_per_ip" << YAML::Value
+        << listener.max_connections_per_ip;
+    out << YAML::Key << "max_new_connections_per_second" << YAML::Value
+        << listener.max_new_connections_per_second;
+    out << YAML::Key << "new_connections_burst" << YAML::Value
+        << listener.new_connections_burst;
     out << YAML::Key << "idle_timeout" << YAML::Value
         << format_duration(listener.idle_timeout);
     if (listener.protocol == Protocol::tcp_echo) {

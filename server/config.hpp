@@ -53,6 +53,13 @@ struct ListenerConfig {
   int backlog = 4096;
   // 0: no per-listener limit; limits.max_connections still applies.
   std::uint64_t max_connections = 0;
+  // Per-client limits, so that one client cannot take all the capacity;
+  // above them a connection is accepted and closed at once. 0: no limit.
+  // Off by default: a load generator or a NAT puts many clients behind one
+  // address, and only the operator knows whether theirs do.
+  std::uint64_t max_connections_per_ip = 0;  // open at once from one address
+  std::uint64_t max_new_connections_per_second = 0;
+  std::uint64_t new_connections_burst = 0;  // 0: max_new_connections_per_second
   // 0: never closed for being idle.
   Duration idle_timeout = std::chrono::seconds(300);
   // tcp-echo: a peer that has not taken a pending echo for this long (it
@@ -95,6 +102,9 @@ struct AdminConfig {
 
   bool operator==(const AdminConfig&) const = default;
 };
+
+// A connection keeps its listener's index in 16 bits (shard.hpp).
+inline constexpr std::size_t kMaxListeners = 65535;
 
 // The listeners a daemon started without a config file serves.
 std::vector<ListenerConfig> default_listeners();

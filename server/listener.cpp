@@ -21,6 +21,14 @@ bool is_descriptor_exhaustion(const boost::system::error_code& ec) {
   return v == EMFILE || v == ENFILE || v == ENOBUFS || v == ENOMEM;
 }
 
+// Accepted and closed at once: the client learns now (RST), and the backlog
+// keeps moving instead of filling with connections we will never serve.
+void close_at_once(tcp_socket& socket) {
+  boost::system::error_code ignored;
+  socket.set_option(boost::asio::socket_base::linger(true, 0), ignored);
+  socket.close(ignored);
+}
+
 constexpr std::chrono::milliseconds kFirstRetry{10};
 constexpr std::chrono::milliseconds kMaxRetry{1000};
 
@@ -111,11 +119,59 @@ bool Acceptor::admit() {
   const auto listener_now = ctx_.shared->active.fetch_add(1, std::memory_order_relaxed);
   const auto listener_max = ctx_.shared->max_connections.load(std::memory_order_relaxed);
   if (listener_max != 0 && listener_now >= listener_max) {
-    ctx_.shared->active.fetch_sub(1, std::memory_order_relaxed);
-    ctx_.process_active->fetch_sub(1, std::memory_order_relaxed);
+    unadmit();
     return false;
   }
   return true;
+}
+
+void Acceptor::unadmit() {
+  ctx_.shared->active.fetch_sub(1, std::memory_order_relaxed);
+  ctx_.process_active->fetch_sub(1, std::memory_order_relaxed);
+}
+
+// Checked after admit(), and the rate last: a connection refused for a
+// connection limit or for its address takes no token, so one client
+// hammering at its own limit does not use up everyone's rate.
+std::optional<RejectReason> Acceptor::admit_client(const tcp_socket& socket,
+                                                   PerIpCounts::Entry*& client) {
+  ListenerShared& shared = *ctx_.shared;
+  const std::uint64_t per_ip_max = shared.max_connections_per_ip.load(std::memory_order_relaxed);
+  if (per_ip_max != 0) {
+    boost::system::error_code ec;
+    const tcp::endpoint peer = socket.remote_endpoint(ec);
+    // No peer address: the client reset it while it waited in the backlog.
+    // It goes on uncounted; its session fails at its first read.
+    if (!ec) {
+      client = shared.per_ip.try_acquire(peer.address(), per_ip_max);
+      if (client == nullptr) return RejectReason::per_ip_limit;
+    }
+  }
+  if (!shared.new_connections.try_take(NewConnectionRate::now_ns())) {
+    if (client != nullptr) shared.per_ip.release(client);
+    client = nullptr;
+    return RejectReason::rate_limit;
+  }
+  return std::nullopt;
+}
+
+void Acceptor::log_refused(RejectReason why, const tcp_socket& socket) {
+  std::uint64_t suppressed = 0;
+  if (why == RejectReason::per_ip_limit && per_ip_log_.allow(suppressed)) {
+    boost::system::error_code ec;
+    const tcp::endpoint peer = socket.remote_endpoint(ec);
+    spdlog::warn(
+        "listener \"{}\": refused a connection from {}: it has max_connections_per_ip ({}) "
+        "open ({} similar messages suppressed)",
+        ctx_.config->name, ec ? std::string("a client") : peer.address().to_string(),
+        ctx_.shared->max_connections_per_ip.load(std::memory_order_relaxed), suppressed);
+  } else if (why == RejectReason::rate_limit && rate_log_.allow(suppressed)) {
+    const NewConnectionRate& rate = ctx_.shared->new_connections;
+    spdlog::warn(
+        "listener \"{}\": refused a new connection above max_new_connections_per_second {} "
+        "(burst {}) ({} similar messages suppressed)",
+        ctx_.config->name, rate.per_second(), rate.burst(), suppressed);
+  }
 }
 
 void Acceptor::on_accept(const boost::system::error_code& ec, tcp_socket socket, Shard& target) {
@@ -136,20 +192,27 @@ void Acceptor::on_accept(const boost::system::error_code& ec, tcp_socket socket,
 
   if (!admit()) {
     stats.rejected[static_cast<int>(RejectReason::limit)].add();
-    // Accepted and closed at once: the client learns now, and the backlog
-    // keeps moving instead of filling with connections we will never serve.
-    boost::system::error_code ignored;
-    socket.set_option(boost::asio::socket_base::linger(true, 0), ignored);
-    socket.close(ignored);
+    close_at_once(socket);
+    do_accept();
+    return;
+  }
+  PerIpCounts::Entry* client = nullptr;
+  if (const std::optional<RejectReason> why = admit_client(socket, client)) {
+    unadmit();
+    stats.rejected[static_cast<int>(*why)].add();
+    log_refused(*why, socket);
+    close_at_once(socket);
     do_accept();
     return;
   }
   stats.accepted.add();
   if (&target == &home_) {
-    ctx_.start_session(home_, ctx_.listener_index, std::move(socket));
+    ctx_.start_session(home_, ctx_.listener_index, std::move(socket), client);
   } else {
     target.post([start = &ctx_.start_session, &target, index = ctx_.listener_index,
-                 s = std::move(socket)]() mutable { (*start)(target, index, std::move(s)); });
+                 s = std::move(socket), client]() mutable {
+      (*start)(target, index, std::move(s), client);
+    });
   }
   do_accept();
 }

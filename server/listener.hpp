@@ -4,8 +4,9 @@
 // `reuseport` every shard has its own (SO_REUSEPORT: the kernel spreads
 // connections by hash); under `dispatch` one acceptor creates each socket
 // directly on the least-loaded shard's context and hands it over by post.
-// Above a connection limit a connection is accepted and closed at once and
-// counted; on EMFILE/ENFILE/ENOBUFS/ENOMEM the acceptor waits on a backoff
+// Above a connection limit (process, listener, per client address, or the
+// listener's new-connection rate) a connection is accepted and closed at once
+// and counted; on EMFILE/ENFILE/ENOBUFS/ENOMEM the acceptor waits on a backoff
 // timer instead of retrying in a loop.
 //
 // Ownership: the Server owns its acceptors and destroys them after every shard
@@ -15,6 +16,7 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <optional>
 #include <vector>
 
 #include "config.hpp"
@@ -24,8 +26,10 @@
 namespace shoal {
 
 // Starts a protocol session for an accepted socket on `shard` (called on that
-// shard's thread). The admission counters were already incremented.
-using SessionStarter = std::function<void(Shard& shard, std::size_t listener_index, tcp_socket socket)>;
+// shard's thread). The admission counters were already incremented; `client`
+// is the per-IP count the connection holds (nullptr: none).
+using SessionStarter = std::function<void(Shard& shard, std::size_t listener_index,
+                                          tcp_socket socket, PerIpCounts::Entry* client)>;
 
 struct AcceptContext {
   const ListenerConfig* config = nullptr;
@@ -54,6 +58,10 @@ class Acceptor {
   void do_accept();
   void on_accept(const boost::system::error_code& ec, tcp_socket socket, Shard& target);
   bool admit();
+  void unadmit();
+  // Per-client limits; nullopt when admitted (`client` set when counted).
+  std::optional<RejectReason> admit_client(const tcp_socket& socket, PerIpCounts::Entry*& client);
+  void log_refused(RejectReason why, const tcp_socket& socket);
   Shard& pick_target();
   void backoff(const boost::system::error_code& ec);
 
@@ -63,6 +71,8 @@ class Acceptor {
   steady_timer retry_timer_;
   std::chrono::milliseconds retry_delay_{0};
   RateLimiter exhausted_log_{std::chrono::seconds(5)};
+  RateLimiter per_ip_log_{std::chrono::seconds(5)};
+  RateLimiter rate_log_{std::chrono::seconds(5)};
   std::size_t next_target_ = 0;
 };
 

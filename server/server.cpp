@@ -16,8 +16,9 @@ SessionStarter starter_for(const ListenerConfig& lc) {
     case Protocol::tcp_echo: return start_tcp_echo_session;
     case Protocol::websocket_echo:
       // The Server's copy of the config outlives every session.
-      return [ws = &lc.websocket](Shard& shard, std::size_t index, tcp_socket socket) {
-        start_websocket_session(shard, index, std::move(socket), *ws);
+      return [ws = &lc.websocket](Shard& shard, std::size_t index, tcp_socket socket,
+                                  PerIpCounts::Entry* client) {
+        start_websocket_session(shard, index, std::move(socket), client, *ws);
       };
   }
   throw std::logic_error("no session type for protocol");
@@ -44,6 +45,8 @@ Server::Server(const Config& config, std::uint64_t max_connections, unsigned sha
   for (const auto& l : config_.listeners) {
     auto s = std::make_unique<ListenerShared>();
     s->max_connections = l.max_connections;
+    s->max_connections_per_ip = l.max_connections_per_ip;
+    s->new_connections.configure(l.max_new_connections_per_second, l.new_connections_burst);
     shared.push_back(s.get());
     listener_shared_.push_back(std::move(s));
   }
@@ -153,6 +156,12 @@ std::vector<std::string> Server::apply_reload(const Config& next, std::uint64_t 
     needs_restart(want.websocket != now.websocket, path + ".websocket");
 
     listener_shared_[i]->max_connections.store(want.max_connections, std::memory_order_relaxed);
+    // Connections open before per-IP limiting was turned on are not counted;
+    // those counted go on being released when they end, whatever the limit.
+    listener_shared_[i]->max_connections_per_ip.store(want.max_connections_per_ip,
+                                                      std::memory_order_relaxed);
+    listener_shared_[i]->new_connections.configure(want.max_new_connections_per_second,
+                                                   want.new_connections_burst);
     // Posted every time: the running value may differ from config_ after an
     // earlier reload.
     const std::int64_t idle_ms = want.idle_timeout.count();

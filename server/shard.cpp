@@ -31,15 +31,18 @@ const char* to_string(RejectReason r) {
     case RejectReason::fd_exhausted: return "fd_exhausted";
     case RejectReason::handshake_failed: return "handshake_failed";
     case RejectReason::origin: return "origin";
+    case RejectReason::per_ip_limit: return "per_ip_limit";
+    case RejectReason::rate_limit: return "rate_limit";
     case RejectReason::count_: break;
   }
   return "unknown";
 }
 
-Connection::Connection(Shard& shard, std::size_t listener_index)
+Connection::Connection(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client)
     : shard_(shard),
-      listener_index_(static_cast<std::uint32_t>(listener_index)),
-      seq_(++shard.next_seq_) {
+      client_(client),
+      seq_(++shard.next_seq_),
+      listener_index_(static_cast<std::uint16_t>(listener_index)) {
   ListenerSlot& slot = shard_.slots_[listener_index_];
   slot.stats.served.add();
   slot.stats.active.add();
@@ -50,6 +53,9 @@ Connection::Connection(Shard& shard, std::size_t listener_index)
 
 Connection::~Connection() {
   ListenerSlot& slot = shard_.slots_[listener_index_];
+  // Before the active counts: whoever sees a connection gone from them also
+  // finds its address's slot free.
+  if (client_ != nullptr) slot.shared->per_ip.release(client_);
   slot.stats.active.sub();
   shard_.active_.sub();
   slot.shared->active.fetch_sub(1, std::memory_order_relaxed);

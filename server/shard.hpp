@@ -27,6 +27,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/intrusive/list.hpp>
 
+#include "client_limits.hpp"
 #include "config.hpp"
 
 namespace shoal {
@@ -78,6 +79,8 @@ enum class RejectReason : std::uint8_t {
   fd_exhausted,      // accept failed: EMFILE/ENFILE/ENOBUFS/ENOMEM
   handshake_failed,  // bad or timed-out HTTP upgrade / TLS handshake
   origin,            // Origin not in allowed_origins
+  per_ip_limit,      // max_connections_per_ip reached for the client's address
+  rate_limit,        // above max_new_connections_per_second (and its burst)
   count_
 };
 const char* to_string(RejectReason r);
@@ -101,6 +104,10 @@ struct ListenerShared {
   // 0 = no per-listener limit. Atomic: a reload (SIGHUP) changes it while
   // acceptors read it.
   std::atomic<std::uint64_t> max_connections{0};
+  // Per-client limits (client_limits.hpp); a reload changes them too.
+  std::atomic<std::uint64_t> max_connections_per_ip{0};  // 0: none, nothing counted
+  PerIpCounts per_ip;
+  NewConnectionRate new_connections;
 };
 
 // Counters of one listener on one shard, written only by that shard.
@@ -153,11 +160,18 @@ class Shard;
 
 // Base of every protocol session: its place in the shard's activity-ordered
 // list for the listener, and the accounting that ends with the connection.
+//
+// 56 bytes with GCC 12 on x86-64: vtable pointer 8, list hook 16, shard 8,
+// activity clock 8, per-IP entry 8, sequence 4, listener index 2, and 2
+// bytes of tail padding that a derived class's small members fill (the TCP
+// echo session puts its flag there, so it stays at 104 bytes).
 class Connection
     : public boost::intrusive::list_base_hook<
           boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
  public:
-  Connection(Shard& shard, std::size_t listener_index);
+  // `client` is the listener's per-IP count this connection holds (released
+  // when it ends), or nullptr when per-IP limiting was off at accept.
+  Connection(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   virtual ~Connection();
@@ -179,14 +193,20 @@ class Connection
   // Removes this connection from the idle list and counts the reason.
   void account_close(CloseReason reason) noexcept;
 
+  // Declared in this order, across access sections, so that the 2 bytes
+  // after listener_index_ are tail padding a derived class can use.
   Shard& shard_;
-  std::uint32_t listener_index_;
-  std::uint32_t seq_;
 
  private:
   friend class Shard;
   std::int64_t last_activity_ms_ = 0;
+  PerIpCounts::Entry* client_;
+
+ protected:
+  std::uint32_t seq_;
+  std::uint16_t listener_index_;  // config validation: at most kMaxListeners
 };
+static_assert(kMaxListeners <= 0xffff);
 
 // Per listener on one shard: its counters, its connections (least recently
 // active first), those blocked on a peer that does not read (oldest write

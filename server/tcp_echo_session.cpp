@@ -9,11 +9,13 @@ namespace shoal {
 
 namespace asio = boost::asio;
 
-TcpEchoSession::TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket)
-    : Connection(shard, listener_index), socket_(std::move(socket)) {}
+TcpEchoSession::TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                               PerIpCounts::Entry* client)
+    : Connection(shard, listener_index, client), socket_(std::move(socket)) {}
 
-void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket) {
-  auto session = std::make_unique<TcpEchoSession>(shard, listener_index, std::move(socket));
+void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                            PerIpCounts::Entry* client) {
+  auto session = std::make_unique<TcpEchoSession>(shard, listener_index, std::move(socket), client);
   TcpEchoSession* const s = session.get();
   s->start(std::move(session));
 }

@@ -14,8 +14,9 @@
 // and an 8-byte handler capture. The shard's list only indexes it. All calls
 // on the owning shard's thread.
 //
-// sizeof(TcpEchoSession) is 104 bytes with GCC 12 on x86-64: Connection 48,
-// socket 40, pending-echo pointer 8, flag 8.
+// sizeof(TcpEchoSession) is 104 bytes with GCC 12 on x86-64: Connection 54
+// (56 with its tail padding, which the flag fills), socket 40, pending-echo
+// pointer 8.
 #pragma once
 
 #include <memory>
@@ -28,7 +29,8 @@ class TcpEchoSession final : public Connection {
  public:
   using owner = std::unique_ptr<TcpEchoSession>;
 
-  TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket);
+  TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                 PerIpCounts::Entry* client);
 
   void start(owner self);
   void close(CloseReason reason) override;
@@ -39,12 +41,13 @@ class TcpEchoSession final : public Connection {
   void on_written(owner self, const boost::system::error_code& ec, std::size_t n);
   void fail(const boost::system::error_code& ec, const char* op);
 
+  bool closed_ = false;  // first: it lives in Connection's tail padding
   tcp_socket socket_;
   std::unique_ptr<char[]> pending_;  // unsent rest of an echo, only while writing
-  bool closed_ = false;
 };
 
 // SessionStarter for `protocol: tcp-echo`.
-void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket);
+void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                            PerIpCounts::Entry* client);
 
 }  // namespace shoal

@@ -22,6 +22,6 @@ namespace shoal {
 // `config` must outlive every session (it is the Server's copy of the
 // listener's options).
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                             const WebSocketConfig& config);
+                             PerIpCounts::Entry* client, const WebSocketConfig& config);
 
 }  // namespace shoal

@@ -240,6 +240,9 @@ TEST(Config, ToYamlRoundTrips) {
   config.sharding = Sharding::dispatch;
   config.listeners[0].idle_timeout = 1500ms;
   config.listeners[0].max_connections = 18446744073709551615u;
+  config.listeners[0].max_connections_per_ip = 18446744073709551615u;
+  config.listeners[0].max_new_connections_per_second = 1'000'000;
+  config.listeners[0].new_connections_burst = 7;
   // Names that are YAML keywords or syntax must come back as the same strings.
   for (const char* name : {"true", "null", "~", "123", "a: b", "#x", " x"}) {
     ListenerConfig listener;
@@ -271,6 +274,9 @@ listeners:
     port: 7000
     backlog: 4096
     max_connections: 0
+    max_connections_per_ip: 0
+    max_new_connections_per_second: 0
+    new_connections_burst: 0
     idle_timeout: 5m
     write_timeout: 10s
   - name: ws
@@ -279,6 +285,9 @@ listeners:
     port: 7001
     backlog: 4096
     max_connections: 0
+    max_connections_per_ip: 0
+    max_new_connections_per_second: 0
+    new_connections_burst: 0
     idle_timeout: 5m
     websocket:
       path: /
@@ -393,6 +402,55 @@ TEST(ConfigError, OutOfRange) {
             "range (>= 0) (line 2, column 22)");
 }
 
+TEST(Config, PerClientLimits) {
+  const Config config = parse_config(R"(listeners:
+  - name: public
+    port: 7000
+    max_connections_per_ip: 50
+    max_new_connections_per_second: 200
+    new_connections_burst: 1000
+  - name: internal
+    port: 7001
+    max_new_connections_per_second: 20
+)");
+  ASSERT_EQ(config.listeners.size(), 2u);
+  EXPECT_EQ(config.listeners[0].max_connections_per_ip, 50u);
+  EXPECT_EQ(config.listeners[0].max_new_connections_per_second, 200u);
+  EXPECT_EQ(config.listeners[0].new_connections_burst, 1000u);
+  // Off unless asked for: one address may stand for many clients.
+  EXPECT_EQ(config.listeners[1].max_connections_per_ip, 0u);
+  EXPECT_EQ(config.listeners[1].max_new_connections_per_second, 20u);
+  EXPECT_EQ(config.listeners[1].new_connections_burst, 0u);  // the rate
+}
+
+TEST(ConfigError, PerClientLimits) {
+  EXPECT_EQ(error_of("listeners:\n  - max_connections_per_ip: -1\n"),
+            "listeners[0].max_connections_per_ip: -1 is out of range (>= 0) "
+            "(line 2, column 29)");
+  EXPECT_EQ(error_of("listeners:\n  - max_new_connections_per_second: 1000001\n"),
+            "listeners[0].max_new_connections_per_second: 1000001 is out of "
+            "range (0-1000000) (line 2, column 37)");
+  EXPECT_EQ(error_of("listeners:\n  - max_new_connections_per_second: 10/s\n"),
+            "listeners[0].max_new_connections_per_second: expected an integer, "
+            "got \"10/s\" (line 2, column 37)");
+  EXPECT_EQ(error_of("listeners:\n  - new_connections_burst: 2000000\n"),
+            "listeners[0].new_connections_burst: 2000000 is out of range "
+            "(0-1000000) (line 2, column 28)");
+  // A burst without a rate would silently do nothing.
+  EXPECT_EQ(error_of("listeners:\n  - port: 7000\n    new_connections_burst: 10\n"),
+            "listeners[0].new_connections_burst: has no effect without "
+            "max_new_connections_per_second (line 3, column 28)");
+  // Stated as 0 alongside no rate is the default spelled out: fine.
+  EXPECT_NO_THROW(parse_config("listeners:\n  - new_connections_burst: 0\n"));
+}
+
+TEST(ConfigError, TooManyListeners) {
+  std::string yaml = "listeners: [";
+  for (std::size_t i = 0; i <= kMaxListeners; ++i) yaml += "{},";
+  yaml.back() = ']';
+  EXPECT_EQ(error_of(yaml), "listeners: at most 65535 listeners, got 65536 (line 1, column 12)");
+}
+
 TEST(ConfigError, NotOneOf) {
   EXPECT_EQ(
       error_of(R"(shards: auto
@@ -436,8 +494,9 @@ TEST(ConfigError, UnknownKeyWithoutSuggestion) {
     zzzzz: 1
 )"),
             "listeners[0].zzzzz: unknown key; known keys: name, protocol, "
-            "address, port, backlog, max_connections, idle_timeout, "
-            "write_timeout, websocket (line 4, column 5)");
+            "address, port, backlog, max_connections, "
+            "max_connections_per_ip, max_new_connections_per_second, "
+            "new_connections_burst, idle_timeout, write_timeout, websocket (line 4, column 5)");
   EXPECT_EQ(error_of("shutdown:\n  grace: 5s\n"),
             "shutdown.grace: unknown key; known keys: drain_timeout "
             "(line 2, column 3)");
