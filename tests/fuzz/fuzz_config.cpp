@@ -1,0 +1,40 @@
+// Fuzz target: the config loader. Any bytes are either a Config or a
+// ConfigError whose message names the source; never another exception, a
+// crash or a hang. A Config that loads also survives the round trip that
+// `shoald --print-config` promises: to_yaml() reads back to the same Config.
+#include <cstddef>
+#include <cstdint>
+#include <exception>
+#include <string>
+
+#include "config.hpp"
+#include "fuzz_support.hpp"
+
+using shoal::fuzz::excerpt;
+using shoal::fuzz::fail;
+
+extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size) {
+  const std::string text(reinterpret_cast<const char*>(data), size);
+  shoal::Config config;
+  try {
+    config = shoal::parse_config(text, "fuzz.yaml");
+  } catch (const shoal::ConfigError& e) {
+    const std::string what = e.what();
+    if (what.rfind("fuzz.yaml: ", 0) != 0 || what.size() <= 11)
+      fail("a config error that does not name its source: " + excerpt(what));
+    return 0;
+  } catch (const std::exception& e) {
+    fail(std::string("parse_config threw something other than ConfigError: ") + e.what());
+  }
+
+  const std::string yaml = shoal::to_yaml(config);
+  shoal::Config again;
+  try {
+    again = shoal::parse_config(yaml);
+  } catch (const std::exception& e) {
+    fail(std::string("to_yaml() of a loaded config does not load: ") + e.what() + "\n" + yaml);
+  }
+  if (!(again == config)) fail("to_yaml() of a loaded config loads as a different config:\n" + yaml);
+  if (shoal::to_yaml(again) != yaml) fail("to_yaml() is not stable across a round trip:\n" + yaml);
+  return 0;
+}
