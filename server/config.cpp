@@ -12,10 +12,12 @@
 #include <charconv>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 #include <boost/asio/ip/address.hpp>
 
@@ -690,19 +692,82 @@ std::error_code read_file(const std::string& path, std::string& text) {
 
 }  // namespace
 
+namespace {
+
+// The documents of a YAML stream: how many, and where the second one's root
+// node is. yaml-cpp 0.7's LoadAll() never returns on a stray flow indicator
+// such as a lone ',' (found by fuzzing): its parser hands out an empty
+// document without consuming the token, again and again, and LoadAll
+// collects them until memory runs out. Here a document that starts where the
+// previous one started is that token, reported as a syntax error.
+class DocumentScan final : public YAML::EventHandler {
+ public:
+  static DocumentScan of(const std::string& text) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentScan scan;
+    while (parser.HandleNextDocument(scan)) {
+      if (scan.count_ >= 2 && scan.start_.pos == scan.previous_start_.pos) {
+        const std::size_t at = static_cast<std::size_t>(scan.start_.pos);
+        throw YAML::ParserException(
+            scan.start_, at < text.size() ? "unexpected " + quote(text.substr(at, 1)) : "unexpected end");
+      }
+    }
+    return scan;
+  }
+  std::size_t count() const { return count_; }
+  const YAML::Mark& second_root() const { return second_root_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    previous_start_ = start_;
+    start_ = mark;
+    ++count_;
+    root_seen_ = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& mark) {
+    if (!root_seen_ && count_ == 2) second_root_ = mark;
+    root_seen_ = true;
+  }
+
+  std::size_t count_ = 0;
+  YAML::Mark start_ = YAML::Mark::null_mark();
+  YAML::Mark previous_start_ = YAML::Mark::null_mark();
+  YAML::Mark second_root_ = YAML::Mark::null_mark();
+  bool root_seen_ = false;
+};
+
+}  // namespace
+
 Config parse_config(const std::string& yaml_text, const std::string& source) {
   const std::string prefix = source.empty() ? std::string() : source + ": ";
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
-    if (documents.empty()) {
+    const DocumentScan documents = DocumentScan::of(yaml_text);
+    if (documents.count() == 0) {
       return Config{};
     }
-    if (documents.size() > 1) {
-      fail({}, documents[1].Mark(),
-           "expected one YAML document, found " +
-               std::to_string(documents.size()));
+    if (documents.count() > 1) {
+      fail({}, documents.second_root(),
+           "expected one YAML document, found " + std::to_string(documents.count()));
     }
-    return read_config(documents.front());
+    return read_config(YAML::Load(yaml_text));
   } catch (const ConfigError& e) {
     throw ConfigError(prefix + e.what());
   } catch (const YAML::ParserException& e) {

@@ -533,6 +533,12 @@ TEST(ConfigError, MoreThanOneDocument) {
             "expected one YAML document, found 2 (line 3, column 1)");
 }
 
+// yaml-cpp 0.7's LoadAll() loops forever on these (found by fuzzing).
+TEST(ConfigError, StrayFlowIndicatorIsASyntaxErrorNotAHang) {
+  EXPECT_EQ(error_of(","), "syntax error: unexpected \",\" (line 1, column 1)");
+  EXPECT_EQ(error_of("- a\n,\n- b\n"), "syntax error: unexpected \",\" (line 2, column 1)");
+}
+
 TEST(ConfigError, BadDuration) {
   EXPECT_EQ(error_of("shutdown:\n  drain_timeout: 1.5s\n"),
             "shutdown.drain_timeout: expected a duration like 30s, 250ms, 5m "
