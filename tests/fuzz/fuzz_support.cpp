@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <netinet/tcp.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
@@ -116,6 +117,10 @@ void FuzzServer::check_no_handler_exception() {
 
 // --- the client ----------------------------------------------------------------
 
+namespace {
+constexpr std::size_t kSendPiece = 4096;
+}  // namespace
+
 Reply converse(std::uint16_t port, std::string_view out,
                const std::function<bool(std::string_view)>& ready) {
   using clock = std::chrono::steady_clock;
@@ -132,6 +137,8 @@ Reply converse(std::uint16_t port, std::string_view out,
   // close only after the server has closed, so the reset loses nothing.
   const linger no_linger{1, 0};
   ::setsockopt(fd, SOL_SOCKET, SO_LINGER, &no_linger, sizeof no_linger);
+  const int one = 1;
+  ::setsockopt(fd, IPPROTO_TCP, TCP_NODELAY, &one, sizeof one);
   ::fcntl(fd, F_SETFL, ::fcntl(fd, F_GETFL) | O_NONBLOCK);
 
   Reply r;
@@ -172,7 +179,9 @@ Reply converse(std::uint16_t port, std::string_view out,
     if (!eof_sent && sent < out.size()) p.events |= POLLOUT;
     ::poll(&p, 1, 100);
     if (p.revents & POLLOUT) {
-      const ssize_t n = ::send(fd, out.data() + sent, out.size() - sent, MSG_NOSIGNAL);
+      // In pieces, each its own segment (TCP_NODELAY): the server then
+      // often reads a request or a frame in parts, as from a real network.
+      const ssize_t n = ::send(fd, out.data() + sent, std::min(out.size() - sent, kSendPiece), MSG_NOSIGNAL);
       if (n > 0) {
         sent += static_cast<std::size_t>(n);
         progress = clock::now();

@@ -3,11 +3,17 @@
 // seed corpus and over every past finding (tests/fuzz/regressions/<target>/),
 // so what fuzzing once found stays fixed. Arguments are files or
 // directories (every regular file in them whose name does not start with a
-// dot, in name order). A finding aborts, which fails the test; a named path
-// that does not exist, or nothing to replay, fails it too.
+// dot, in name order). A finding aborts, which fails the test; so does an
+// input that runs longer than kInputSeconds (a hang, as libFuzzer's
+// -timeout would call it), a named path that does not exist, or nothing to
+// replay.
+#include <unistd.h>
+
 #include <algorithm>
+#include <csignal>
 #include <cstdint>
 #include <cstdio>
+#include <cstdlib>
 #include <filesystem>
 #include <fstream>
 #include <iterator>
@@ -15,6 +21,18 @@
 #include <vector>
 
 extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size);
+
+namespace {
+
+constexpr unsigned kInputSeconds = 60;
+
+void on_alarm(int) {
+  static const char msg[] = "replay: the input above ran for too long (a hang)\n";
+  (void)!::write(2, msg, sizeof msg - 1);
+  std::abort();
+}
+
+}  // namespace
 
 int main(int argc, char** argv) {
   namespace fs = std::filesystem;
@@ -39,6 +57,7 @@ int main(int argc, char** argv) {
     std::fprintf(stderr, "replay: no inputs\n");
     return 2;
   }
+  std::signal(SIGALRM, on_alarm);
   for (const fs::path& p : inputs) {
     std::ifstream in(p, std::ios::binary);
     const std::string bytes((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
@@ -48,7 +67,9 @@ int main(int argc, char** argv) {
     }
     std::printf("replay %s (%zu bytes)\n", p.c_str(), bytes.size());
     std::fflush(stdout);
+    ::alarm(kInputSeconds);
     LLVMFuzzerTestOneInput(reinterpret_cast<const std::uint8_t*>(bytes.data()), bytes.size());
+    ::alarm(0);
   }
   std::printf("replayed %zu inputs\n", inputs.size());
   return 0;
