@@ -21,6 +21,8 @@
 #include <yaml-cpp/yaml.h>
 #include <boost/asio/ip/address.hpp>
 
+#include "utf8.hpp"
+
 namespace shoal {
 namespace {
 
@@ -288,7 +290,21 @@ std::string read_string(const Field& field) {
   if (!node.IsScalar()) {
     fail(field, "expected a string, got " + describe(node));
   }
-  return node.Scalar();
+  // Every string option is one line of text: names become log fields and
+  // Prometheus labels (UTF-8 only), paths, origins and subprotocols are
+  // compared with HTTP header values. Found by fuzzing: a name with NUL
+  // bytes and invalid UTF-8 loaded, and --print-config wrote it back as
+  // another name.
+  const std::string& text = node.Scalar();
+  if (check_utf8(text) != Utf8::valid) {
+    fail(field, "must be UTF-8 text");
+  }
+  for (const char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      fail(field, "must not contain control characters");
+    }
+  }
+  return text;
 }
 
 template <std::size_t N>

@@ -539,6 +539,19 @@ TEST(ConfigError, StrayFlowIndicatorIsASyntaxErrorNotAHang) {
   EXPECT_EQ(error_of("- a\n,\n- b\n"), "syntax error: unexpected \",\" (line 2, column 1)");
 }
 
+// Found by fuzzing: such a name loaded and was printed back as another.
+TEST(ConfigError, StringsAreOneLineOfUtf8Text) {
+  EXPECT_EQ(error_of("listeners:\n  - name: \"a\\0b\"\n"),
+            "listeners[0].name: must not contain control characters (line 2, column 11)");
+  EXPECT_EQ(error_of("listeners:\n  - name: a\xff" "b\n"),
+            "listeners[0].name: must be UTF-8 text (line 2, column 11)");
+  EXPECT_EQ(error_of("listeners:\n  - name: ws\n    protocol: websocket-echo\n"
+                     "    websocket: {subprotocols: [\"chat\\tv2\"]}\n"),
+            "listeners[0].websocket.subprotocols[0]: must not contain control characters "
+            "(line 4, column 32)");
+  EXPECT_EQ(parse_config("listeners:\n  - name: \u00e9cho\n").listeners.at(0).name, "\u00e9cho");
+}
+
 TEST(ConfigError, BadDuration) {
   EXPECT_EQ(error_of("shutdown:\n  drain_timeout: 1.5s\n"),
             "shutdown.drain_timeout: expected a duration like 30s, 250ms, 5m "

@@ -22,6 +22,7 @@
 
 #include "admin_server.hpp"
 #include "config.hpp"
+#include "utf8.hpp"
 
 namespace shoal::fuzz {
 
@@ -79,12 +80,6 @@ inline constexpr int kStallMs = 3000;
 inline constexpr int kHangMs = 5000;
 Reply converse(std::uint16_t port, std::string_view out,
                const std::function<bool(std::string_view)>& ready = {});
-
-// --- UTF-8 (RFC 3629: no overlongs, no surrogates, at most U+10FFFF) -------
-
-enum class Utf8 { valid, incomplete, invalid };
-// `incomplete`: a valid prefix that ends inside a sequence.
-Utf8 check_utf8(std::string_view s);
 
 // --- HTTP responses ----------------------------------------------------------
 
