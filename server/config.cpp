@@ -65,19 +65,52 @@ constexpr std::array<std::string_view, 2> log_format_names = {"text", "json"};
 constexpr std::array<std::string_view, 7> log_level_names = {
     "trace", "debug", "info", "warn", "error", "critical", "off"};
 
-std::string quote(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default: out += c;
+// Error messages show what they found as one line of text: control
+// characters and bytes that are not UTF-8 as \xNN (found by fuzzing: an
+// unknown key of NUL bytes cut the message short). `quoting` also escapes
+// the quote and the backslash.
+std::string escape(std::string_view text, bool quoting) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const auto byte = static_cast<unsigned char>(c);
+    if (quoting && (c == '"' || c == '\\')) {
+      out += '\\';
+      out += c;
+      continue;
     }
+    if (c == '\n' || c == '\t') {
+      out += c == '\n' ? "\\n" : "\\t";
+      continue;
+    }
+    std::size_t len = 1;
+    if (byte >= 0x80) {  // the whole sequence when it is valid UTF-8
+      len = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2;
+      if (check_utf8(text.substr(i, len)) != Utf8::valid) len = 0;
+    }
+    if (len == 0 || byte < 0x20 || byte == 0x7f) {
+      constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[byte >> 4];
+      out += hex[byte & 0xf];
+      continue;
+    }
+    out.append(text.substr(i, len));
+    i += len - 1;
   }
-  out += '"';
   return out;
+}
+
+std::string quote(std::string_view text) { return '"' + escape(text, true) + '"'; }
+
+// A key as an error message's path shows it: quoted when it is not plain
+// text.
+std::string key_text(const std::string& name) {
+  const bool plain = check_utf8(name) == Utf8::valid &&
+                     std::none_of(name.begin(), name.end(), [](char c) {
+                       return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+                     });
+  return plain ? name : quote(name);
 }
 
 std::string position(const YAML::Mark& mark) {
@@ -182,7 +215,7 @@ void for_each_entry(const YAML::Node& map, const std::string& path,
       fail(path, key.Mark(), "expected a key name, got " + describe(key));
     }
     const std::string& name = key.Scalar();
-    const std::string key_path = path.empty() ? name : path + "." + name;
+    const std::string key_path = path.empty() ? key_text(name) : path + "." + key_text(name);
     if (std::find(known.begin(), known.end(), name) == known.end()) {
       fail(key_path, key.Mark(), unknown_key_problem(name, known));
     }
@@ -787,11 +820,11 @@ Config parse_config(const std::string& yaml_text, const std::string& source) {
   } catch (const ConfigError& e) {
     throw ConfigError(prefix + e.what());
   } catch (const YAML::ParserException& e) {
-    throw ConfigError(prefix + "syntax error: " + e.msg + position(e.mark));
+    throw ConfigError(prefix + "syntax error: " + escape(e.msg, false) + position(e.mark));
   } catch (const YAML::Exception& e) {
-    throw ConfigError(prefix + "invalid YAML: " + e.msg + position(e.mark));
+    throw ConfigError(prefix + "invalid YAML: " + escape(e.msg, false) + position(e.mark));
   } catch (const std::exception& e) {
-    throw ConfigError(prefix + "invalid configuration: " + e.what());
+    throw ConfigError(prefix + "invalid configuration: " + escape(e.what(), false));
   }
 }
 

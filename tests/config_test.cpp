@@ -550,6 +550,10 @@ TEST(ConfigError, StringsAreOneLineOfUtf8Text) {
             "listeners[0].websocket.subprotocols[0]: must not contain control characters "
             "(line 4, column 32)");
   EXPECT_EQ(parse_config("listeners:\n  - name: \u00e9cho\n").listeners.at(0).name, "\u00e9cho");
+  // An error message shows such bytes escaped, and stays whole.
+  EXPECT_EQ(error_of("\"\\x01\u00e9\": 1\n").substr(0, 23), "\"\\x01\u00e9\": unknown key; ");
+  EXPECT_EQ(error_of("a: \"\\\x01\"\n"),
+            "syntax error: unknown escape character: \\x01 (line 1, column 7)");
 }
 
 TEST(ConfigError, BadDuration) {
