@@ -4,7 +4,7 @@ BUILD_DIR ?= build
 CONFIG    ?= config/shoal.yaml
 JOBS      ?= $(shell nproc)
 
-.PHONY: run test deps build clean install test-asan test-tsan container-test
+.PHONY: run test deps build clean install test-asan test-tsan container-test fuzz
 
 # ccache hits across checkouts (CI's clean checkout, git worktrees): paths
 # relative to the checkout, and the working directory left out of the hash
@@ -51,8 +51,21 @@ test-tsan: deps
 container-test: deps
 	deploy/docker-check.sh
 
+# libFuzzer (clang): builds the targets of tests/fuzz/ in build-fuzz with
+# ASan+UBSan and runs each for FUZZ_SECONDS from its seed corpus (new corpus
+# entries stay in build-fuzz/fuzz-run/). Any crash, leak, hang or
+# out-of-memory fails it; the input is left in build-fuzz/fuzz-run/<target>/.
+# Prints executions and executions per second per target.
+FUZZ_SECONDS ?= 60
+FUZZ_TARGETS ?= config websocket http_upgrade admin_http
+fuzz: deps
+	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+	  -DSHOAL_FUZZ=ON -DBUILD_TESTING=OFF -DSHOAL_WERROR=ON
+	cmake --build build-fuzz -j $(JOBS) --target fuzz_all
+	tests/fuzz/run_fuzzers.sh build-fuzz $(FUZZ_SECONDS) $(FUZZ_TARGETS)
+
 clean:
-	rm -rf $(BUILD_DIR) build-asan build-tsan
+	rm -rf $(BUILD_DIR) build-asan build-tsan build-fuzz
 
 # Installs shoald, shoal-load, the systemd unit and /etc/shoal/shoal.yaml
 # (an existing one is kept). PREFIX=/usr matches the unit's /usr/bin/shoald.

@@ -13,6 +13,7 @@ build_pkgs="
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
   prometheus-cpp-dev libsystemd-dev libssl-dev
   libgtest-dev
+  clang libclang-rt-14-dev
   python3 python3-websockets python3-yaml prometheus
   procps systemd
 "

@@ -12,12 +12,16 @@
 #include <charconv>
 #include <limits>
 #include <optional>
+#include <sstream>
 #include <string_view>
 #include <system_error>
 #include <utility>
 
+#include <yaml-cpp/eventhandler.h>
 #include <yaml-cpp/yaml.h>
 #include <boost/asio/ip/address.hpp>
+
+#include "utf8.hpp"
 
 namespace shoal {
 namespace {
@@ -67,19 +71,52 @@ constexpr std::array<std::string_view, 2> log_format_names = {"text", "json"};
 constexpr std::array<std::string_view, 7> log_level_names = {
     "trace", "debug", "info", "warn", "error", "critical", "off"};
 
-std::string quote(std::string_view text) {
-  std::string out = "\"";
-  for (const char c : text) {
-    switch (c) {
-      case '"': out += "\\\""; break;
-      case '\\': out += "\\\\"; break;
-      case '\n': out += "\\n"; break;
-      case '\t': out += "\\t"; break;
-      default: out += c;
+// Error messages show what they found as one line of text: control
+// characters and bytes that are not UTF-8 as \xNN (found by fuzzing: an
+// unknown key of NUL bytes cut the message short). `quoting` also escapes
+// the quote and the backslash.
+std::string escape(std::string_view text, bool quoting) {
+  std::string out;
+  for (std::size_t i = 0; i < text.size(); ++i) {
+    const char c = text[i];
+    const auto byte = static_cast<unsigned char>(c);
+    if (quoting && (c == '"' || c == '\\')) {
+      out += '\\';
+      out += c;
+      continue;
     }
+    if (c == '\n' || c == '\t') {
+      out += c == '\n' ? "\\n" : "\\t";
+      continue;
+    }
+    std::size_t len = 1;
+    if (byte >= 0x80) {  // the whole sequence when it is valid UTF-8
+      len = byte >= 0xF0 ? 4 : byte >= 0xE0 ? 3 : 2;
+      if (check_utf8(text.substr(i, len)) != Utf8::valid) len = 0;
+    }
+    if (len == 0 || byte < 0x20 || byte == 0x7f) {
+      constexpr char hex[] = "0123456789abcdef";
+      out += "\\x";
+      out += hex[byte >> 4];
+      out += hex[byte & 0xf];
+      continue;
+    }
+    out.append(text.substr(i, len));
+    i += len - 1;
   }
-  out += '"';
   return out;
+}
+
+std::string quote(std::string_view text) { return '"' + escape(text, true) + '"'; }
+
+// A key as an error message's path shows it: quoted when it is not plain
+// text.
+std::string key_text(const std::string& name) {
+  const bool plain = check_utf8(name) == Utf8::valid &&
+                     std::none_of(name.begin(), name.end(), [](char c) {
+                       return static_cast<unsigned char>(c) < 0x20 || c == 0x7f;
+                     });
+  return plain ? name : quote(name);
 }
 
 std::string position(const YAML::Mark& mark) {
@@ -184,7 +221,7 @@ void for_each_entry(const YAML::Node& map, const std::string& path,
       fail(path, key.Mark(), "expected a key name, got " + describe(key));
     }
     const std::string& name = key.Scalar();
-    const std::string key_path = path.empty() ? name : path + "." + name;
+    const std::string key_path = path.empty() ? key_text(name) : path + "." + key_text(name);
     if (std::find(known.begin(), known.end(), name) == known.end()) {
       fail(key_path, key.Mark(), unknown_key_problem(name, known));
     }
@@ -292,7 +329,21 @@ std::string read_string(const Field& field) {
   if (!node.IsScalar()) {
     fail(field, "expected a string, got " + describe(node));
   }
-  return node.Scalar();
+  // Every string option is one line of text: names become log fields and
+  // Prometheus labels (UTF-8 only), paths, origins and subprotocols are
+  // compared with HTTP header values. Found by fuzzing: a name with NUL
+  // bytes and invalid UTF-8 loaded, and --print-config wrote it back as
+  // another name.
+  const std::string& text = node.Scalar();
+  if (check_utf8(text) != Utf8::valid) {
+    fail(field, "must be UTF-8 text");
+  }
+  for (const char c : text) {
+    if (static_cast<unsigned char>(c) < 0x20 || c == 0x7f) {
+      fail(field, "must not contain control characters");
+    }
+  }
+  return text;
 }
 
 template <std::size_t N>
@@ -719,27 +770,90 @@ std::error_code read_file(const std::string& path, std::string& text) {
 
 }  // namespace
 
+namespace {
+
+// The documents of a YAML stream: how many, and where the second one's root
+// node is. yaml-cpp 0.7's LoadAll() never returns on a stray flow indicator
+// such as a lone ',' (found by fuzzing): its parser hands out an empty
+// document without consuming the token, again and again, and LoadAll
+// collects them until memory runs out. Here a document that starts where the
+// previous one started is that token, reported as a syntax error.
+class DocumentScan final : public YAML::EventHandler {
+ public:
+  static DocumentScan of(const std::string& text) {
+    std::istringstream in(text);
+    YAML::Parser parser(in);
+    DocumentScan scan;
+    while (parser.HandleNextDocument(scan)) {
+      if (scan.count_ >= 2 && scan.start_.pos == scan.previous_start_.pos) {
+        const std::size_t at = static_cast<std::size_t>(scan.start_.pos);
+        throw YAML::ParserException(
+            scan.start_, at < text.size() ? "unexpected " + quote(text.substr(at, 1)) : "unexpected end");
+      }
+    }
+    return scan;
+  }
+  std::size_t count() const { return count_; }
+  const YAML::Mark& second_root() const { return second_root_; }
+
+  void OnDocumentStart(const YAML::Mark& mark) override {
+    previous_start_ = start_;
+    start_ = mark;
+    ++count_;
+    root_seen_ = false;
+  }
+  void OnDocumentEnd() override {}
+  void OnNull(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnAlias(const YAML::Mark& mark, YAML::anchor_t) override { node(mark); }
+  void OnScalar(const YAML::Mark& mark, const std::string&, YAML::anchor_t, const std::string&) override {
+    node(mark);
+  }
+  void OnSequenceStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                       YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnSequenceEnd() override {}
+  void OnMapStart(const YAML::Mark& mark, const std::string&, YAML::anchor_t,
+                  YAML::EmitterStyle::value) override {
+    node(mark);
+  }
+  void OnMapEnd() override {}
+
+ private:
+  void node(const YAML::Mark& mark) {
+    if (!root_seen_ && count_ == 2) second_root_ = mark;
+    root_seen_ = true;
+  }
+
+  std::size_t count_ = 0;
+  YAML::Mark start_ = YAML::Mark::null_mark();
+  YAML::Mark previous_start_ = YAML::Mark::null_mark();
+  YAML::Mark second_root_ = YAML::Mark::null_mark();
+  bool root_seen_ = false;
+};
+
+}  // namespace
+
 Config parse_config(const std::string& yaml_text, const std::string& source) {
   const std::string prefix = source.empty() ? std::string() : source + ": ";
   try {
-    const std::vector<YAML::Node> documents = YAML::LoadAll(yaml_text);
-    if (documents.empty()) {
+    const DocumentScan documents = DocumentScan::of(yaml_text);
+    if (documents.count() == 0) {
       return Config{};
     }
-    if (documents.size() > 1) {
-      fail({}, documents[1].Mark(),
-           "expected one YAML document, found " +
-               std::to_string(documents.size()));
+    if (documents.count() > 1) {
+      fail({}, documents.second_root(),
+           "expected one YAML document, found " + std::to_string(documents.count()));
     }
-    return read_config(documents.front());
+    return read_config(YAML::Load(yaml_text));
   } catch (const ConfigError& e) {
     throw ConfigError(prefix + e.what());
   } catch (const YAML::ParserException& e) {
-    throw ConfigError(prefix + "syntax error: " + e.msg + position(e.mark));
+    throw ConfigError(prefix + "syntax error: " + escape(e.msg, false) + position(e.mark));
   } catch (const YAML::Exception& e) {
-    throw ConfigError(prefix + "invalid YAML: " + e.msg + position(e.mark));
+    throw ConfigError(prefix + "invalid YAML: " + escape(e.msg, false) + position(e.mark));
   } catch (const std::exception& e) {
-    throw ConfigError(prefix + "invalid configuration: " + e.what());
+    throw ConfigError(prefix + "invalid configuration: " + escape(e.what(), false));
   }
 }
 

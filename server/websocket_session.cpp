@@ -888,6 +888,16 @@ void WebSocketSession::handle_request(const char* data, std::size_t size) {
   // Beast's accept() answers 400 to anything but HTTP/1.1; RFC 6455 asks
   // for 1.1 or higher, so a later version is answered as 1.1.
   if (req.version() > 11) req.version(11);
+  // Beast reads only the first Connection and Upgrade fields, so a request
+  // that spreads their tokens over several fields (as RFC 9110 §5.3
+  // allows) got Beast's own 400 after passing the checks above (found by
+  // fuzzing); and it answers "Expect: 100-continue" with a 100 before the
+  // 101, which no WebSocket client awaits (and there is no body to
+  // continue). Everything it checks was checked above, so it gets the
+  // request in the one form it reads.
+  req.set(http::field::connection, "Upgrade");
+  req.set(http::field::upgrade, "websocket");
+  req.erase(http::field::expect);
   // The decorator is stored inline in Beast's stream (one pointer captured).
   ws_.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
     res.set(http::field::server, "shoal");

@@ -602,6 +602,29 @@ TEST(ConfigError, MoreThanOneDocument) {
             "expected one YAML document, found 2 (line 3, column 1)");
 }
 
+// yaml-cpp 0.7's LoadAll() loops forever on these (found by fuzzing).
+TEST(ConfigError, StrayFlowIndicatorIsASyntaxErrorNotAHang) {
+  EXPECT_EQ(error_of(","), "syntax error: unexpected \",\" (line 1, column 1)");
+  EXPECT_EQ(error_of("- a\n,\n- b\n"), "syntax error: unexpected \",\" (line 2, column 1)");
+}
+
+// Found by fuzzing: such a name loaded and was printed back as another.
+TEST(ConfigError, StringsAreOneLineOfUtf8Text) {
+  EXPECT_EQ(error_of("listeners:\n  - name: \"a\\0b\"\n"),
+            "listeners[0].name: must not contain control characters (line 2, column 11)");
+  EXPECT_EQ(error_of("listeners:\n  - name: a\xff" "b\n"),
+            "listeners[0].name: must be UTF-8 text (line 2, column 11)");
+  EXPECT_EQ(error_of("listeners:\n  - name: ws\n    protocol: websocket-echo\n"
+                     "    websocket: {subprotocols: [\"chat\\tv2\"]}\n"),
+            "listeners[0].websocket.subprotocols[0]: must not contain control characters "
+            "(line 4, column 32)");
+  EXPECT_EQ(parse_config("listeners:\n  - name: \u00e9cho\n").listeners.at(0).name, "\u00e9cho");
+  // An error message shows such bytes escaped, and stays whole.
+  EXPECT_EQ(error_of("\"\\x01\u00e9\": 1\n").substr(0, 23), "\"\\x01\u00e9\": unknown key; ");
+  EXPECT_EQ(error_of("a: \"\\\x01\"\n"),
+            "syntax error: unknown escape character: \\x01 (line 1, column 7)");
+}
+
 TEST(ConfigError, BadDuration) {
   EXPECT_EQ(error_of("shutdown:\n  drain_timeout: 1.5s\n"),
             "shutdown.drain_timeout: expected a duration like 30s, 250ms, 5m "
