@@ -34,7 +34,7 @@ test-asan: deps
 	cmake --build build-asan -j $(JOBS)
 	cd build-asan && $(SAN_ENV) ctest --output-on-failure -j 2 --timeout 300
 
-TSAN_TESTS ?= ShardingPolicy|Admin|Drain|Sigterm|WebSocket
+TSAN_TESTS ?= ShardingPolicy|Admin|Drain|Sigterm|WebSocket|Tls|Wss
 test-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_SANITIZE=thread
 	cmake --build build-tsan -j $(JOBS)
