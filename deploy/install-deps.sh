@@ -4,14 +4,15 @@
 # present. Used by the Makefile, the Dockerfile and .ci/run.
 #
 #   deploy/install-deps.sh            build + test dependencies (default)
-#   deploy/install-deps.sh runtime    only the shared libraries shoald loads
+#   deploy/install-deps.sh runtime    the shared libraries shoald loads, and the
+#                                     openssl command (certificates for TLS listeners)
 set -eu
 
 build_pkgs="
   make cmake g++ pkg-config ccache
   libboost1.81-dev libboost-program-options1.81-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  prometheus-cpp-dev libsystemd-dev libssl-dev
+  prometheus-cpp-dev libsystemd-dev libssl-dev openssl
   libgtest-dev
   clang libclang-rt-14-dev
   python3 python3-websockets python3-yaml prometheus
@@ -19,7 +20,7 @@ build_pkgs="
 "
 runtime_pkgs="
   libboost-program-options1.81.0 libyaml-cpp0.7 libspdlog1.10 libfmt9
-  libprometheus-cpp-core1.0 libsystemd0 libssl3 ca-certificates
+  libprometheus-cpp-core1.0 libsystemd0 libssl3 ca-certificates openssl
 "
 
 case "${1:-build}" in

@@ -21,6 +21,7 @@
 #include "probe.hpp"
 #include "server.hpp"
 #include "systemd_notify.hpp"
+#include "tls.hpp"
 #include "shoal/version.hpp"
 
 namespace shoal {
@@ -83,6 +84,42 @@ Config load(const CliOptions& opts) {
   return config;
 }
 
+// Reads the TLS listeners' certificates and keys (every time a config is put
+// to use, so a renewed certificate is picked up by a reload); errors name the
+// config file like load_config_file's.
+std::vector<TlsSettingsPtr> load_tls(const CliOptions& opts, const Config& config) {
+  try {
+    return load_tls_settings(config);
+  } catch (const ConfigError& e) {
+    if (!opts.config_path) throw;
+    throw ConfigError(*opts.config_path + ": " + e.what());
+  }
+}
+
+// One line per TLS listener, for the start-up log, a reload and --check.
+std::vector<std::string> tls_lines(const Config& config, const std::vector<TlsSettingsPtr>& tls) {
+  std::vector<std::string> lines;
+  for (std::size_t i = 0; i < config.listeners.size() && i < tls.size(); ++i) {
+    if (!tls[i]) continue;
+    lines.push_back("listener \"" + config.listeners[i].name + "\": TLS " +
+                    to_string(config.listeners[i].tls->min_version) + "+, certificate " +
+                    tls[i]->certificate_summary +
+                    (tls[i]->certificate_expired ? " (EXPIRED: clients will refuse it)" : ""));
+  }
+  return lines;
+}
+
+void log_tls(const Config& config, const std::vector<TlsSettingsPtr>& tls) {
+  for (std::size_t i = 0; i < config.listeners.size() && i < tls.size(); ++i) {
+    if (!tls[i]) continue;
+    if (tls[i]->certificate_expired) {
+      spdlog::warn("listener \"{}\": the TLS certificate has expired: {}",
+                   config.listeners[i].name, tls[i]->certificate_summary);
+    }
+  }
+  for (const std::string& line : tls_lines(config, tls)) spdlog::info("{}", line);
+}
+
 void log_block(spdlog::level::level_enum level, const std::string& block) {
   std::size_t start = 0;
   while (start < block.size()) {
@@ -129,8 +166,10 @@ void reload(const CliOptions& opts, Server& server, Duration& drain_timeout) {
     return;
   }
   Config next;
+  std::vector<TlsSettingsPtr> tls;
   try {
     next = load(opts);
+    tls = load_tls(opts, next);
   } catch (const ConfigError& e) {
     spdlog::error("reload rejected, the running configuration stays: {}", e.what());
     return;
@@ -143,12 +182,16 @@ void reload(const CliOptions& opts, Server& server, Duration& drain_timeout) {
   }
   configure_logging(next.logging);
   drain_timeout = next.shutdown.drain_timeout;
-  const std::vector<std::string> restart = server.apply_reload(next, preflight.effective_max_connections);
+  std::vector<std::string> restart = server.apply_reload(next, preflight.effective_max_connections);
+  for (std::string& what : server.reload_tls(next, tls)) restart.push_back(std::move(what));
   spdlog::info(
       "reloaded {}: log level {}, max_connections {}, listener limits and idle timeouts, "
       "drain_timeout {} applied",
       *opts.config_path, next.logging.level, preflight.effective_max_connections,
       format_duration(drain_timeout));
+  // Certificates and keys were read again: new connections use them, open
+  // ones keep the certificate they were accepted with.
+  log_tls(next, tls);
   for (const auto& what : restart) {
     spdlog::warn("reload: {} changed; it applies after a restart", what);
   }
@@ -164,7 +207,7 @@ bool all_shards_answer(const Server& server) {
 }
 
 int run(const CliOptions& opts, const Config& config, const PreflightResult& preflight,
-        const Hooks& hooks) {
+        const std::vector<TlsSettingsPtr>& tls, const Hooks& hooks) {
   // The signals are blocked in every thread (shoald_main blocked them
   // before the first thread started; shards and the admin thread inherit
   // the mask); this thread takes them synchronously. SIGPIPE must never end
@@ -173,7 +216,7 @@ int run(const CliOptions& opts, const Config& config, const PreflightResult& pre
   pthread_sigmask(SIG_BLOCK, &set, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
-  Server server(config, preflight.effective_max_connections, preflight.shards);
+  Server server(config, preflight.effective_max_connections, preflight.shards, tls);
   // After the server: destroyed first, while the shards it reads still exist.
   std::unique_ptr<AdminServer> admin;
   try {
@@ -194,6 +237,7 @@ int run(const CliOptions& opts, const Config& config, const PreflightResult& pre
     spdlog::info("listener \"{}\" ({}) listening on {}:{}", b.name, to_string(b.protocol),
                  b.endpoint.address().to_string(), b.endpoint.port());
   }
+  log_tls(config, tls);
   if (admin) {
     const auto ep = admin->local_endpoint();
     spdlog::info("admin listening on {}:{}", ep.address().to_string(), ep.port());
@@ -282,22 +326,25 @@ int shoald_main(int argc, char** argv, const Hooks& hooks) {
   if (opts.probe) return probe_health(*opts.probe, std::chrono::seconds(3));
 
   Config config;
+  std::vector<TlsSettingsPtr> tls;
   try {
     config = load(opts);
+    if (opts.print_config) {
+      std::cout << to_yaml(config);
+      return 0;
+    }
+    tls = load_tls(opts, config);
   } catch (const ConfigError& e) {
     std::cerr << "shoald: configuration error: " << e.what() << "\n";
     if (opts.check) std::cerr << "shoald: configuration test failed\n";
     return 1;
-  }
-  if (opts.print_config) {
-    std::cout << to_yaml(config);
-    return 0;
   }
 
   raise_nofile_limit();
   const PreflightResult preflight = run_preflight(config, read_host_limits());
   if (opts.check) {
     std::cout << preflight.report();
+    for (const std::string& line : tls_lines(config, tls)) std::cout << line << "\n";
     const std::string what = opts.config_path ? *opts.config_path : std::string("built-in defaults");
     if (!preflight.ok) {
       std::cout << "shoald: configuration " << what << " is valid, but this host is insufficient\n";
@@ -318,7 +365,7 @@ int shoald_main(int argc, char** argv, const Hooks& hooks) {
   if (!preflight.ok) {
     spdlog::critical("preflight failed (limits.on_insufficient: fail); not starting");
   } else {
-    status = run(opts, config, preflight, hooks);
+    status = run(opts, config, preflight, tls, hooks);
   }
   shutdown_logging();
   return status;

@@ -42,11 +42,11 @@ constexpr std::uint64_t kMaxConnectionRate = 1'000'000;
 constexpr std::array<std::string_view, 8> top_keys = {
     "shards",   "cpu_affinity", "sharding", "listeners",
     "limits",   "shutdown",     "logging",  "admin"};
-constexpr std::array<std::string_view, 12> listener_keys = {
+constexpr std::array<std::string_view, 13> listener_keys = {
     "name", "protocol", "address", "port", "backlog", "max_connections",
     // per-client limits
     "max_connections_per_ip", "max_new_connections_per_second", "new_connections_burst",
-    "idle_timeout", "write_timeout", "websocket"};
+    "idle_timeout", "write_timeout", "websocket", "tls"};
 constexpr std::array<std::string_view, 10> websocket_keys = {
     "path",          "max_message_bytes", "max_header_bytes",
     "handshake_timeout", "ping_interval", "pong_timeout",
@@ -54,6 +54,8 @@ constexpr std::array<std::string_view, 10> websocket_keys = {
     "permessage_deflate"};
 constexpr std::array<std::string_view, 3> deflate_keys = {
     "enabled", "server_max_window_bits", "client_max_window_bits"};
+constexpr std::array<std::string_view, 4> tls_keys = {
+    "certificate", "private_key", "min_version", "handshake_timeout"};
 constexpr std::array<std::string_view, 2> admin_keys = {"address", "port"};
 constexpr std::array<std::string_view, 3> limits_keys = {
     "max_connections", "reserved_descriptors", "on_insufficient"};
@@ -68,6 +70,7 @@ constexpr std::array<std::string_view, 2> sharding_names = {"reuseport",
 constexpr std::array<std::string_view, 2> on_insufficient_names = {"warn",
                                                                    "fail"};
 constexpr std::array<std::string_view, 2> log_format_names = {"text", "json"};
+constexpr std::array<std::string_view, 2> tls_version_names = {"1.2", "1.3"};
 constexpr std::array<std::string_view, 7> log_level_names = {
     "trace", "debug", "info", "warn", "error", "critical", "off"};
 
@@ -536,6 +539,50 @@ void read_websocket(const Field& field, WebSocketConfig& ws) {
   read_section(field, websocket_keys, read_key);
 }
 
+// A listener's `tls:` map. Left empty (null) it means no TLS, like any
+// section whose keys are all commented out; a map, even {}, turns TLS on and
+// needs both files. Returns the handshake_timeout entry, if given, for the
+// check against the protocol, which may come later in the listener.
+std::optional<Field> read_tls(const Field& field, std::optional<TlsConfig>& tls) {
+  if (field.node.IsNull()) {
+    tls.reset();
+    return std::nullopt;
+  }
+  if (!field.node.IsMap()) {
+    fail(field, "expected a map");
+  }
+  TlsConfig out;
+  std::optional<Field> handshake_timeout;
+  const auto read_file_path = [](const Field& value, std::string& path, SourceMark& mark) {
+    path = read_string(value);
+    if (path.empty()) {
+      fail(value, "must not be empty");
+    }
+    mark.text = position(value.mark);
+  };
+  const auto read_key = [&](std::string_view key, const Field& value) {
+    if (key == "certificate") {
+      read_file_path(value, out.certificate, out.certificate_mark);
+    } else if (key == "private_key") {
+      read_file_path(value, out.private_key, out.private_key_mark);
+    } else if (key == "min_version") {
+      out.min_version = read_enum<TlsVersion>(value, tls_version_names);
+    } else if (key == "handshake_timeout") {
+      handshake_timeout = value;
+      out.handshake_timeout = read_duration(value);
+    }
+  };
+  for_each_entry(field.node, field.path, tls_keys, read_key);
+  if (out.certificate.empty()) {
+    fail(field, "certificate is required (a PEM file)");
+  }
+  if (out.private_key.empty()) {
+    fail(field, "private_key is required (a PEM file)");
+  }
+  tls = std::move(out);
+  return handshake_timeout;
+}
+
 ListenerConfig read_listener(const Field& field, ip::address& address,
                              YAML::Mark& name_mark) {
   if (!field.node.IsMap()) {
@@ -547,6 +594,7 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
   std::optional<Field> websocket_field;
   std::optional<Field> write_timeout_field;
   std::optional<Field> burst_field;
+  std::optional<Field> tls_handshake_timeout;
   const auto read_key = [&](std::string_view key, const Field& value) {
     if (key == "name") {
       listener.name = read_string(value);
@@ -580,6 +628,8 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
     } else if (key == "websocket") {
       websocket_field = value;
       read_websocket(value, listener.websocket);
+    } else if (key == "tls") {
+      tls_handshake_timeout = read_tls(value, listener.tls);
     }
   };
   for_each_entry(field.node, field.path, listener_keys, read_key);
@@ -593,6 +643,10 @@ ListenerConfig read_listener(const Field& field, ip::address& address,
   if (burst_field && listener.new_connections_burst != 0 &&
       listener.max_new_connections_per_second == 0) {
     fail(*burst_field, "has no effect without max_new_connections_per_second");
+  }
+  if (tls_handshake_timeout && listener.protocol == Protocol::websocket_echo) {
+    fail(*tls_handshake_timeout,
+         "a websocket-echo listener's TLS handshake is covered by websocket.handshake_timeout");
   }
   return listener;
 }
@@ -922,6 +976,18 @@ std::string to_yaml(const Config& config) {
       out << YAML::EndMap;
       out << YAML::EndMap;
     }
+    if (listener.tls) {
+      const TlsConfig& tls = *listener.tls;
+      out << YAML::Key << "tls" << YAML::Value << YAML::BeginMap;
+      out << YAML::Key << "certificate" << YAML::Value << tls.certificate;
+      out << YAML::Key << "private_key" << YAML::Value << tls.private_key;
+      out << YAML::Key << "min_version" << YAML::Value << to_string(tls.min_version);
+      if (listener.protocol != Protocol::websocket_echo) {
+        out << YAML::Key << "handshake_timeout" << YAML::Value
+            << format_duration(tls.handshake_timeout);
+      }
+      out << YAML::EndMap;
+    }
     out << YAML::EndMap;
   }
   out << YAML::EndSeq;
@@ -996,6 +1062,14 @@ std::string to_string(OnInsufficient o) {
   switch (o) {
     case OnInsufficient::warn: return "warn";
     case OnInsufficient::fail: return "fail";
+  }
+  return "unknown";
+}
+
+std::string to_string(TlsVersion v) {
+  switch (v) {
+    case TlsVersion::tls1_2: return "1.2";
+    case TlsVersion::tls1_3: return "1.3";
   }
   return "unknown";
 }

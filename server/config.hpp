@@ -8,6 +8,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <optional>
 #include <stdexcept>
 #include <string>
 #include <vector>
@@ -45,6 +46,37 @@ struct WebSocketConfig {
   bool operator==(const WebSocketConfig&) const = default;
 };
 
+// --- TLS (a listener's `tls:` map) ------------------------------------------
+
+enum class TlsVersion { tls1_2, tls1_3 };
+
+// Where a value was written in the config file (" (line L, column C)"), kept
+// for errors that are found only after parsing: a certificate file that does
+// not load. Never part of a config's value: any two compare equal.
+struct SourceMark {
+  std::string text;
+  bool operator==(const SourceMark&) const { return true; }
+};
+
+// TLS on a listener's connections; a listener without it is plaintext. The
+// files are read when the config is put to use (start-up, `--check`, each
+// SIGHUP; see tls.hpp), not by parse_config, which touches no files.
+struct TlsConfig {
+  std::string certificate;  // PEM file: the certificate, then any intermediates
+  std::string private_key;  // PEM file: its unencrypted private key
+  TlsVersion min_version = TlsVersion::tls1_2;
+  // Time for a tcp-echo listener's client to complete the TLS handshake. A
+  // websocket-echo listener's websocket.handshake_timeout covers its TLS
+  // handshake and HTTP upgrade together, and it takes no key of its own.
+  Duration handshake_timeout = std::chrono::seconds(10);
+  SourceMark certificate_mark;
+  SourceMark private_key_mark;
+
+  bool operator==(const TlsConfig&) const = default;
+};
+
+// -----------------------------------------------------------------------------
+
 struct ListenerConfig {
   std::string name = "echo";
   Protocol protocol = Protocol::tcp_echo;
@@ -67,6 +99,7 @@ struct ListenerConfig {
   // websocket.write_timeout, which also bounds their closing handshake.
   Duration write_timeout = std::chrono::seconds(10);
   WebSocketConfig websocket;  // used when protocol is websocket_echo
+  std::optional<TlsConfig> tls;  // absent: plaintext
 
   bool operator==(const ListenerConfig&) const = default;
 };
@@ -148,5 +181,6 @@ std::string to_string(Protocol p);
 std::string to_string(Sharding s);
 std::string to_string(OnInsufficient o);
 std::string to_string(LogFormat f);
+std::string to_string(TlsVersion v);  // "1.2", "1.3"
 
 }  // namespace shoal

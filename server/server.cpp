@@ -6,16 +6,31 @@
 #include <spdlog/spdlog.h>
 
 #include "tcp_echo_session.hpp"
+#include "tls_echo_session.hpp"
 #include "websocket_session.hpp"
 
 namespace shoal {
 namespace {
 
-SessionStarter starter_for(const ListenerConfig& lc) {
+// `tls`: the listener's TLS slot, null for plaintext. The Server's copy of
+// the config and its slots outlive every session.
+SessionStarter starter_for(const ListenerConfig& lc, const TlsSlot* tls) {
   switch (lc.protocol) {
-    case Protocol::tcp_echo: return start_tcp_echo_session;
+    case Protocol::tcp_echo:
+      if (tls) {
+        return [tls](Shard& shard, std::size_t index, tcp_socket socket,
+                     PerIpCounts::Entry* client) {
+          start_tls_echo_session(shard, index, std::move(socket), client, tls->get());
+        };
+      }
+      return start_tcp_echo_session;
     case Protocol::websocket_echo:
-      // The Server's copy of the config outlives every session.
+      if (tls) {
+        return [ws = &lc.websocket, tls](Shard& shard, std::size_t index, tcp_socket socket,
+                                         PerIpCounts::Entry* client) {
+          start_websocket_session(shard, index, std::move(socket), client, *ws, tls->get());
+        };
+      }
       return [ws = &lc.websocket](Shard& shard, std::size_t index, tcp_socket socket,
                                   PerIpCounts::Entry* client) {
         start_websocket_session(shard, index, std::move(socket), client, *ws);
@@ -39,8 +54,14 @@ std::vector<int> allowed_cpus() {
 
 }  // namespace
 
-Server::Server(const Config& config, std::uint64_t max_connections, unsigned shards)
+Server::Server(const Config& config, std::uint64_t max_connections, unsigned shards,
+               std::vector<TlsSettingsPtr> tls)
     : config_(config), max_connections_(max_connections), shard_count_(shards == 0 ? 1 : shards) {
+  if (tls.empty()) tls = load_tls_settings(config_);
+  for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
+    const bool on = config_.listeners[i].tls.has_value() && i < tls.size() && tls[i];
+    tls_slots_.push_back(on ? std::make_unique<TlsSlot>(tls[i]) : nullptr);
+  }
   std::vector<ListenerShared*> shared;
   for (const auto& l : config_.listeners) {
     auto s = std::make_unique<ListenerShared>();
@@ -72,7 +93,7 @@ void Server::start() {
     base.shared = listener_shared_[li].get();
     base.process_active = &process_active_;
     base.process_max_connections = &max_connections_;
-    base.start_session = starter_for(lc);
+    base.start_session = starter_for(lc, tls_slots_[li].get());
 
     if (reuseport) {
       for (auto& shard : shards_) {
@@ -172,6 +193,23 @@ std::vector<std::string> Server::apply_reload(const Config& next, std::uint64_t 
       Shard* shard = s.get();
       shard->post([shard, i, idle_ms, write_ms] { shard->set_timeouts(i, idle_ms, write_ms); });
     }
+  }
+  return restart;
+}
+
+std::vector<std::string> Server::reload_tls(const Config& next,
+                                            const std::vector<TlsSettingsPtr>& tls) {
+  std::vector<std::string> restart;
+  if (next.listeners.size() != config_.listeners.size()) return restart;  // named by apply_reload
+  for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+    const bool was = tls_slots_[i] != nullptr;
+    const bool want = next.listeners[i].tls.has_value();
+    if (was != want) {
+      restart.push_back("listeners[" + std::to_string(i) + "].tls (" +
+                        (want ? "turned on" : "turned off") + ")");
+      continue;
+    }
+    if (was && i < tls.size() && tls[i]) tls_slots_[i]->set(tls[i]);
   }
   return restart;
 }

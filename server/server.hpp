@@ -15,6 +15,7 @@
 #include "listener.hpp"
 #include "preflight.hpp"
 #include "shard.hpp"
+#include "tls.hpp"
 
 namespace shoal {
 
@@ -27,8 +28,11 @@ struct BoundListener {
 class Server {
  public:
   // `max_connections` is the preflight's effective process-wide limit and
-  // `shards` its resolved shard count.
-  Server(const Config& config, std::uint64_t max_connections, unsigned shards);
+  // `shards` its resolved shard count. `tls` holds the TLS listeners'
+  // settings (load_tls_settings(config)); when empty they are loaded here
+  // (throws ConfigError).
+  Server(const Config& config, std::uint64_t max_connections, unsigned shards,
+         std::vector<TlsSettingsPtr> tls = {});
   Server(const Server&) = delete;
   Server& operator=(const Server&) = delete;
   ~Server();
@@ -73,6 +77,13 @@ class Server {
   // (one line each), which are left as they were. Main thread only.
   std::vector<std::string> apply_reload(const Config& next, std::uint64_t max_connections);
 
+  // Hands each TLS listener the settings built from a reloaded config
+  // (load_tls_settings(next): the certificate and key files read again):
+  // connections accepted from now on use them, open ones keep theirs.
+  // Returns the TLS changes that need a restart (TLS turned on or off on a
+  // listener), which are left as they were. Main thread only.
+  std::vector<std::string> reload_tls(const Config& next, const std::vector<TlsSettingsPtr>& tls);
+
   // When start() finished (for uptime); meaningful once ready() was true.
   std::chrono::steady_clock::time_point started_at() const { return started_at_; }
 
@@ -82,6 +93,9 @@ class Server {
   unsigned shard_count_;
   std::atomic<std::uint64_t> process_active_{0};
   std::vector<std::unique_ptr<ListenerShared>> listener_shared_;
+  // Per listener: the current TLS settings, null for plaintext listeners.
+  // Read by the acceptors' session starters on every shard.
+  std::vector<std::unique_ptr<TlsSlot>> tls_slots_;
   std::vector<std::unique_ptr<Shard>> shards_;
   // After the shards: destroyed first, while their contexts still exist.
   std::vector<std::unique_ptr<Acceptor>> acceptors_;

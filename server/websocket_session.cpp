@@ -29,6 +29,7 @@
 #include <sys/socket.h>
 
 #include <algorithm>
+#include <array>
 #include <cerrno>
 #include <cstdint>
 #include <cstring>
@@ -41,6 +42,8 @@
 #include <boost/asio/associator.hpp>
 #include <boost/asio/buffer.hpp>
 #include <boost/asio/post.hpp>
+#include <boost/asio/ssl/error.hpp>
+#include <boost/asio/ssl/stream.hpp>
 #include <boost/asio/write.hpp>
 #include <boost/beast/core/bind_handler.hpp>
 #include <boost/beast/core/flat_buffer.hpp>
@@ -50,6 +53,8 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/websocket/stream.hpp>
+#include <openssl/bio.h>
+#include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
 namespace shoal {
@@ -57,6 +62,7 @@ namespace ws_detail {
 
 namespace asio = boost::asio;
 namespace beast = boost::beast;
+namespace ssl = boost::asio::ssl;
 using error_code = boost::system::error_code;
 
 // Follows the client's frame boundaries through the bytes Beast reads from
@@ -126,12 +132,31 @@ class FrameTracker {
 
 class WsSocket;
 
+// What both stream layers (WsSocket, WssSocket) learn from the bytes Beast
+// reads: the frame boundaries, and when the peer last sent anything.
+struct ReadTracking {
+  template <typename Buffers>
+  void observe(const Buffers& buffers, std::size_t n) noexcept {
+    last_read_ms = Shard::now_ms();
+    for (auto it = asio::buffer_sequence_begin(buffers), end = asio::buffer_sequence_end(buffers);
+         it != end && n > 0; ++it) {
+      const asio::const_buffer b(*it);
+      const std::size_t k = std::min(n, b.size());
+      tracker.observe(static_cast<const unsigned char*>(b.data()), k);
+      n -= k;
+    }
+  }
+
+  FrameTracker tracker;
+  std::int64_t last_read_ms = 0;  // the peer's last bytes (keepalive)
+};
+
 // Completion handler of a socket read issued by Beast: shows the bytes to
 // the tracker, then hands over to Beast's operation (whose associated
 // executor, allocator and cancellation slot it forwards).
 template <typename Buffers, typename Handler>
 struct ReadObserver {
-  WsSocket* layer;
+  ReadTracking* layer;
   Buffers buffers;
   Handler handler;
 
@@ -204,7 +229,7 @@ struct FlushWaiter {
 // bound while a client does not read; the session counts pending bytes as a
 // write in progress (write_timeout). The buffer's memory is given back when
 // the session parks.
-class WsSocket {
+class WsSocket : public ReadTracking {
  public:
   using executor_type = shoal::executor_type;
   using next_layer_type = tcp_socket;
@@ -313,21 +338,6 @@ class WsSocket {
                                          this, buffers, std::forward<Handler>(handler)});
   }
 
-  template <typename Buffers>
-  void observe(const Buffers& buffers, std::size_t n) noexcept {
-    last_read_ms = Shard::now_ms();
-    for (auto it = asio::buffer_sequence_begin(buffers), end = asio::buffer_sequence_end(buffers);
-         it != end && n > 0; ++it) {
-      const asio::const_buffer b(*it);
-      const std::size_t k = std::min(n, b.size());
-      tracker.observe(static_cast<const unsigned char*>(b.data()), k);
-      n -= k;
-    }
-  }
-
-  FrameTracker tracker;
-  std::int64_t last_read_ms = 0;  // the peer's last bytes (keepalive)
-
  private:
   template <typename ConstBuffers>
   void append(const ConstBuffers& buffers, std::size_t n) {
@@ -423,6 +433,141 @@ inline void teardown(beast::role_type, WsSocket& s, error_code& ec) {
   ec = {};
 }
 
+// --- wss:// -------------------------------------------------------------------
+
+template <typename Handler>
+struct TlsTeardown;
+
+// Completion of a write from a copy of Beast's buffers: frees the copy, then
+// hands over to Beast's operation (whose associators it forwards).
+template <typename Handler>
+struct OwnedBufferWrite {
+  std::unique_ptr<char[]> bytes;
+  Handler handler;
+  void operator()(const error_code& ec, std::size_t n) {
+    bytes.reset();
+    std::move(handler)(ec, n);
+  }
+};
+
+// The stream layer under Beast's websocket::stream for wss://: Asio's
+// ssl::stream over the shard's socket (and the TLS settings it was made
+// with, kept alive), the bytes that came after the upgrade request in the
+// session's last TLS read (Beast reads them before anything else), and the
+// same read tracking as WsSocket.
+//
+// Unlike WsSocket it gathers no echoes across messages: a TLS record cannot
+// be sent with a raw send(), and a connection waits in a Beast read, not in
+// async_wait, since OpenSSL and Asio may hold bytes the socket no longer
+// shows. It does put each Beast write (frame header and payload) into one
+// TLS record: Asio's ssl::stream writes only the first buffer of a sequence
+// per call, which would cost a record and a send for the 2-byte header.
+class WssSocket : public ReadTracking {
+ public:
+  using executor_type = shoal::executor_type;
+  using next_layer_type = ssl::stream<tcp_socket>;
+
+  // Most plaintext one TLS record carries.
+  static constexpr std::size_t kRecordBytes = 16 * 1024;
+
+  WssSocket(tcp_socket&& socket, TlsSettingsPtr tls)
+      : tls_(std::move(tls)), stream_(std::move(socket), *tls_->context) {}
+
+  executor_type get_executor() noexcept { return stream_.get_executor(); }
+  next_layer_type& next_layer() noexcept { return stream_; }
+  const next_layer_type& next_layer() const noexcept { return stream_; }
+  tcp_socket& tcp() noexcept { return stream_.next_layer(); }
+
+  template <typename MutableBuffers, typename Handler>
+  void async_read_some(const MutableBuffers& buffers, Handler&& handler) {
+    if (prefix_at_ < prefix_.size()) {
+      const std::size_t n = asio::buffer_copy(
+          buffers, asio::const_buffer(prefix_.data() + prefix_at_, prefix_.size() - prefix_at_));
+      observe(buffers, n);
+      prefix_at_ += n;
+      if (prefix_at_ == prefix_.size()) {
+        std::string().swap(prefix_);
+        prefix_at_ = 0;
+      }
+      asio::post(get_executor(),
+                 beast::bind_front_handler(std::forward<Handler>(handler), error_code{}, n));
+      return;
+    }
+    stream_.async_read_some(buffers, ReadObserver<MutableBuffers, std::decay_t<Handler>>{
+                                         this, buffers, std::forward<Handler>(handler)});
+  }
+
+  template <typename ConstBuffers, typename Handler>
+  void async_write_some(const ConstBuffers& buffers, Handler&& handler) {
+    const auto first = asio::buffer_sequence_begin(buffers);
+    const std::size_t total = asio::buffer_size(buffers);
+    if (first == asio::buffer_sequence_end(buffers) || asio::const_buffer(*first).size() == total) {
+      stream_.async_write_some(buffers, std::forward<Handler>(handler));
+      return;
+    }
+    // The copy lives as long as the write, and no longer: an idle
+    // connection holds none.
+    const std::size_t n = std::min(total, kRecordBytes);
+    std::unique_ptr<char[]> bytes(new char[n]);
+    asio::buffer_copy(asio::buffer(bytes.get(), n), buffers);
+    const asio::const_buffer copy(bytes.get(), n);
+    stream_.async_write_some(copy, OwnedBufferWrite<std::decay_t<Handler>>{
+                                       std::move(bytes), std::forward<Handler>(handler)});
+  }
+
+  // Bytes read with the upgrade request that belong to the frames after it.
+  void set_prefix(std::string bytes) {
+    prefix_ = std::move(bytes);
+    prefix_at_ = 0;
+  }
+
+  // Sends close_notify without waiting for the peer's: the peer's is marked
+  // as received, so that SSL_shutdown is done once ours is written.
+  template <typename Handler>
+  void async_close_notify(Handler&& handler) {
+    SSL* const ssl = stream_.native_handle();
+    SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
+    stream_.async_shutdown(std::forward<Handler>(handler));
+  }
+
+  // WsSocket's gathering interface: nothing is ever gathered here.
+  void gather(bool) noexcept {}
+  std::size_t pending() const noexcept { return 0; }
+  std::int64_t pending_since_ms() const noexcept { return 0; }
+  error_code flush() noexcept { return {}; }
+  void release() noexcept {}
+
+ private:
+  TlsSettingsPtr tls_;  // before stream_: its context must outlive the SSL object
+  next_layer_type stream_;
+  std::string prefix_;
+  std::size_t prefix_at_ = 0;
+};
+
+// Beast's teardown after a closing handshake: close_notify, then the TCP
+// half-close, as for plaintext; the session then closes or lingers.
+template <typename Handler>
+struct TlsTeardown {
+  WssSocket* layer;
+  Handler handler;
+  void operator()(const error_code&) {
+    error_code ignored;
+    layer->tcp().shutdown(asio::socket_base::shutdown_send, ignored);
+    std::move(handler)(error_code{});
+  }
+};
+
+template <typename Handler>
+void async_teardown(beast::role_type, WssSocket& s, Handler&& handler) {
+  s.async_close_notify(TlsTeardown<std::decay_t<Handler>>{&s, std::forward<Handler>(handler)});
+}
+
+// Only Beast's synchronous calls use this; the session makes none.
+inline void teardown(beast::role_type, WssSocket& s, error_code& ec) {
+  s.tcp().shutdown(asio::socket_base::shutdown_send, ec);
+  ec = {};
+}
+
 }  // namespace ws_detail
 }  // namespace shoal
 
@@ -436,6 +581,29 @@ struct associator<Associator, shoal::ws_detail::ReadObserver<Buffers, Handler>, 
   }
   static auto get(const shoal::ws_detail::ReadObserver<Buffers, Handler>& h,
                   const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler, c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.handler, c);
+  }
+};
+template <template <typename, typename> class Associator, typename Handler, typename DefaultCandidate>
+struct associator<Associator, shoal::ws_detail::OwnedBufferWrite<Handler>, DefaultCandidate> {
+  using type = typename Associator<Handler, DefaultCandidate>::type;
+  static type get(const shoal::ws_detail::OwnedBufferWrite<Handler>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.handler);
+  }
+  static auto get(const shoal::ws_detail::OwnedBufferWrite<Handler>& h,
+                  const DefaultCandidate& c) noexcept
+      -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler, c)) {
+    return Associator<Handler, DefaultCandidate>::get(h.handler, c);
+  }
+};
+template <template <typename, typename> class Associator, typename Handler, typename DefaultCandidate>
+struct associator<Associator, shoal::ws_detail::TlsTeardown<Handler>, DefaultCandidate> {
+  using type = typename Associator<Handler, DefaultCandidate>::type;
+  static type get(const shoal::ws_detail::TlsTeardown<Handler>& h) noexcept {
+    return Associator<Handler, DefaultCandidate>::get(h.handler);
+  }
+  static auto get(const shoal::ws_detail::TlsTeardown<Handler>& h, const DefaultCandidate& c) noexcept
       -> decltype(Associator<Handler, DefaultCandidate>::get(h.handler, c)) {
     return Associator<Handler, DefaultCandidate>::get(h.handler, c);
   }
@@ -461,12 +629,15 @@ namespace asio = boost::asio;
 namespace beast = boost::beast;
 namespace http = beast::http;
 namespace websocket = beast::websocket;
+namespace ssl = boost::asio::ssl;
 using error_code = boost::system::error_code;
 using ws_detail::WsSocket;
+using ws_detail::WssSocket;
 
 // permessage-deflate is compiled in (deflateSupported = true) so that config
 // can turn it on; when off, Beast holds only an empty pointer for it.
-using ws_stream = websocket::stream<WsSocket, true>;
+template <typename Layer>
+using ws_stream = websocket::stream<Layer, true>;
 
 constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 
@@ -481,6 +652,10 @@ constexpr std::size_t kReadStep = 64 * 1024;
 // straight from our message buffer. 4 KiB per connection while deflate is
 // negotiated is small next to the zlib state (tens of KiB).
 constexpr std::size_t kDeflateWriteBuffer = 4096;
+
+// wss: the upgrade request is read through TLS in reads of at most this many
+// bytes (a request is usually a few hundred).
+constexpr std::size_t kTlsRequestRead = 4096;
 
 // Bound on a closing handshake or linger when handshake_timeout is 0.
 constexpr std::int64_t kFallbackClosingMs = 10'000;
@@ -589,9 +764,27 @@ inline std::uint8_t crlf2_step(std::uint8_t s, char c) {
 
 // --- the session -------------------------------------------------------------
 
-// sizeof(WebSocketSession) is 272 bytes with GCC 12 on x86-64: Connection
-// 56 (8 of them the per-IP entry pointer), enable_shared_from_this 16,
-// config pointer 8, Beast stream handle 16, flat_buffer 48 (no allocation while empty), timer 72, partial-request
+// The session is a template on the layer under Beast's stream: WsSocket for
+// ws:// and WssSocket for wss://. Everything about the WebSocket protocol is
+// shared; what TLS changes is chosen with `if constexpr (kTls)`, so the
+// plaintext instantiation compiles to what it was before TLS existed:
+// - the TLS handshake runs first, under the same handshake_timeout as the
+//   upgrade;
+// - the upgrade request is read through TLS (MSG_PEEK cannot see through
+//   it): only whole reads can be taken, so the bytes after the request are
+//   handed to WssSocket, which gives them to Beast first;
+// - an idle connection waits in a Beast read rather than in async_wait on the
+//   socket (OpenSSL and Asio's ssl::stream buffer bytes the socket no longer
+//   shows), so a keepalive pong is taken by Beast;
+// - responses and close frames the session writes itself go through TLS
+//   asynchronously, and every "half-close" is close_notify, then the TCP
+//   half-close (WssSocket::async_close_notify); lingering after it reads the
+//   raw socket, as for plaintext.
+
+// sizeof(WebSocketSession<WsSocket>) is 272 bytes with GCC 12 on x86-64:
+// Connection 56 (8 of them the per-IP entry pointer), enable_shared_from_this
+// 16, config pointer 8, Beast stream handle 16, flat_buffer 48 (no allocation
+// while empty), timer 72, partial-request
 // pointer 8, four clocks 32, message count 8, flags 8; plus make_shared's
 // control block. Beast's stream implementation, which holds the socket and
 // WsSocket (136 bytes with the tracker and the gather buffer's empty
@@ -599,14 +792,21 @@ inline std::uint8_t crlf2_step(std::uint8_t s, char c) {
 // (its 1,536-byte read buffer among it). While idle nothing else is
 // allocated: the message and gather buffers are released and the connection waits with
 // async_wait instead of a Beast read.
+template <typename Layer>
 class WebSocketSession final : public Connection,
-                               public std::enable_shared_from_this<WebSocketSession> {
+                               public std::enable_shared_from_this<WebSocketSession<Layer>> {
  public:
+  static constexpr bool kTls = std::is_same_v<Layer, WssSocket>;
+
+  // `layer_args` follow the socket into the Layer's constructor (WssSocket:
+  // the TLS settings).
+  template <typename... LayerArgs>
   WebSocketSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                   PerIpCounts::Entry* client, const WebSocketConfig& config)
+                   PerIpCounts::Entry* client, const WebSocketConfig& config,
+                   LayerArgs&&... layer_args)
       : Connection(shard, listener_index, client),
         cfg_(&config),
-        ws_(std::move(socket)),
+        ws_(std::move(socket), std::forward<LayerArgs>(layer_args)...),
         timer_(shard.executor()) {}
 
   void start();
@@ -620,13 +820,25 @@ class WebSocketSession final : public Connection,
     done,       // socket closed
   };
 
-  tcp_socket& socket() noexcept { return ws_.next_layer().next_layer(); }
+  using std::enable_shared_from_this<WebSocketSession<Layer>>::shared_from_this;
+
+  tcp_socket& socket() noexcept {
+    if constexpr (kTls) {
+      return ws_.next_layer().tcp();
+    } else {
+      return ws_.next_layer().next_layer();
+    }
+  }
   ListenerStats& stats() noexcept { return shard_.slot(listener_index_).stats; }
   void count_close_code(std::uint16_t code) noexcept { stats().close_codes[close_code_slot(code)].add(); }
 
   // Handshake.
   void wait_request();
   void on_request_readable(const error_code& ec);
+  void on_tls_handshake(const error_code& ec);
+  void read_request_tls();
+  void on_request_read_tls(const error_code& ec, std::size_t have, std::size_t n);
+  void finish_response_tls(std::int64_t deadline_ms);
   void handle_request(const char* data, std::size_t size);
   void reject(unsigned status, std::string_view phrase, std::string_view body,
               std::string_view extra_headers = {}, RejectReason why = RejectReason::handshake_failed);
@@ -643,7 +855,8 @@ class WebSocketSession final : public Connection,
   void on_control(websocket::frame_type kind);
   void send_ping();
   void on_pong();
-  void fail_connection(std::uint16_t code, const char* why);
+  // `in_beast_read`: called from inside a Beast read (its control callback).
+  void fail_connection(std::uint16_t code, const char* why, bool in_beast_read = false);
 
   // Endings.
   void account(CloseReason reason);
@@ -663,8 +876,17 @@ class WebSocketSession final : public Connection,
   // kernel has not taken yet; kNever when none.
   std::int64_t write_since() const noexcept;
 
+  // eof, or (TLS) the peer closing TCP without close_notify.
+  static bool is_eof(const error_code& ec) noexcept {
+    if constexpr (kTls) {
+      return ec == asio::error::eof || ec == ssl::error::stream_truncated;
+    } else {
+      return ec == asio::error::eof;
+    }
+  }
+
   const WebSocketConfig* cfg_;
-  ws_stream ws_;
+  ws_stream<Layer> ws_;
   beast::flat_buffer buffer_;  // the message being echoed; no memory while idle
   steady_timer timer_;
   std::unique_ptr<std::string> partial_;  // request bytes, when the request came in pieces
@@ -683,7 +905,8 @@ class WebSocketSession final : public Connection,
 
 // --- handshake ---------------------------------------------------------------
 
-void WebSocketSession::start() {
+template <typename Layer>
+void WebSocketSession<Layer>::start() {
   error_code ec;
   // The handshake and the linger use synchronous non-blocking calls.
   socket().non_blocking(true, ec);
@@ -727,10 +950,98 @@ void WebSocketSession::start() {
     deadline_ms_ = Shard::now_ms() + cfg_->handshake_timeout.count();
     arm(deadline_ms_);
   }
-  wait_request();
+  if constexpr (kTls) {
+    ws_.next_layer().next_layer().async_handshake(
+        ssl::stream_base::server,
+        [self = shared_from_this()](const error_code& e) { self->on_tls_handshake(e); });
+  } else {
+    wait_request();
+  }
 }
 
-void WebSocketSession::wait_request() {
+// wss: a client that connects and goes without sending a byte (a port
+// check) has not failed a handshake; one that sent anything has.
+template <typename Layer>
+void WebSocketSession<Layer>::on_tls_handshake(const error_code& ec) {
+  if (closed_ || phase_ != Phase::handshake) return;
+  if (ec) {
+    const bool sent_nothing =
+        BIO_number_read(SSL_get_rbio(ws_.next_layer().next_layer().native_handle())) == 0;
+    const bool reset = ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
+                       ec == asio::error::connection_aborted;
+    if (!(sent_nothing && (is_eof(ec) || reset))) {
+      stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
+      log_debug("conn {}: TLS handshake failed: {}", id_string(), ec.message());
+    }
+    account(reset             ? CloseReason::reset
+            : is_eof(ec)      ? CloseReason::peer_closed
+                              : CloseReason::protocol_error);
+    hard_close();
+    return;
+  }
+  read_request_tls();
+}
+
+// wss: the request is read through TLS in pieces of up to kTlsRequestRead
+// bytes into partial_; the bytes after its blank line, if the same read
+// brought any, are the first frames and go to WssSocket for Beast.
+template <typename Layer>
+void WebSocketSession<Layer>::read_request_tls() {
+  if (!partial_) partial_ = std::make_unique<std::string>();
+  const std::size_t have = partial_->size();
+  const std::size_t limit = static_cast<std::size_t>(cfg_->max_header_bytes);
+  // One byte more than the limit tells "too large" from "exactly at it".
+  const std::size_t want = std::min(limit + 1 - have, kTlsRequestRead);
+  partial_->resize(have + want);
+  ws_.next_layer().next_layer().async_read_some(
+      asio::buffer(partial_->data() + have, want),
+      [self = shared_from_this(), have](const error_code& ec, std::size_t n) {
+        self->on_request_read_tls(ec, have, n);
+      });
+}
+
+template <typename Layer>
+void WebSocketSession<Layer>::on_request_read_tls(const error_code& ec, std::size_t have,
+                                                  std::size_t n) {
+  if (closed_ || phase_ != Phase::handshake) return;
+  partial_->resize(have + n);
+  if (ec) {
+    if (is_eof(ec)) {
+      if (have + n > 0) stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
+      account(CloseReason::peer_closed);
+      hard_close();
+      return;
+    }
+    end_with_error(ec, "read request");
+    return;
+  }
+  const std::size_t limit = static_cast<std::size_t>(cfg_->max_header_bytes);
+  std::uint8_t state = crlf2_state_;
+  std::size_t end = 0;
+  for (std::size_t i = have; i < have + n; ++i) {
+    state = crlf2_step(state, (*partial_)[i]);
+    if (state == 4) {
+      end = i + 1;
+      break;
+    }
+  }
+  if (end == 0) {
+    if (partial_->size() > limit) {
+      reject(431, "Request Header Fields Too Large", "request header too large");
+      return;
+    }
+    crlf2_state_ = state;
+    read_request_tls();
+    return;
+  }
+  if (end < partial_->size()) ws_.next_layer().set_prefix(partial_->substr(end));
+  partial_->resize(end);
+  const std::unique_ptr<std::string> request = std::move(partial_);
+  handle_request(request->data(), request->size());
+}
+
+template <typename Layer>
+void WebSocketSession<Layer>::wait_request() {
   socket().async_wait(asio::socket_base::wait_read,
                       [self = shared_from_this()](const error_code& ec) { self->on_request_readable(ec); });
 }
@@ -739,7 +1050,8 @@ void WebSocketSession::wait_request() {
 // including the blank line: whatever follows (the first frames) stays in the
 // kernel for Beast. A request that arrives in pieces is taken piece by piece
 // into partial_ (none of its bytes can be frame bytes: its end has not come).
-void WebSocketSession::on_request_readable(const error_code& wait_ec) {
+template <typename Layer>
+void WebSocketSession<Layer>::on_request_readable(const error_code& wait_ec) {
   if (closed_ || phase_ != Phase::handshake) return;
   if (wait_ec) {
     end_with_error(wait_ec, "wait");
@@ -804,7 +1116,8 @@ void WebSocketSession::on_request_readable(const error_code& wait_ec) {
   handle_request(request->data(), request->size());
 }
 
-void WebSocketSession::handle_request(const char* data, std::size_t size) {
+template <typename Layer>
+void WebSocketSession<Layer>::handle_request(const char* data, std::size_t size) {
   http::request_parser<http::empty_body> parser;
   parser.header_limit(static_cast<std::uint32_t>(cfg_->max_header_bytes));
   error_code ec;
@@ -908,13 +1221,30 @@ void WebSocketSession::handle_request(const char* data, std::size_t size) {
   ws_.async_accept(req, [self = shared_from_this()](const error_code& e) { self->on_accepted(e); });
 }
 
-void WebSocketSession::reject(unsigned status, std::string_view phrase, std::string_view body,
+template <typename Layer>
+void WebSocketSession<Layer>::reject(unsigned status, std::string_view phrase, std::string_view body,
                               std::string_view extra_headers, RejectReason why) {
   stats().rejected[static_cast<int>(why)].add();
   log_debug("conn {}: upgrade refused: {} {}", id_string(), status, body);
   account(CloseReason::protocol_error);
   partial_.reset();
   auto response = std::make_unique<std::string>(http_error(status, phrase, body, extra_headers));
+  if constexpr (kTls) {
+    const std::int64_t deadline = deadline_ms_ != kNever ? deadline_ms_ : closing_deadline();
+    phase_ = Phase::closing;
+    const asio::const_buffer bytes(response->data(), response->size());
+    asio::async_write(ws_.next_layer().next_layer(), bytes,
+                      [self = shared_from_this(), r = std::move(response), deadline](
+                          const error_code& e, std::size_t) {
+                        if (self->phase_ == Phase::done) return;
+                        if (e) {
+                          self->hard_close();
+                          return;
+                        }
+                        self->finish_response_tls(deadline);
+                      });
+    return;
+  }
   // Usually the kernel takes it all at once.
   error_code ec;
   std::size_t sent = socket().write_some(asio::buffer(*response), ec);
@@ -947,7 +1277,28 @@ void WebSocketSession::reject(unsigned status, std::string_view phrase, std::str
                     });
 }
 
-void WebSocketSession::on_accepted(const error_code& ec) {
+// wss: after an error response or a close frame written by the session:
+// close_notify and the TCP half-close, then lingering to the peer's EOF, all
+// before `deadline_ms`.
+template <typename Layer>
+void WebSocketSession<Layer>::finish_response_tls(std::int64_t deadline_ms) {
+  phase_ = Phase::closing;
+  deadline_ms_ = deadline_ms;
+  if (deadline_ms != kNever) arm(deadline_ms);
+  ws_.next_layer().async_close_notify([self = shared_from_this(), deadline_ms](const error_code& e) {
+    if (self->phase_ == Phase::done) return;
+    if (e) {
+      self->hard_close();
+      return;
+    }
+    error_code ignored;
+    self->socket().shutdown(asio::socket_base::shutdown_send, ignored);
+    self->linger(deadline_ms);
+  });
+}
+
+template <typename Layer>
+void WebSocketSession<Layer>::on_accepted(const error_code& ec) {
   if (closed_) return;
   if (ec) {
     stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
@@ -969,8 +1320,9 @@ void WebSocketSession::on_accepted(const error_code& ec) {
 // Idle: no Beast operation, no message buffer, one socket wait. Only called
 // when Beast's read buffer is empty (FrameTracker), else a frame already read
 // would wait for the next bytes from the client.
-void WebSocketSession::park() {
-  WsSocket& layer = ws_.next_layer();
+template <typename Layer>
+void WebSocketSession<Layer>::park() {
+  auto& layer = ws_.next_layer();
   if (const error_code ec = layer.flush()) {
     end_with_error(ec, "write");
     return;
@@ -984,11 +1336,16 @@ void WebSocketSession::park() {
   }
   layer.release();
   buffer_.shrink_to_fit();  // empty here: gives its memory back
-  socket().async_wait(asio::socket_base::wait_read,
-                      [self = shared_from_this()](const error_code& ec) { self->on_readable(ec); });
+  if constexpr (kTls) {
+    do_read();
+  } else {
+    socket().async_wait(asio::socket_base::wait_read,
+                        [self = shared_from_this()](const error_code& ec) { self->on_readable(ec); });
+  }
 }
 
-void WebSocketSession::on_readable(const error_code& ec) {
+template <typename Layer>
+void WebSocketSession<Layer>::on_readable(const error_code& ec) {
   if (closed_ || phase_ != Phase::open) return;  // a closing handshake reads now
   if (ec) {
     end_with_error(ec, "wait");
@@ -1008,7 +1365,8 @@ void WebSocketSession::on_readable(const error_code& ec) {
 // Takes one complete, well-formed pong frame (FIN, no RSV bits, masked,
 // payload <= 125) from the socket, if that is what comes next. Beast's read
 // buffer is empty (we were parked) and a pong changes no Beast state.
-bool WebSocketSession::take_pong() {
+template <typename Layer>
+bool WebSocketSession<Layer>::take_pong() {
   unsigned char b[6 + 125];
   const ssize_t n = ::recv(socket().native_handle(), b, sizeof b, MSG_PEEK);
   if (n < 6 || b[0] != 0x8A || !(b[1] & 0x80u)) return false;
@@ -1019,14 +1377,16 @@ bool WebSocketSession::take_pong() {
   return true;
 }
 
-void WebSocketSession::do_read() {
+template <typename Layer>
+void WebSocketSession<Layer>::do_read() {
   ws_.async_read_some(buffer_, kReadStep,
                       [self = shared_from_this()](const error_code& ec, std::size_t n) {
                         self->on_read(ec, n);
                       });
 }
 
-void WebSocketSession::on_read(const error_code& ec, std::size_t) {
+template <typename Layer>
+void WebSocketSession<Layer>::on_read(const error_code& ec, std::size_t) {
   if (closed_) return;
   if (ec) {
     on_read_failed(ec);
@@ -1062,7 +1422,8 @@ void WebSocketSession::on_read(const error_code& ec, std::size_t) {
   });
 }
 
-void WebSocketSession::on_write(const error_code& ec, std::size_t n) {
+template <typename Layer>
+void WebSocketSession<Layer>::on_write(const error_code& ec, std::size_t n) {
   writing_ = false;
   ws_.next_layer().gather(false);
   if (closed_) return;
@@ -1085,7 +1446,8 @@ void WebSocketSession::on_write(const error_code& ec, std::size_t n) {
 
 // Beast ends a failed read after it has sent its close frame and our
 // teardown has half-closed, so the code it sent follows from the error.
-void WebSocketSession::on_read_failed(const error_code& ec) {
+template <typename Layer>
+void WebSocketSession<Layer>::on_read_failed(const error_code& ec) {
   using wse = websocket::error;
   if (ec == wse::closed) {
     // The client's close, echoed by Beast (counted in on_control). With
@@ -1108,7 +1470,8 @@ void WebSocketSession::on_read_failed(const error_code& ec) {
   end_with_error(ec, "read");
 }
 
-void WebSocketSession::on_control(websocket::frame_type kind) {
+template <typename Layer>
+void WebSocketSession<Layer>::on_control(websocket::frame_type kind) {
   switch (kind) {
     case websocket::frame_type::ping:
       touch();  // the client keeping its connection alive is activity
@@ -1124,7 +1487,7 @@ void WebSocketSession::on_control(websocket::frame_type kind) {
       // Beast 1.81 takes any code from 3000 up as valid; RFC 6455 §7.4
       // defines none above 4999, so such a close fails the connection.
       if (code >= 5000) {
-        fail_connection(1002, "close code above 4999");
+        fail_connection(1002, "close code above 4999", true);
         break;
       }
       // Beast answers a client's close with the same code (1000 for none),
@@ -1141,9 +1504,39 @@ void WebSocketSession::on_control(websocket::frame_type kind) {
 // directly, which is safe only while no Beast write is in flight; otherwise
 // the socket just closes. A Beast operation still running afterwards fails
 // on the half-closed socket and finds the session closed.
-void WebSocketSession::fail_connection(std::uint16_t code, const char* why) {
+template <typename Layer>
+void WebSocketSession<Layer>::fail_connection(std::uint16_t code, const char* why,
+                                              [[maybe_unused]] bool in_beast_read) {
   log_debug("conn {}: failed with close {}: {}", id_string(), code, why);
   account(CloseReason::protocol_error);
+  if constexpr (kTls) {
+    // Through TLS the frame is an asynchronous write, which must not meet
+    // Beast's: inside a Beast read (which goes on to answer the close
+    // frame), the connection just closes.
+    if (writing_ || ping_in_flight_ || in_beast_read) {
+      hard_close();
+      return;
+    }
+    count_close_code(code);
+    auto frame = std::make_unique<std::array<unsigned char, 4>>(std::array<unsigned char, 4>{
+        0x88, 0x02, static_cast<unsigned char>(code >> 8), static_cast<unsigned char>(code & 0xff)});
+    const asio::const_buffer bytes(frame->data(), frame->size());
+    phase_ = Phase::closing;
+    const std::int64_t deadline = closing_deadline();
+    deadline_ms_ = deadline;
+    arm(deadline);
+    asio::async_write(ws_.next_layer().next_layer(), bytes,
+                      [self = shared_from_this(), f = std::move(frame), deadline](
+                          const error_code& e, std::size_t) {
+                        if (self->phase_ == Phase::done) return;
+                        if (e) {
+                          self->hard_close();
+                          return;
+                        }
+                        self->finish_response_tls(deadline);
+                      });
+    return;
+  }
   if (!writing_ && !ping_in_flight_ && !ws_.next_layer().flush() && ws_.next_layer().pending() == 0) {
     const unsigned char close_frame[4] = {0x88, 0x02, static_cast<unsigned char>(code >> 8),
                                           static_cast<unsigned char>(code & 0xff)};
@@ -1161,13 +1554,15 @@ void WebSocketSession::fail_connection(std::uint16_t code, const char* why) {
 
 // The next ping is due ping_interval after this pong, which is usually
 // earlier than the pong deadline the timer is armed for.
-void WebSocketSession::on_pong() {
+template <typename Layer>
+void WebSocketSession<Layer>::on_pong() {
   if (ping_sent_ms_ == 0) return;  // unsolicited
   ping_sent_ms_ = 0;
   if (phase_ == Phase::open) schedule_open_deadlines(Shard::now_ms());
 }
 
-void WebSocketSession::send_ping() {
+template <typename Layer>
+void WebSocketSession<Layer>::send_ping() {
   ping_sent_ms_ = Shard::now_ms();
   if (ping_in_flight_) return;
   ping_in_flight_ = true;
@@ -1181,7 +1576,8 @@ void WebSocketSession::send_ping() {
 
 // --- endings -----------------------------------------------------------------
 
-void WebSocketSession::account(CloseReason reason) {
+template <typename Layer>
+void WebSocketSession<Layer>::account(CloseReason reason) {
   closed_ = true;
   account_close(reason);
   log_debug("conn {}: closed ({})", id_string(), to_string(reason));
@@ -1190,7 +1586,8 @@ void WebSocketSession::account(CloseReason reason) {
 // Called by the shard: idle sweep (idle_timeout) and drain. An open
 // WebSocket is told why with a close frame (1001 going away) when nothing is
 // being written; otherwise, or before the upgrade is done, the socket closes.
-void WebSocketSession::close(CloseReason reason) {
+template <typename Layer>
+void WebSocketSession<Layer>::close(CloseReason reason) {
   if (closed_) return;
   account(reason);
   if (phase_ == Phase::open && !writing_ &&
@@ -1202,7 +1599,8 @@ void WebSocketSession::close(CloseReason reason) {
   hard_close();
 }
 
-void WebSocketSession::start_ws_close(std::uint16_t code, const char* why) {
+template <typename Layer>
+void WebSocketSession<Layer>::start_ws_close(std::uint16_t code, const char* why) {
   phase_ = Phase::closing;
   deadline_ms_ = closing_deadline();
   arm(deadline_ms_);
@@ -1211,7 +1609,8 @@ void WebSocketSession::start_ws_close(std::uint16_t code, const char* why) {
                   [self = shared_from_this()](const error_code& ec) { self->on_ws_closed(ec); });
 }
 
-void WebSocketSession::on_ws_closed(const error_code& ec) {
+template <typename Layer>
+void WebSocketSession<Layer>::on_ws_closed(const error_code& ec) {
   if (phase_ == Phase::done) return;
   if (ec) {
     hard_close();
@@ -1230,7 +1629,8 @@ void WebSocketSession::on_ws_closed(const error_code& ec) {
 // still be sending (the rest of an oversized message, a request body), and
 // closing with unread bytes would send a reset, which can destroy the close
 // frame or the error response before the peer reads it.
-void WebSocketSession::linger(std::int64_t deadline_ms) {
+template <typename Layer>
+void WebSocketSession<Layer>::linger(std::int64_t deadline_ms) {
   phase_ = Phase::closing;
   deadline_ms_ = deadline_ms;
   if (deadline_ms != kNever) arm(deadline_ms);
@@ -1239,7 +1639,8 @@ void WebSocketSession::linger(std::int64_t deadline_ms) {
   });
 }
 
-void WebSocketSession::on_linger_readable(const error_code& wait_ec) {
+template <typename Layer>
+void WebSocketSession<Layer>::on_linger_readable(const error_code& wait_ec) {
   if (phase_ == Phase::done) return;
   if (wait_ec) {
     hard_close();
@@ -1260,13 +1661,14 @@ void WebSocketSession::on_linger_readable(const error_code& wait_ec) {
   linger(deadline_ms_);
 }
 
-void WebSocketSession::end_with_error(const error_code& ec, const char* op) {
+template <typename Layer>
+void WebSocketSession<Layer>::end_with_error(const error_code& ec, const char* op) {
   if (closed_) {
     hard_close();
     return;
   }
   const bool open = phase_ == Phase::open;
-  if (ec == asio::error::eof) {
+  if (is_eof(ec)) {
     if (open) count_close_code(kAbnormal);
     account(CloseReason::peer_closed);
   } else if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
@@ -1280,7 +1682,8 @@ void WebSocketSession::end_with_error(const error_code& ec, const char* op) {
   hard_close();
 }
 
-void WebSocketSession::hard_close() {
+template <typename Layer>
+void WebSocketSession<Layer>::hard_close() {
   phase_ = Phase::done;
   timer_at_ms_ = 0;
   timer_.cancel();
@@ -1293,7 +1696,8 @@ void WebSocketSession::hard_close() {
 // The closing handshake gets as long as the opening one (Beast's rule too).
 // A closing connection has left the shard's idle list, so it is bounded even
 // when handshake_timeout is 0 (no limit on the upgrade).
-std::int64_t WebSocketSession::closing_deadline() const {
+template <typename Layer>
+std::int64_t WebSocketSession<Layer>::closing_deadline() const {
   const auto t = cfg_->handshake_timeout.count();
   return Shard::now_ms() + (t > 0 ? t : kFallbackClosingMs);
 }
@@ -1301,7 +1705,8 @@ std::int64_t WebSocketSession::closing_deadline() const {
 // The timer only ever moves earlier: a deadline later than the armed expiry
 // is found when the timer fires and recomputes. So an echo costs no timer
 // operation unless its write deadline is the earliest one.
-void WebSocketSession::arm(std::int64_t at_ms) {
+template <typename Layer>
+void WebSocketSession<Layer>::arm(std::int64_t at_ms) {
   if (phase_ == Phase::done || at_ms == kNever) return;
   if (timer_at_ms_ != 0 && timer_at_ms_ <= at_ms) return;
   timer_at_ms_ = at_ms;
@@ -1309,7 +1714,8 @@ void WebSocketSession::arm(std::int64_t at_ms) {
   timer_.async_wait([self = shared_from_this()](const error_code& ec) { self->on_timer(ec); });
 }
 
-void WebSocketSession::on_timer(const error_code& ec) {
+template <typename Layer>
+void WebSocketSession<Layer>::on_timer(const error_code& ec) {
   if (ec) return;  // re-armed or closed
   timer_at_ms_ = 0;
   const std::int64_t now = Shard::now_ms();
@@ -1362,14 +1768,16 @@ void WebSocketSession::on_timer(const error_code& ec) {
   schedule_open_deadlines(now);
 }
 
-std::int64_t WebSocketSession::write_since() const noexcept {
+template <typename Layer>
+std::int64_t WebSocketSession<Layer>::write_since() const noexcept {
   std::int64_t since = writing_ ? write_started_ms_ : kNever;
-  const WsSocket& layer = ws_.next_layer();
+  const auto& layer = ws_.next_layer();
   if (layer.pending() != 0) since = std::min(since, layer.pending_since_ms());
   return since;
 }
 
-void WebSocketSession::schedule_open_deadlines(std::int64_t now) {
+template <typename Layer>
+void WebSocketSession<Layer>::schedule_open_deadlines(std::int64_t now) {
   std::int64_t next = kNever;
   const std::int64_t write_timeout = cfg_->write_timeout.count();
   if (write_timeout > 0 && write_since() != kNever) next = write_since() + write_timeout;
@@ -1387,7 +1795,16 @@ void WebSocketSession::schedule_open_deadlines(std::int64_t now) {
 
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
                              PerIpCounts::Entry* client, const WebSocketConfig& config) {
-  std::make_shared<WebSocketSession>(shard, listener_index, std::move(socket), client, config)
+  std::make_shared<WebSocketSession<WsSocket>>(shard, listener_index, std::move(socket), client,
+                                               config)
+      ->start();
+}
+
+void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                             PerIpCounts::Entry* client, const WebSocketConfig& config,
+                             TlsSettingsPtr tls) {
+  std::make_shared<WebSocketSession<WssSocket>>(shard, listener_index, std::move(socket), client,
+                                                config, std::move(tls))
       ->start();
 }
 

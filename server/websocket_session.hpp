@@ -3,8 +3,9 @@
 //
 // The whole life of one connection (HTTP upgrade, echo, keepalive, closing)
 // is in websocket_session.cpp, which is also the only translation unit that
-// instantiates Beast's WebSocket and HTTP templates; this header stays free of
-// Beast so that server.cpp compiles fast.
+// instantiates Beast's WebSocket and HTTP templates, for ws:// and wss://
+// alike; this header stays free of Beast and Asio's ssl so that server.cpp
+// compiles fast.
 //
 // Ownership: a session is owned by its pending asynchronous operations and
 // indexed by its shard's listener list (Connection), like the TCP echo
@@ -15,6 +16,7 @@
 
 #include "config.hpp"
 #include "shard.hpp"
+#include "tls.hpp"
 
 namespace shoal {
 
@@ -23,5 +25,12 @@ namespace shoal {
 // listener's options).
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
                              PerIpCounts::Entry* client, const WebSocketConfig& config);
+
+// The same over TLS (wss://) with `tls`'s certificate, which the session
+// keeps for its whole life. websocket.handshake_timeout covers the TLS
+// handshake and the HTTP upgrade together.
+void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                             PerIpCounts::Entry* client, const WebSocketConfig& config,
+                             TlsSettingsPtr tls);
 
 }  // namespace shoal

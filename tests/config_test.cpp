@@ -95,6 +95,88 @@ TEST(ConfigError, WebSocketOptionsOnATcpListener) {
             "(line 3, column 62)");
 }
 
+TEST(Config, TlsOptions) {
+  const Config config = parse_config(R"(listeners:
+  - name: tls
+    port: 7443
+    tls:
+      certificate: /etc/shoal/tls/chain.pem
+      private_key: /etc/shoal/tls/key.pem
+      min_version: 1.3
+      handshake_timeout: 2s
+  - name: wss
+    protocol: websocket-echo
+    port: 7444
+    tls: {certificate: c.pem, private_key: k.pem}
+  - name: plain
+    port: 7000
+    tls:
+admin:
+  port: 0
+)");
+  ASSERT_TRUE(config.listeners.at(0).tls);
+  const TlsConfig& tls = *config.listeners[0].tls;
+  EXPECT_EQ(tls.certificate, "/etc/shoal/tls/chain.pem");
+  EXPECT_EQ(tls.private_key, "/etc/shoal/tls/key.pem");
+  EXPECT_EQ(tls.min_version, TlsVersion::tls1_3);
+  EXPECT_EQ(tls.handshake_timeout, 2s);
+  // Where the files were named, for errors found when they are loaded.
+  EXPECT_EQ(tls.certificate_mark.text, " (line 5, column 20)");
+  EXPECT_EQ(tls.private_key_mark.text, " (line 6, column 20)");
+
+  ASSERT_TRUE(config.listeners.at(1).tls);
+  EXPECT_EQ(config.listeners[1].tls->certificate, "c.pem");
+  EXPECT_EQ(config.listeners[1].tls->min_version, TlsVersion::tls1_2);  // the default
+  EXPECT_EQ(config.listeners[1].tls->handshake_timeout, 10s);
+  // `tls:` left empty is no TLS, like any section whose keys are commented out.
+  EXPECT_FALSE(config.listeners.at(2).tls);
+  EXPECT_FALSE(Config{}.listeners[0].tls);
+
+  // Round trip; the marks are not part of the value.
+  EXPECT_EQ(parse_config(to_yaml(config)), config);
+  const std::string yaml = to_yaml(config);
+  EXPECT_NE(yaml.find(R"(    tls:
+      certificate: /etc/shoal/tls/chain.pem
+      private_key: /etc/shoal/tls/key.pem
+      min_version: 1.3
+      handshake_timeout: 2s
+)"),
+            std::string::npos)
+      << yaml;
+  // A websocket-echo listener's is websocket.handshake_timeout: not written.
+  EXPECT_NE(yaml.find(R"(    tls:
+      certificate: c.pem
+      private_key: k.pem
+      min_version: 1.2
+  - name: plain)"),
+            std::string::npos)
+      << yaml;
+}
+
+TEST(ConfigError, TlsOptions) {
+  EXPECT_EQ(error_of("listeners:\n  - tls: {private_key: k.pem}\n"),
+            "listeners[0].tls: certificate is required (a PEM file) (line 2, column 10)");
+  EXPECT_EQ(error_of("listeners:\n  - tls: {}\n"),
+            "listeners[0].tls: certificate is required (a PEM file) (line 2, column 10)");
+  EXPECT_EQ(error_of("listeners:\n  - tls:\n      certificate: c.pem\n"),
+            "listeners[0].tls: private_key is required (a PEM file) (line 3, column 7)");
+  EXPECT_EQ(error_of("listeners:\n  - tls: {certificate: \"\", private_key: k.pem}\n"),
+            "listeners[0].tls.certificate: must not be empty (line 2, column 24)");
+  EXPECT_EQ(error_of("listeners:\n  - tls: {certificate: c, private_key: k, min_version: 1.1}\n"),
+            R"(listeners[0].tls.min_version: "1.1" is not one of 1.2, 1.3 (line 2, column 56))");
+  EXPECT_EQ(error_of("listeners:\n  - tls: {certificate: c, private_key: k, handshake_timeout: soon}\n"),
+            R"(listeners[0].tls.handshake_timeout: expected a duration like 30s, 250ms, 5m or 1h, got "soon" (line 2, column 62))");
+  EXPECT_EQ(error_of("listeners:\n  - tls: {certifcate: c}\n"),
+            R"(listeners[0].tls.certifcate: unknown key; did you mean "certificate"? (line 2, column 11))");
+  EXPECT_EQ(error_of("listeners:\n  - tls: on\n"),
+            "listeners[0].tls: expected a map (line 2, column 10)");
+  // The protocol may come after the tls map.
+  EXPECT_EQ(error_of("listeners:\n  - tls: {certificate: c, private_key: k, handshake_timeout: 1s}\n"
+                     "    protocol: websocket-echo\n"),
+            "listeners[0].tls.handshake_timeout: a websocket-echo listener's TLS handshake is "
+            "covered by websocket.handshake_timeout (line 2, column 62)");
+}
+
 TEST(ConfigError, AdminPortCollidingWithAListener) {
   EXPECT_EQ(error_of("listeners:\n  - port: 7070\nadmin:\n  port: 7070\n"),
             R"(admin: 127.0.0.1:7070 is already used by listener "echo" (line 4, column 3))");
@@ -496,7 +578,8 @@ TEST(ConfigError, UnknownKeyWithoutSuggestion) {
             "listeners[0].zzzzz: unknown key; known keys: name, protocol, "
             "address, port, backlog, max_connections, "
             "max_connections_per_ip, max_new_connections_per_second, "
-            "new_connections_burst, idle_timeout, write_timeout, websocket (line 4, column 5)");
+            "new_connections_burst, idle_timeout, write_timeout, websocket, tls "
+            "(line 4, column 5)");
   EXPECT_EQ(error_of("shutdown:\n  grace: 5s\n"),
             "shutdown.grace: unknown key; known keys: drain_timeout "
             "(line 2, column 3)");

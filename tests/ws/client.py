@@ -6,13 +6,17 @@ which sees the python3-websockets package). Echoes text and binary messages at
 the RFC 6455 length boundaries, a fragmented message, a ping with a payload,
 then closes with a code and a reason. Prints one "ok ..." line per check and
 "ALL OK" at the end; exits 1 with a "FAIL ..." line on the first mismatch.
+A wss:// URL is verified against --cafile (tests/tls_test.cpp's throwaway
+certificate), host name included.
 
 usage: client.py URL [--deflate] [--subprotocol NAME]... [--expect-subprotocol NAME|none]
+                 [--cafile PEM]
 """
 
 import argparse
 import asyncio
 import os
+import ssl
 import sys
 
 import websockets
@@ -50,8 +54,12 @@ async def step(coro):
 
 async def run(args):
     compression = "deflate" if args.deflate else None
+    tls = None
+    if args.url.startswith("wss:"):
+        tls = ssl.create_default_context(cafile=args.cafile)
     async with websockets.connect(
         args.url,
+        ssl=tls,
         compression=compression,
         subprotocols=args.subprotocol or None,
         max_size=None,
@@ -59,6 +67,9 @@ async def run(args):
         open_timeout=STEP_TIMEOUT,
         close_timeout=STEP_TIMEOUT,
     ) as ws:
+        if tls is not None:
+            tls_object = ws.transport.get_extra_info("ssl_object")
+            check(tls_object is not None, "TLS %s" % (tls_object and tls_object.version()))
         names = [type(e).__name__ for e in ws.extensions]
         if args.deflate:
             check(names == ["PerMessageDeflate"], "permessage-deflate negotiated (%s)" % names)
@@ -106,6 +117,7 @@ def main():
     p.add_argument("--deflate", action="store_true")
     p.add_argument("--subprotocol", action="append")
     p.add_argument("--expect-subprotocol")
+    p.add_argument("--cafile")
     args = p.parse_args()
     try:
         asyncio.run(run(args))
