@@ -381,13 +381,17 @@ PreflightResult run_preflight(const Config& config, const HostLimits& limits) {
     add(result, Severity::ok, labeled("memory", "no cgroup limit"));
   } else {
     const std::uint64_t limit = *limits.memory_limit_bytes;
-    const std::uint64_t fit = limit / kEstimatedBytesPerConnection;
+    const bool any_tls = std::any_of(config.listeners.begin(), config.listeners.end(),
+                                     [](const ListenerConfig& l) { return l.tls.has_value(); });
+    const std::uint64_t per =
+        any_tls ? kEstimatedBytesPerTlsConnection : kEstimatedBytesPerConnection;
+    const std::uint64_t fit = limit / per;
     const std::string fits = format_bytes(limit) + " cgroup limit fits " + num(fit) +
-                             " connections at " +
-                             format_bytes(kEstimatedBytesPerConnection) + " each";
+                             " connections at " + format_bytes(per) + " each" +
+                             (any_tls ? " (TLS)" : "");
     if (result.effective_max_connections > fit) {
       const std::uint64_t needed =
-          saturating_mul(result.effective_max_connections, kEstimatedBytesPerConnection);
+          saturating_mul(result.effective_max_connections, per);
       add(result, insufficient,
           "memory " + fits + ", fewer than the " + num(result.effective_max_connections) +
               " allowed (on_insufficient: " + on_insufficient_name(cfg.on_insufficient) + ")",

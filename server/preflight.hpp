@@ -28,6 +28,11 @@ struct HostLimits {
 // structures, descriptor, session object), used only against a cgroup memory
 // limit. Deliberately generous: an idle socket's kernel state is ~2-3 KiB.
 inline constexpr std::uint64_t kEstimatedBytesPerConnection = 8 * 1024;
+// The same for a TLS connection: Asio's ssl::stream keeps ~52 KiB of record
+// buffers and OpenSSL ~14 KiB per connection; 69-74 KB measured idle
+// (tests/tls_test.cpp, TlsMemory). Used when any listener has TLS, since the
+// preflight cannot know how the connections will split.
+inline constexpr std::uint64_t kEstimatedBytesPerTlsConnection = 80 * 1024;
 
 struct PreflightFinding {
   enum class Severity { ok, warning, error };

@@ -245,6 +245,21 @@ TEST(RunPreflight, MemoryIsCheckedAgainstTheCappedMax) {
   EXPECT_TRUE(contains(result.report(), "32768")) << result.report();
 }
 
+TEST(RunPreflight, ATlsListenerCountsWhatATlsConnectionCosts) {
+  // 19936 connections fit 256 MiB at 8 KiB each, but not at 80 KiB (TLS):
+  // 256 MiB holds 3276 of those.
+  HostLimits limits = nofile_host(20'000);
+  limits.memory_limit_bytes = 256ULL * 1024 * 1024;
+  Config config;
+  config.listeners[0].tls = TlsConfig{};
+  const PreflightResult result = run_preflight(config, limits);
+
+  const PreflightFinding finding = problem(result, "memory");
+  EXPECT_EQ(finding.severity, Severity::warning);
+  EXPECT_TRUE(contains(finding.what, "3276 connections at")) << finding.what;
+  EXPECT_TRUE(contains(finding.what, "each (TLS)")) << finding.what;
+}
+
 TEST(RunPreflight, AutoShardsResolveToUsableCpus) {
   HostLimits limits = ample_host();
   limits.usable_cpus = 3;
