@@ -862,6 +862,9 @@ class WebSocketSession final : public Connection,
   void account(CloseReason reason);
   void start_ws_close(std::uint16_t code, const char* why);
   void on_ws_closed(const error_code& ec);
+  // After our last bytes (`ec`: how writing them went): the TCP half-close,
+  // then linger.
+  void half_close_and_linger(const error_code& ec, std::int64_t deadline_ms);
   void linger(std::int64_t deadline_ms);
   void on_linger_readable(const error_code& ec);
   void end_with_error(const error_code& ec, const char* op);
@@ -1265,16 +1268,7 @@ void WebSocketSession<Layer>::reject(unsigned status, std::string_view phrase, s
   const asio::const_buffer rest(response->data() + sent, response->size() - sent);
   asio::async_write(socket(), rest,
                     [self = shared_from_this(), r = std::move(response), deadline](
-                        const error_code& e, std::size_t) {
-                      if (self->phase_ == Phase::done) return;
-                      if (e) {
-                        self->hard_close();
-                        return;
-                      }
-                      error_code ignored;
-                      self->socket().shutdown(asio::socket_base::shutdown_send, ignored);
-                      self->linger(deadline);
-                    });
+                        const error_code& e, std::size_t) { self->half_close_and_linger(e, deadline); });
 }
 
 // wss: after an error response or a close frame written by the session:
@@ -1286,14 +1280,7 @@ void WebSocketSession<Layer>::finish_response_tls(std::int64_t deadline_ms) {
   deadline_ms_ = deadline_ms;
   if (deadline_ms != kNever) arm(deadline_ms);
   ws_.next_layer().async_close_notify([self = shared_from_this(), deadline_ms](const error_code& e) {
-    if (self->phase_ == Phase::done) return;
-    if (e) {
-      self->hard_close();
-      return;
-    }
-    error_code ignored;
-    self->socket().shutdown(asio::socket_base::shutdown_send, ignored);
-    self->linger(deadline_ms);
+    self->half_close_and_linger(e, deadline_ms);
   });
 }
 
@@ -1629,6 +1616,18 @@ void WebSocketSession<Layer>::on_ws_closed(const error_code& ec) {
 // still be sending (the rest of an oversized message, a request body), and
 // closing with unread bytes would send a reset, which can destroy the close
 // frame or the error response before the peer reads it.
+template <typename Layer>
+void WebSocketSession<Layer>::half_close_and_linger(const error_code& ec, std::int64_t deadline_ms) {
+  if (phase_ == Phase::done) return;
+  if (ec) {
+    hard_close();
+    return;
+  }
+  error_code ignored;
+  socket().shutdown(asio::socket_base::shutdown_send, ignored);
+  linger(deadline_ms);
+}
+
 template <typename Layer>
 void WebSocketSession<Layer>::linger(std::int64_t deadline_ms) {
   phase_ = Phase::closing;

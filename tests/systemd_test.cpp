@@ -13,6 +13,7 @@
 
 #include <gtest/gtest.h>
 
+#include "admin_client.hpp"
 #include "echo_client.hpp"
 #include "shoald_process.hpp"
 
@@ -149,24 +150,6 @@ TEST(Probe, ExitsZeroForAHealthyDaemonAndOneOtherwise) {
   EXPECT_EQ(malformed.exit_code, 2) << malformed.output;
 }
 
-// GET `path` from the admin port: the status code and the body.
-std::pair<int, std::string> http_get(std::uint16_t port, const std::string& path) {
-  asio::io_context ioc;
-  auto s = connect_to(ioc, port, 2s);
-  const std::string req = "GET " + path + " HTTP/1.1\r\nHost: 127.0.0.1\r\nConnection: close\r\n\r\n";
-  if (!send_all(s, req.data(), req.size())) return {0, {}};
-  std::string reply;
-  char buf[4096];
-  for (;;) {
-    const ssize_t n = ::recv(s.native_handle(), buf, sizeof buf, 0);
-    if (n <= 0) break;
-    reply.append(buf, static_cast<std::size_t>(n));
-  }
-  if (reply.size() < 12) return {0, reply};
-  const std::size_t body = reply.find("\r\n\r\n");
-  return {std::stoi(reply.substr(9, 3)), body == std::string::npos ? "" : reply.substr(body + 4)};
-}
-
 // A shard thread blocked in a handler (shoald-faults blocks shard 1 for 4 s,
 // 1.5 s after start): /healthz names it, the watchdog pings stop while it is
 // stuck, and both recover once it answers again. The other shard keeps
@@ -182,20 +165,20 @@ TEST(Systemd, StuckShardFailsHealthzAndStarvesTheWatchdogUntilItRecovers) {
   ASSERT_TRUE(notify.wait_for("READY=1", 5s));
   const auto started = std::chrono::steady_clock::now();
   ASSERT_TRUE(notify.wait_for("WATCHDOG=1", 2s));
-  EXPECT_EQ(http_get(shoald.admin_port(), "/healthz").first, 200);
+  EXPECT_EQ(get(shoald.admin_port(), "/healthz").status, 200);
 
   // Stuck: /healthz turns 503 and names shard 1 (2 s without an answer).
   // The notifications are read meanwhile, as systemd would: an unread
   // datagram queue (10 deep) would block shoald's sd_notify.
-  std::pair<int, std::string> health;
+  HttpResponse health;
   while (std::chrono::steady_clock::now() - started < 6s) {
-    health = http_get(shoald.admin_port(), "/healthz");
-    if (health.first == 503) break;
+    health = get(shoald.admin_port(), "/healthz");
+    if (health.status == 503) break;
     notify.wait_for("(read everything queued)", 50ms);
   }
-  ASSERT_EQ(health.first, 503) << health.second;
-  EXPECT_NE(health.second.find("shard 1: event loop has not answered"), std::string::npos)
-      << health.second;
+  ASSERT_EQ(health.status, 503) << health.body;
+  EXPECT_NE(health.body.find("shard 1: event loop has not answered"), std::string::npos)
+      << health.body;
   EXPECT_TRUE(shoald.wait_for_output("withholding the systemd watchdog", 2s)) << shoald.output();
   // No ping for a whole second while it stays stuck (pings come every 0.2 s
   // when healthy); systemd would now kill and restart the service.
@@ -205,7 +188,7 @@ TEST(Systemd, StuckShardFailsHealthzAndStarvesTheWatchdogUntilItRecovers) {
   // Unblocked at 5.5 s: healthy again, pings again.
   ASSERT_TRUE(notify.wait_for("WATCHDOG=1", 5s));
   EXPECT_GE(std::chrono::steady_clock::now() - started, 5s);
-  EXPECT_EQ(http_get(shoald.admin_port(), "/healthz").first, 200);
+  EXPECT_EQ(get(shoald.admin_port(), "/healthz").status, 200);
   shoald.signal(SIGTERM);
   EXPECT_EQ(shoald.wait_exit(5s), 0) << shoald.output();
 }

@@ -18,6 +18,7 @@
 #include <cstdint>
 #include <fstream>
 #include <functional>
+#include <map>
 #include <memory>
 #include <optional>
 #include <regex>
@@ -32,6 +33,7 @@
 #include <openssl/ssl.h>
 #include <openssl/x509.h>
 
+#include "admin_client.hpp"
 #include "config.hpp"
 #include "echo_client.hpp"
 #include "shoald_process.hpp"
@@ -265,31 +267,15 @@ class TlsClient {
 
 // --- metrics ------------------------------------------------------------------------
 
-std::string http_get(std::uint16_t port, const std::string& target) {
-  asio::io_context ioc;
-  auto s = connect_to(ioc, port);
-  const std::string request = "GET " + target + " HTTP/1.1\r\nHost: x\r\nConnection: close\r\n\r\n";
-  send_all(s, request.data(), request.size());
-  std::string out;
-  char buf[16384];
-  ssize_t n;
-  while ((n = ::recv(s.native_handle(), buf, sizeof buf, 0)) > 0) out.append(buf, static_cast<std::size_t>(n));
-  return out;
-}
-
-// Sum of the samples of `name` whose label set contains every `labels` entry.
+// Sum of the samples of `name` whose labels include every `labels` entry
+// (written as they appear in the text: listener="tls").
 double metric(const std::string& text, const std::string& name, const std::vector<std::string>& labels) {
-  double sum = 0;
-  std::istringstream in(text);
-  std::string line;
-  while (std::getline(in, line)) {
-    if (line.rfind(name + "{", 0) != 0) continue;
-    bool ok = true;
-    for (const auto& l : labels)
-      if (line.find(l) == std::string::npos) ok = false;
-    if (ok) sum += std::stod(line.substr(line.rfind(' ') + 1));
+  std::map<std::string, std::string> match;
+  for (const auto& l : labels) {
+    const std::size_t eq = l.find('=');
+    match[l.substr(0, eq)] = l.substr(eq + 2, l.size() - eq - 3);  // drop the quotes
   }
-  return sum;
+  return value_of(text, name, match).value_or(0);
 }
 
 bool eventually(const std::function<bool()>& pred, std::chrono::milliseconds timeout) {
@@ -480,7 +466,7 @@ TEST(TlsEcho, SilentClientIsClosedAfterTheHandshakeTimeoutWhileOthersAreServed) 
   ASSERT_TRUE(send_all(stalled, partial_hello.data(), partial_hello.size()));
   EXPECT_TRUE(peer_closed(stalled));
 
-  const std::string body = http_get(shoald.admin_port(), "/metrics");
+  const std::string body = get(shoald.admin_port(), "/metrics").body;
   EXPECT_EQ(metric(body, "shoal_connections_rejected_total",
                    {"listener=\"tls\"", "reason=\"handshake_failed\""}),
             2)
@@ -517,7 +503,7 @@ TEST(TlsEcho, ClientThatIsNotTlsFailsTheHandshakeAndIsCounted) {
   std::string body;
   ASSERT_TRUE(eventually(
       [&] {
-        body = http_get(shoald.admin_port(), "/metrics");
+        body = get(shoald.admin_port(), "/metrics").body;
         return metric(body, "shoal_connections_active", {"listener=\"tls\""}) == 0;
       },
       5s))
