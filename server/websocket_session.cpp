@@ -862,6 +862,9 @@ class WebSocketSession final : public Connection,
   void account(CloseReason reason);
   void start_ws_close(std::uint16_t code, const char* why);
   void on_ws_closed(const error_code& ec);
+  // wss: writes bytes the session built itself (an error response, a close
+  // frame) through TLS, then finish_response_tls(deadline_ms).
+  void write_then_finish_tls(std::unique_ptr<std::string> bytes, std::int64_t deadline_ms);
   // After our last bytes (`ec`: how writing them went): the TCP half-close,
   // then linger.
   void half_close_and_linger(const error_code& ec, std::int64_t deadline_ms);
@@ -1233,19 +1236,8 @@ void WebSocketSession<Layer>::reject(unsigned status, std::string_view phrase, s
   partial_.reset();
   auto response = std::make_unique<std::string>(http_error(status, phrase, body, extra_headers));
   if constexpr (kTls) {
-    const std::int64_t deadline = deadline_ms_ != kNever ? deadline_ms_ : closing_deadline();
-    phase_ = Phase::closing;
-    const asio::const_buffer bytes(response->data(), response->size());
-    asio::async_write(ws_.next_layer().next_layer(), bytes,
-                      [self = shared_from_this(), r = std::move(response), deadline](
-                          const error_code& e, std::size_t) {
-                        if (self->phase_ == Phase::done) return;
-                        if (e) {
-                          self->hard_close();
-                          return;
-                        }
-                        self->finish_response_tls(deadline);
-                      });
+    write_then_finish_tls(std::move(response),
+                          deadline_ms_ != kNever ? deadline_ms_ : closing_deadline());
     return;
   }
   // Usually the kernel takes it all at once.
@@ -1274,6 +1266,23 @@ void WebSocketSession<Layer>::reject(unsigned status, std::string_view phrase, s
 // wss: after an error response or a close frame written by the session:
 // close_notify and the TCP half-close, then lingering to the peer's EOF, all
 // before `deadline_ms`.
+template <typename Layer>
+void WebSocketSession<Layer>::write_then_finish_tls(std::unique_ptr<std::string> bytes,
+                                                   std::int64_t deadline_ms) {
+  phase_ = Phase::closing;
+  const asio::const_buffer buffer(bytes->data(), bytes->size());
+  asio::async_write(ws_.next_layer().next_layer(), buffer,
+                    [self = shared_from_this(), b = std::move(bytes), deadline_ms](
+                        const error_code& e, std::size_t) {
+                      if (self->phase_ == Phase::done) return;
+                      if (e) {
+                        self->hard_close();
+                        return;
+                      }
+                      self->finish_response_tls(deadline_ms);
+                    });
+}
+
 template <typename Layer>
 void WebSocketSession<Layer>::finish_response_tls(std::int64_t deadline_ms) {
   phase_ = Phase::closing;
@@ -1505,23 +1514,13 @@ void WebSocketSession<Layer>::fail_connection(std::uint16_t code, const char* wh
       return;
     }
     count_close_code(code);
-    auto frame = std::make_unique<std::array<unsigned char, 4>>(std::array<unsigned char, 4>{
-        0x88, 0x02, static_cast<unsigned char>(code >> 8), static_cast<unsigned char>(code & 0xff)});
-    const asio::const_buffer bytes(frame->data(), frame->size());
-    phase_ = Phase::closing;
     const std::int64_t deadline = closing_deadline();
     deadline_ms_ = deadline;
     arm(deadline);
-    asio::async_write(ws_.next_layer().next_layer(), bytes,
-                      [self = shared_from_this(), f = std::move(frame), deadline](
-                          const error_code& e, std::size_t) {
-                        if (self->phase_ == Phase::done) return;
-                        if (e) {
-                          self->hard_close();
-                          return;
-                        }
-                        self->finish_response_tls(deadline);
-                      });
+    write_then_finish_tls(
+        std::make_unique<std::string>(std::initializer_list<char>{
+            '\x88', '\x02', static_cast<char>(code >> 8), static_cast<char>(code & 0xff)}),
+        deadline);
     return;
   }
   if (!writing_ && !ping_in_flight_ && !ws_.next_layer().flush() && ws_.next_layer().pending() == 0) {

@@ -85,6 +85,18 @@ std::string write_temp_file(const std::string& text, const std::string& suffix) 
   return path;
 }
 
+RunResult run_command(const std::string& command) {
+  RunResult r;
+  FILE* p = ::popen(("(" + command + ") 2>&1").c_str(), "r");
+  if (!p) return r;
+  char buf[4096];
+  std::size_t n;
+  while ((n = std::fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
+  const int status = ::pclose(p);
+  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
+  return r;
+}
+
 RunResult run_shoald(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
   int fd = -1;
   const pid_t pid = spawn(args, std::nullopt, fd);

@@ -27,6 +27,10 @@ struct RunResult {
 RunResult run_shoald(const std::vector<std::string>& args,
                      std::chrono::milliseconds timeout = std::chrono::seconds(20));
 
+// Runs a shell command line to its end; stdout and stderr together. Bound
+// it with timeout(1) in the command when it could hang.
+RunResult run_command(const std::string& command);
+
 // Writes `text` to a fresh temporary file and returns its path; removed at
 // process exit is not attempted (files live under the test's temp dir).
 std::string write_temp_file(const std::string& text, const std::string& suffix = ".yaml");

@@ -49,22 +49,8 @@ using Clock = std::chrono::steady_clock;
 
 // --- commands and throwaway certificates --------------------------------------
 
-struct CommandResult {
-  int exit_code = -1;
-  std::string output;  // stdout and stderr
-};
-
-CommandResult sh(const std::string& command) {
-  CommandResult r;
-  FILE* p = ::popen(("(" + command + ") 2>&1").c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
+using CommandResult = RunResult;
+CommandResult sh(const std::string& command) { return run_command(command); }
 
 class TempDir {
  public:

@@ -814,22 +814,8 @@ TEST(WebSocketDrain, SigtermSendsGoingAwayToOpenWebSocketsThenExits) {
 
 // --- an independent client: Debian's python3-websockets ---------------------------
 
-struct PythonRun {
-  int exit_code = -1;
-  std::string output;
-};
-
-PythonRun run_python_client(const std::string& args) {
-  const std::string cmd = "timeout 120 /usr/bin/python3 " SHOAL_SOURCE_DIR "/tests/ws/client.py " + args + " 2>&1";
-  PythonRun r;
-  FILE* p = ::popen(cmd.c_str(), "r");
-  if (!p) return r;
-  char buf[4096];
-  std::size_t n;
-  while ((n = fread(buf, 1, sizeof buf, p)) > 0) r.output.append(buf, n);
-  const int status = ::pclose(p);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
+RunResult run_python_client(const std::string& args) {
+  return run_command("timeout 120 /usr/bin/python3 " SHOAL_SOURCE_DIR "/tests/ws/client.py " + args);
 }
 
 TEST(WebSocketPython, DebianWebsocketsClientEchoesEverything) {
