@@ -500,6 +500,42 @@ TEST(TlsEcho, ClientThatIsNotTlsFailsTheHandshakeAndIsCounted) {
       << body;
 }
 
+// A TLS client that sends without pause and never reads: shoald stops
+// reading from it once its echo cannot be written, and the listener's
+// write_timeout closes it (no close_notify: it would not be read either)
+// while another client keeps its echoes.
+TEST(TlsEcho, ClientThatNeverReadsIsClosedByWriteTimeoutWhileOthersEcho) {
+  TempDir dir;
+  const CertFiles a = make_cert(dir, "a", "alpha");
+  ShoaldProcess shoald({.yaml = "shards: 2\n"
+                                "logging: {level: debug}\n"
+                                "listeners:\n"
+                                "  - name: tls\n"
+                                "    protocol: tcp-echo\n"
+                                "    address: 127.0.0.1\n"
+                                "    port: 0\n"
+                                "    write_timeout: 1s\n" +
+                                tls_map(a)});
+  TlsClient other(shoald.port("tls"), {.cafile = a.certificate});
+  ASSERT_FALSE(other.handshake());
+  TlsClient hog(shoald.port("tls"), {.cafile = a.certificate});
+  ASSERT_FALSE(hog.handshake());
+
+  const std::string chunk(256 * 1024, 'h');
+  const auto start = std::chrono::steady_clock::now();
+  bool refused = false;
+  while (std::chrono::steady_clock::now() - start < 10s) {
+    if (!hog.write(chunk)) {
+      refused = true;
+      break;
+    }
+  }
+  ASSERT_TRUE(refused) << "10 s of writes without reading were all taken";
+  EXPECT_TRUE(shoald.wait_for_output("closed (write_timeout)", 5s)) << shoald.output();
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 8s);
+  EXPECT_EQ(other.echo("still served"), "still served");
+}
+
 TEST(TlsEcho, MinVersion13RefusesATls12Client) {
   TempDir dir;
   const CertFiles a = make_cert(dir, "a", "alpha");
