@@ -106,14 +106,27 @@ TEST(Fault, ConnectCloseCyclesWithResetsGiveBackMemoryAndDescriptors) {
 }
 
 TEST(Fault, RandomBytesAtEveryPortOnlyCloseConnections) {
+  // A throwaway certificate for a TLS echo and a wss listener beside the
+  // plaintext ones.
+  const std::string cert = write_temp_file("", ".crt");
+  const std::string key = write_temp_file("", ".key");
+  const RunResult made = run_command(
+      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
+      "-subj /CN=localhost -keyout '" + key + "' -out '" + cert + "'");
+  ASSERT_EQ(made.exit_code, 0) << made.output;
+  const std::string tls = "     tls: {certificate: " + cert + ", private_key: " + key + "}}\n";
   std::string yaml = fault_config();
   yaml.replace(yaml.find("admin: {port: 0}"), std::string::npos,
-               "admin: {address: 127.0.0.1, port: " + std::to_string(free_loopback_port()) + "}\n");
+               "  - {name: tls, protocol: tcp-echo, address: 127.0.0.1, port: 0,\n" + tls +
+                   "  - {name: wss, protocol: websocket-echo, address: 127.0.0.1, port: 0,\n" + tls +
+                   "admin: {address: 127.0.0.1, port: " + std::to_string(free_loopback_port()) +
+                   "}\n");
   ShoaldProcess shoald({.yaml = yaml});
   asio::io_context ioc;
   std::mt19937 rng(20261126);
   const std::pair<const char*, std::uint16_t> ports[] = {
-      {"echo", shoald.port("echo")}, {"ws", shoald.port("ws")}, {"admin", shoald.admin_port()}};
+      {"echo", shoald.port("echo")}, {"ws", shoald.port("ws")}, {"tls", shoald.port("tls")},
+      {"wss", shoald.port("wss")},   {"admin", shoald.admin_port()}};
   for (const auto& [name, port] : ports) {
     for (int i = 0; i < 200; ++i) {
       auto s = connect_to(ioc, port, 2s);
