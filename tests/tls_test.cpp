@@ -836,6 +836,11 @@ std::uint64_t rss_bytes(pid_t pid) {
 // Idle TLS connections, after the handshake and one echo: the RSS they add
 // to shoald, per connection (printed; the README quotes it).
 TEST(TlsMemory, IdleConnectionCost) {
+#if defined(__SANITIZE_ADDRESS__) || defined(__SANITIZE_THREAD__)
+  // Shadow memory and quarantines multiply RSS (TSan measured 428 KB per
+  // TLS connection): the figure means nothing in a sanitizer build.
+  GTEST_SKIP() << "RSS per connection is not meaningful under a sanitizer";
+#endif
   TempDir dir;
   const CertFiles a = make_cert(dir, "a", "alpha");
   constexpr int kConnections = 1000;
