@@ -697,7 +697,7 @@ TEST(Wss, DeflateOverTls) {
   const CertFiles a = make_cert(dir, "a", "localhost");
   ShoaldProcess shoald({.yaml = tls_yaml(a, "", "",
                                          "    websocket:\n      permessage_deflate: {enabled: true}\n")});
-  const CommandResult r = sh("timeout 120 /usr/bin/python3 " SHOAL_SOURCE_DIR "/tests/ws/client.py wss://localhost:" +
+  const CommandResult r = sh("timeout 120 /usr/bin/python3 " SHOAL_SOURCE_DIR "/tests/ws/client.py wss://127.0.0.1:" +
                              std::to_string(shoald.port("wss")) + "/ --deflate --cafile '" + a.certificate + "'");
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_NE(r.output.find("ALL OK"), std::string::npos) << r.output;
