@@ -153,7 +153,7 @@ TEST(Probe, ExitsZeroForAHealthyDaemonAndOneOtherwise) {
   EXPECT_EQ(malformed.exit_code, 2) << malformed.output;
 }
 
-// A shard thread blocked in a handler (shoald-faults blocks shard 1 for 4 s,
+// A shard thread blocked in a handler (shoald-faults blocks shard 1 for 6 s,
 // 1.5 s after start): /healthz names it, the watchdog pings stop while it is
 // stuck, and both recover once it answers again. The other shard keeps
 // serving its connections meanwhile.
@@ -163,7 +163,7 @@ TEST(Systemd, StuckShardFailsHealthzAndStarvesTheWatchdogUntilItRecovers) {
                                 std::to_string(free_loopback_port()) + "}\n",
                         .env = {{"NOTIFY_SOCKET", notify.path()},
                                 {"WATCHDOG_USEC", "400000"},
-                                {"SHOAL_FAULT_BLOCK_SHARD", "1:1500:4000"}},
+                                {"SHOAL_FAULT_BLOCK_SHARD", "1:1500:6000"}},
                         .binary = SHOALD_FAULTS_PATH});
   ASSERT_TRUE(notify.wait_for("READY=1", 5s));
   const auto started = std::chrono::steady_clock::now();
@@ -188,9 +188,9 @@ TEST(Systemd, StuckShardFailsHealthzAndStarvesTheWatchdogUntilItRecovers) {
   notify.wait_for("(read everything queued)", 10ms);
   EXPECT_FALSE(notify.wait_for("WATCHDOG=1", 1s));
 
-  // Unblocked at 5.5 s: healthy again, pings again.
-  ASSERT_TRUE(notify.wait_for("WATCHDOG=1", 5s));
-  EXPECT_GE(std::chrono::steady_clock::now() - started, 5s);
+  // Unblocked at 7.5 s: healthy again, pings again.
+  ASSERT_TRUE(notify.wait_for("WATCHDOG=1", 7s));
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 7s);
   EXPECT_EQ(get(shoald.admin_port(), "/healthz").status, 200);
   shoald.signal(SIGTERM);
   EXPECT_EQ(shoald.wait_exit(5s), 0) << shoald.output();
