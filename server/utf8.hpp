@@ -1,11 +1,14 @@
 // UTF-8 validation (RFC 3629: no overlong forms, no surrogates, nothing
 // above U+10FFFF), for text that must be UTF-8: config strings that become
-// log fields and Prometheus labels, and what the fuzz targets check.
+// log fields and Prometheus labels, WebSocket text messages echoed without
+// Beast (ws_echo.cpp), and what the fuzz targets check.
 //
 // Thread safety: pure functions.
 #pragma once
 
 #include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <string_view>
 
 namespace shoal {
@@ -16,10 +19,25 @@ enum class Utf8 {
   invalid,
 };
 
-constexpr Utf8 check_utf8(std::string_view s) noexcept {
+// How far `s` is UTF-8: `status`, and `end`, where the valid part ends
+// (the start of the incomplete or invalid sequence; s.size() when valid).
+struct Utf8Scan {
+  Utf8 status;
+  std::size_t end;
+};
+
+inline Utf8Scan scan_utf8(const unsigned char* p, std::size_t n) noexcept {
   std::size_t i = 0;
-  while (i < s.size()) {
-    const auto c = static_cast<unsigned char>(s[i]);
+  while (i < n) {
+    // ASCII runs eight bytes at a time.
+    while (i + 8 <= n) {
+      std::uint64_t w;
+      std::memcpy(&w, p + i, 8);
+      if (w & 0x8080808080808080ull) break;
+      i += 8;
+    }
+    if (i >= n) break;
+    const unsigned char c = p[i];
     if (c < 0x80) {
       ++i;
       continue;
@@ -37,16 +55,20 @@ constexpr Utf8 check_utf8(std::string_view s) noexcept {
       if (c == 0xF0) lo = 0x90;  // overlong
       if (c == 0xF4) hi = 0x8F;  // above U+10FFFF
     } else {
-      return Utf8::invalid;
+      return {Utf8::invalid, i};
     }
     for (std::size_t k = 1; k <= need; ++k) {
-      if (i + k >= s.size()) return Utf8::incomplete;
-      const auto b = static_cast<unsigned char>(s[i + k]);
-      if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return Utf8::invalid;
+      if (i + k >= n) return {Utf8::incomplete, i};
+      const unsigned char b = p[i + k];
+      if (k == 1 ? (b < lo || b > hi) : (b & 0xC0) != 0x80) return {Utf8::invalid, i};
     }
     i += need + 1;
   }
-  return Utf8::valid;
+  return {Utf8::valid, n};
+}
+
+inline Utf8 check_utf8(std::string_view s) noexcept {
+  return scan_utf8(reinterpret_cast<const unsigned char*>(s.data()), s.size()).status;
 }
 
 }  // namespace shoal

@@ -2,6 +2,12 @@
 // echo of whole messages, keepalive, failing and closing.
 //
 // Decisions, each explained where it is made:
+// - Two echo paths. Plaintext listeners without permessage-deflate (the
+//   usual case) answer the upgrade themselves and echo with WsEchoEngine
+//   (ws_echo.hpp): one recv() into the shard's scratch buffer, every frame
+//   it brought parsed and echoed into one send(), nothing held while idle
+//   but the session and 136 bytes. Beast's stream (below) serves TLS and
+//   permessage-deflate, whose state it keeps.
 // - The upgrade request is read with MSG_PEEK and only its own bytes are
 //   taken from the socket, so the first frame sent in the same segment stays
 //   in the kernel for Beast (Beast's accept(buffers) would copy the request
@@ -35,6 +41,7 @@
 #include <cstring>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -54,8 +61,12 @@
 #include <boost/beast/http/rfc7230.hpp>
 #include <boost/beast/websocket/stream.hpp>
 #include <openssl/bio.h>
+#include <openssl/evp.h>
+#include <openssl/sha.h>
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
+
+#include "ws_echo.hpp"
 
 namespace shoal {
 namespace ws_detail {
@@ -804,15 +815,22 @@ class WebSocketSession final : public Connection,
   WebSocketSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
                    PerIpCounts::Entry* client, const WebSocketConfig& config,
                    LayerArgs&&... layer_args)
-      : Connection(shard, listener_index, client),
-        cfg_(&config),
-        ws_(std::move(socket), std::forward<LayerArgs>(layer_args)...),
-        timer_(shard.executor()) {}
+      : Connection(shard, listener_index, client), cfg_(&config), timer_(shard.executor()) {
+    if constexpr (!kTls) {
+      if (!config.permessage_deflate.enabled) {
+        raw_ = std::make_unique<RawEcho>(std::move(socket),
+                                         static_cast<std::uint64_t>(config.max_message_bytes));
+        return;
+      }
+    }
+    ws_.emplace(std::move(socket), std::forward<LayerArgs>(layer_args)...);
+  }
 
   void start();
   void close(CloseReason reason) override;
 
  private:
+  void configure_beast();
   enum class Phase : std::uint8_t {
     handshake,  // reading and answering the HTTP upgrade
     open,       // echoing
@@ -824,10 +842,14 @@ class WebSocketSession final : public Connection,
 
   tcp_socket& socket() noexcept {
     if constexpr (kTls) {
-      return ws_.next_layer().tcp();
+      return ws_->next_layer().tcp();
     } else {
-      return ws_.next_layer().next_layer();
+      return raw_ ? raw_->socket : ws_->next_layer().next_layer();
     }
+  }
+  // When the client last sent anything.
+  std::int64_t last_read_ms() const noexcept {
+    return raw_ ? raw_->last_read_ms : ws_->next_layer().last_read_ms;
   }
   ListenerStats& stats() noexcept { return shard_.slot(listener_index_).stats; }
   void count_close_code(std::uint16_t code) noexcept { stats().close_codes[close_code_slot(code)].add(); }
@@ -843,6 +865,8 @@ class WebSocketSession final : public Connection,
   void reject(unsigned status, std::string_view phrase, std::string_view body,
               std::string_view extra_headers = {}, RejectReason why = RejectReason::handshake_failed);
   void on_accepted(const error_code& ec);
+  // The 101 without Beast (see raw_), then the echo.
+  void accept_raw(std::string_view key, const std::string* subprotocol);
 
   // Echo.
   void park();
@@ -857,6 +881,23 @@ class WebSocketSession final : public Connection,
   void on_pong();
   // `in_beast_read`: called from inside a Beast read (its control callback).
   void fail_connection(std::uint16_t code, const char* why, bool in_beast_read = false);
+
+  // Echo without Beast (plaintext without deflate, once open): the client's
+  // bytes are read into the shard's scratch buffer, parsed by WsEchoEngine,
+  // and every echo of one read leaves in one send().
+  void raw_wait_read();
+  void raw_on_readable(const error_code& ec);
+  void raw_wait_write();
+  void raw_on_writable(const error_code& ec);
+  // Sends n bytes; what the kernel does not take waits in raw_->out. False:
+  // the connection ended (a send error).
+  bool raw_send(const unsigned char* bytes, std::size_t n);
+  // Sends what waits in raw_->out; false as raw_send.
+  bool raw_flush();
+  // After our close frame: once the kernel has taken every byte, the
+  // half-close and a linger (a failed connection) or the close (a finished
+  // closing handshake).
+  void raw_finish();
 
   // Endings.
   void account(CloseReason reason);
@@ -891,8 +932,27 @@ class WebSocketSession final : public Connection,
     }
   }
 
+  // Plaintext listeners without permessage-deflate do without Beast's
+  // stream (~2.3 KiB per connection with its buffers): the session reads
+  // the upgrade itself as for any listener, answers it (accept_raw), and the
+  // echo runs on WsEchoEngine (ws_echo.hpp). This is all such a connection
+  // holds besides the session: 136 bytes.
+  struct RawEcho {
+    RawEcho(tcp_socket&& s, std::uint64_t max_message_bytes)
+        : socket(std::move(s)), engine(max_message_bytes) {}
+    tcp_socket socket;
+    WsEchoEngine engine;
+    ByteBuffer in;   // the start of a frame that a read did not complete
+    ByteBuffer out;  // our frames the kernel has not taken yet
+    std::int64_t out_since_ms = 0;
+    std::int64_t last_read_ms = 0;
+    bool finishing = false;           // in raw_finish(): our last frame is out
+    bool linger_after_flush = false;  // raw_finish(): after a failure
+  };
+
   const WebSocketConfig* cfg_;
-  ws_stream<Layer> ws_;
+  std::optional<ws_stream<Layer>> ws_;  // TLS or deflate; else raw_
+  std::unique_ptr<RawEcho> raw_;
   beast::flat_buffer buffer_;  // the message being echoed; no memory while idle
   steady_timer timer_;
   std::unique_ptr<std::string> partial_;  // request bytes, when the request came in pieces
@@ -911,6 +971,35 @@ class WebSocketSession final : public Connection,
 
 // --- handshake ---------------------------------------------------------------
 
+// Beast's stream (TLS or permessage-deflate listeners).
+template <typename Layer>
+void WebSocketSession<Layer>::configure_beast() {
+  // Beast's buffers and limits, set deliberately:
+  // - read_message_max: larger messages fail with 1009 before any payload
+  //   is buffered (Beast checks the announced length of each frame).
+  // - auto_fragment off: an echo is one frame, written with one gathered
+  //   send, whatever the size; with it on Beast cuts frames at the write
+  //   buffer size (a system call per 4 KiB).
+  // - write_buffer_bytes: only used to compress (see kDeflateWriteBuffer).
+  // - Beast's read buffer is fixed (1,536 bytes, inside its stream); our
+  //   message buffer is a flat_buffer grown in kReadStep steps and released
+  //   whenever the connection goes idle.
+  ws_->read_message_max(static_cast<std::size_t>(cfg_->max_message_bytes));
+  ws_->auto_fragment(false);
+  ws_->write_buffer_bytes(kDeflateWriteBuffer);
+  if (cfg_->permessage_deflate.enabled) {
+    websocket::permessage_deflate pmd;
+    pmd.server_enable = true;
+    pmd.server_max_window_bits = cfg_->permessage_deflate.server_max_window_bits;
+    pmd.client_max_window_bits = cfg_->permessage_deflate.client_max_window_bits;
+    ws_->set_option(pmd);
+  }
+  // The callback lives in Beast's stream, which this session owns; it runs
+  // inside our own read operations.
+  ws_->control_callback(
+      [this](websocket::frame_type kind, beast::string_view) { on_control(kind); });
+}
+
 template <typename Layer>
 void WebSocketSession<Layer>::start() {
   error_code ec;
@@ -927,37 +1016,14 @@ void WebSocketSession<Layer>::start() {
                   socket().remote_endpoint(ignored).address().to_string());
   }
 
-  // Beast's buffers and limits, set deliberately:
-  // - read_message_max: larger messages fail with 1009 before any payload
-  //   is buffered (Beast checks the announced length of each frame).
-  // - auto_fragment off: an echo is one frame, written with one gathered
-  //   send, whatever the size; with it on Beast cuts frames at the write
-  //   buffer size (a system call per 4 KiB).
-  // - write_buffer_bytes: only used to compress (see kDeflateWriteBuffer).
-  // - Beast's read buffer is fixed (1,536 bytes, inside its stream); our
-  //   message buffer is a flat_buffer grown in kReadStep steps and released
-  //   whenever the connection goes idle.
-  ws_.read_message_max(static_cast<std::size_t>(cfg_->max_message_bytes));
-  ws_.auto_fragment(false);
-  ws_.write_buffer_bytes(kDeflateWriteBuffer);
-  if (cfg_->permessage_deflate.enabled) {
-    websocket::permessage_deflate pmd;
-    pmd.server_enable = true;
-    pmd.server_max_window_bits = cfg_->permessage_deflate.server_max_window_bits;
-    pmd.client_max_window_bits = cfg_->permessage_deflate.client_max_window_bits;
-    ws_.set_option(pmd);
-  }
-  // The callback lives in Beast's stream, which this session owns; it runs
-  // inside our own read operations.
-  ws_.control_callback(
-      [this](websocket::frame_type kind, beast::string_view) { on_control(kind); });
+  if (ws_) configure_beast();
 
   if (cfg_->handshake_timeout.count() > 0) {
     deadline_ms_ = Shard::now_ms() + cfg_->handshake_timeout.count();
     arm(deadline_ms_);
   }
   if constexpr (kTls) {
-    ws_.next_layer().next_layer().async_handshake(
+    ws_->next_layer().next_layer().async_handshake(
         ssl::stream_base::server,
         [self = shared_from_this()](const error_code& e) { self->on_tls_handshake(e); });
   } else {
@@ -972,7 +1038,7 @@ void WebSocketSession<Layer>::on_tls_handshake(const error_code& ec) {
   if (closed_ || phase_ != Phase::handshake) return;
   if (ec) {
     const bool sent_nothing =
-        BIO_number_read(SSL_get_rbio(ws_.next_layer().next_layer().native_handle())) == 0;
+        BIO_number_read(SSL_get_rbio(ws_->next_layer().next_layer().native_handle())) == 0;
     const bool reset = ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
                        ec == asio::error::connection_aborted;
     if (!(sent_nothing && (is_eof(ec) || reset))) {
@@ -999,7 +1065,7 @@ void WebSocketSession<Layer>::read_request_tls() {
   // One byte more than the limit tells "too large" from "exactly at it".
   const std::size_t want = std::min(limit + 1 - have, kTlsRequestRead);
   partial_->resize(have + want);
-  ws_.next_layer().next_layer().async_read_some(
+  ws_->next_layer().next_layer().async_read_some(
       asio::buffer(partial_->data() + have, want),
       [self = shared_from_this(), have](const error_code& ec, std::size_t n) {
         self->on_request_read_tls(ec, have, n);
@@ -1040,7 +1106,7 @@ void WebSocketSession<Layer>::on_request_read_tls(const error_code& ec, std::siz
     read_request_tls();
     return;
   }
-  if (end < partial_->size()) ws_.next_layer().set_prefix(partial_->substr(end));
+  if (end < partial_->size()) ws_->next_layer().set_prefix(partial_->substr(end));
   partial_->resize(end);
   const std::unique_ptr<std::string> request = std::move(partial_);
   handle_request(request->data(), request->size());
@@ -1204,6 +1270,11 @@ void WebSocketSession<Layer>::handle_request(const char* data, std::size_t size)
   }
   const std::string* subprotocol = choose_subprotocol(req, cfg_->subprotocols);
 
+  if (raw_) {
+    accept_raw(sv(req[http::field::sec_websocket_key]), subprotocol);
+    return;
+  }
+
   // Beast's accept() answers 400 to anything but HTTP/1.1; RFC 6455 asks
   // for 1.1 or higher, so a later version is answered as 1.1.
   if (req.version() > 11) req.version(11);
@@ -1218,13 +1289,13 @@ void WebSocketSession<Layer>::handle_request(const char* data, std::size_t size)
   req.set(http::field::upgrade, "websocket");
   req.erase(http::field::expect);
   // The decorator is stored inline in Beast's stream (one pointer captured).
-  ws_.set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
+  ws_->set_option(websocket::stream_base::decorator([subprotocol](websocket::response_type& res) {
     res.set(http::field::server, "shoal");
     if (subprotocol) res.set(http::field::sec_websocket_protocol, *subprotocol);
   }));
   // Beast builds the 101 from `req` before async_accept returns, so the
   // parser may go out of scope; the handshake deadline still covers the write.
-  ws_.async_accept(req, [self = shared_from_this()](const error_code& e) { self->on_accepted(e); });
+  ws_->async_accept(req, [self = shared_from_this()](const error_code& e) { self->on_accepted(e); });
 }
 
 template <typename Layer>
@@ -1271,7 +1342,7 @@ void WebSocketSession<Layer>::write_then_finish_tls(std::unique_ptr<std::string>
                                                    std::int64_t deadline_ms) {
   phase_ = Phase::closing;
   const asio::const_buffer buffer(bytes->data(), bytes->size());
-  asio::async_write(ws_.next_layer().next_layer(), buffer,
+  asio::async_write(ws_->next_layer().next_layer(), buffer,
                     [self = shared_from_this(), b = std::move(bytes), deadline_ms](
                         const error_code& e, std::size_t) {
                       if (self->phase_ == Phase::done) return;
@@ -1288,7 +1359,7 @@ void WebSocketSession<Layer>::finish_response_tls(std::int64_t deadline_ms) {
   phase_ = Phase::closing;
   deadline_ms_ = deadline_ms;
   if (deadline_ms != kNever) arm(deadline_ms);
-  ws_.next_layer().async_close_notify([self = shared_from_this(), deadline_ms](const error_code& e) {
+  ws_->next_layer().async_close_notify([self = shared_from_this(), deadline_ms](const error_code& e) {
     self->half_close_and_linger(e, deadline_ms);
   });
 }
@@ -1304,7 +1375,7 @@ void WebSocketSession<Layer>::on_accepted(const error_code& ec) {
   phase_ = Phase::open;
   deadline_ms_ = kNever;
   const std::int64_t now = Shard::now_ms();
-  ws_.next_layer().last_read_ms = now;
+  ws_->next_layer().last_read_ms = now;
   log_debug("conn {}: websocket open", id_string());
   touch();
   schedule_open_deadlines(now);
@@ -1318,7 +1389,7 @@ void WebSocketSession<Layer>::on_accepted(const error_code& ec) {
 // would wait for the next bytes from the client.
 template <typename Layer>
 void WebSocketSession<Layer>::park() {
-  auto& layer = ws_.next_layer();
+  auto& layer = ws_->next_layer();
   if (const error_code ec = layer.flush()) {
     end_with_error(ec, "write");
     return;
@@ -1347,7 +1418,7 @@ void WebSocketSession<Layer>::on_readable(const error_code& ec) {
     end_with_error(ec, "wait");
     return;
   }
-  ws_.next_layer().last_read_ms = Shard::now_ms();
+  ws_->next_layer().last_read_ms = Shard::now_ms();
   // The answer to our keepalive ping is taken here, so that a live idle
   // connection stays parked instead of holding a Beast read until its next
   // message.
@@ -1375,7 +1446,7 @@ bool WebSocketSession<Layer>::take_pong() {
 
 template <typename Layer>
 void WebSocketSession<Layer>::do_read() {
-  ws_.async_read_some(buffer_, kReadStep,
+  ws_->async_read_some(buffer_, kReadStep,
                       [self = shared_from_this()](const error_code& ec, std::size_t n) {
                         self->on_read(ec, n);
                       });
@@ -1388,11 +1459,11 @@ void WebSocketSession<Layer>::on_read(const error_code& ec, std::size_t) {
     on_read_failed(ec);
     return;
   }
-  if (!ws_.is_message_done()) {
+  if (!ws_->is_message_done()) {
     do_read();
     return;
   }
-  if (ws_.got_text() && ends_inside_utf8_sequence(static_cast<const unsigned char*>(buffer_.data().data()),
+  if (ws_->got_text() && ends_inside_utf8_sequence(static_cast<const unsigned char*>(buffer_.data().data()),
                                                    buffer_.size())) {
     fail_connection(1007, "text message ends inside a UTF-8 sequence");
     return;
@@ -1407,13 +1478,13 @@ void WebSocketSession<Layer>::on_read(const error_code& ec, std::size_t) {
   writing_ = true;
   write_started_ms_ = now;
   if (cfg_->write_timeout.count() > 0) arm(now + cfg_->write_timeout.count());
-  ws_.text(ws_.got_text());
+  ws_->text(ws_->got_text());
   // Gathered only when more of the client's bytes are already in Beast's
   // buffer: the echo of the last one goes out with the gathered ones (or
   // alone, with no copy, as for one message in flight).
-  const auto& t = ws_.next_layer().tracker;
-  ws_.next_layer().gather(!(t.at_message_end() && t.messages_ended() == messages_read_));
-  ws_.async_write(buffer_.data(), [self = shared_from_this()](const error_code& e, std::size_t n) {
+  const auto& t = ws_->next_layer().tracker;
+  ws_->next_layer().gather(!(t.at_message_end() && t.messages_ended() == messages_read_));
+  ws_->async_write(buffer_.data(), [self = shared_from_this()](const error_code& e, std::size_t n) {
     self->on_write(e, n);
   });
 }
@@ -1421,7 +1492,7 @@ void WebSocketSession<Layer>::on_read(const error_code& ec, std::size_t) {
 template <typename Layer>
 void WebSocketSession<Layer>::on_write(const error_code& ec, std::size_t n) {
   writing_ = false;
-  ws_.next_layer().gather(false);
+  ws_->next_layer().gather(false);
   if (closed_) return;
   if (ec) {
     end_with_error(ec, "write");
@@ -1432,7 +1503,7 @@ void WebSocketSession<Layer>::on_write(const error_code& ec, std::size_t n) {
   s.bytes_sent.add(n);
   touch();
   buffer_.consume(buffer_.size());
-  const auto& t = ws_.next_layer().tracker;
+  const auto& t = ws_->next_layer().tracker;
   if (t.at_message_end() && t.messages_ended() == messages_read_) {
     park();
   } else {
@@ -1478,7 +1549,7 @@ void WebSocketSession<Layer>::on_control(websocket::frame_type kind) {
     case websocket::frame_type::close: {
       if (close_code_seen_) break;
       close_code_seen_ = true;
-      const std::uint16_t code = ws_.reason().code;
+      const std::uint16_t code = ws_->reason().code;
       count_close_code(code == websocket::close_code::none ? kNoStatus : code);
       // Beast 1.81 takes any code from 3000 up as valid; RFC 6455 §7.4
       // defines none above 4999, so such a close fails the connection.
@@ -1523,7 +1594,7 @@ void WebSocketSession<Layer>::fail_connection(std::uint16_t code, const char* wh
         deadline);
     return;
   }
-  if (!writing_ && !ping_in_flight_ && !ws_.next_layer().flush() && ws_.next_layer().pending() == 0) {
+  if (!writing_ && !ping_in_flight_ && !ws_->next_layer().flush() && ws_->next_layer().pending() == 0) {
     const unsigned char close_frame[4] = {0x88, 0x02, static_cast<unsigned char>(code >> 8),
                                           static_cast<unsigned char>(code & 0xff)};
     error_code ec;
@@ -1550,14 +1621,325 @@ void WebSocketSession<Layer>::on_pong() {
 template <typename Layer>
 void WebSocketSession<Layer>::send_ping() {
   ping_sent_ms_ = Shard::now_ms();
+  if (raw_) {
+    // Nothing is added behind echoes a client has not taken: pong_timeout
+    // or write_timeout ends such a connection.
+    if (raw_->out.empty()) {
+      static constexpr unsigned char kPingFrame[2] = {0x89, 0x00};
+      raw_send(kPingFrame, sizeof kPingFrame);
+    }
+    return;
+  }
   if (ping_in_flight_) return;
   ping_in_flight_ = true;
   // Beast serialises the ping after a write in flight; nothing else is sent
   // while a client does not read, and pong_timeout then ends it.
-  ws_.async_ping({}, [self = shared_from_this()](const error_code& ec) {
+  ws_->async_ping({}, [self = shared_from_this()](const error_code& ec) {
     self->ping_in_flight_ = false;
     if (ec && ec != asio::error::operation_aborted && !self->closed_) self->end_with_error(ec, "ping");
   });
+}
+
+// --- echo without Beast ------------------------------------------------------
+
+// The shard's buffer for the frames one read produces; whatever the kernel
+// does not take is copied to the connection's own RawEcho::out.
+ByteBuffer& echo_out() {
+  thread_local ByteBuffer out;
+  return out;
+}
+
+// A frame cut by the end of a read stays in RawEcho::in. Up to this size it
+// goes back into the shard's scratch buffer for the next read; a larger one
+// (a big message) grows in place, by kReadStep per read.
+constexpr std::size_t kCarryInScratch = 16 * 1024;
+// Reads per readiness event, so that one busy client cannot hold the shard.
+constexpr int kReadsPerWakeup = 4;
+
+// RFC 6455 §4.2.2: the 101 with Sec-WebSocket-Accept, the base64 of the
+// SHA-1 of the key and the protocol's GUID (OpenSSL computes both). It goes
+// out with a direct send; what the kernel does not take waits like an echo.
+template <typename Layer>
+void WebSocketSession<Layer>::accept_raw(std::string_view key, const std::string* subprotocol) {
+  static constexpr std::string_view kGuid = "258EAFA5-E914-47DA-95CA-C5AB0DC85B11";
+  unsigned char keyed[64];  // a valid key is 24 characters
+  std::memcpy(keyed, key.data(), key.size());
+  std::memcpy(keyed + key.size(), kGuid.data(), kGuid.size());
+  unsigned char digest[SHA_DIGEST_LENGTH];
+  SHA1(keyed, key.size() + kGuid.size(), digest);
+  char accept[32];  // 28 characters and a NUL
+  EVP_EncodeBlock(reinterpret_cast<unsigned char*>(accept), digest, SHA_DIGEST_LENGTH);
+
+  std::string response;
+  response.reserve(192);
+  response += "HTTP/1.1 101 Switching Protocols\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
+              "Sec-WebSocket-Accept: ";
+  response += accept;
+  response += "\r\nServer: shoal\r\n";
+  if (subprotocol) {
+    response += "Sec-WebSocket-Protocol: ";
+    response += *subprotocol;
+    response += "\r\n";
+  }
+  response += "\r\n";
+
+  phase_ = Phase::open;
+  deadline_ms_ = kNever;
+  const std::int64_t now = Shard::now_ms();
+  raw_->last_read_ms = now;
+  log_debug("conn {}: websocket open", id_string());
+  touch();
+  if (!raw_send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
+  schedule_open_deadlines(now);
+  if (raw_->out.empty()) {
+    raw_wait_read();
+  } else {
+    raw_wait_write();
+  }
+}
+
+template <typename Layer>
+void WebSocketSession<Layer>::raw_wait_read() {
+  raw_->socket.async_wait(asio::socket_base::wait_read,
+                          [self = shared_from_this()](const error_code& ec) { self->raw_on_readable(ec); });
+}
+
+template <typename Layer>
+void WebSocketSession<Layer>::raw_wait_write() {
+  raw_->socket.async_wait(asio::socket_base::wait_write,
+                          [self = shared_from_this()](const error_code& ec) { self->raw_on_writable(ec); });
+}
+
+template <typename Layer>
+void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
+  if (phase_ == Phase::done) return;
+  if (wait_ec) {
+    end_with_error(wait_ec, "wait");
+    return;
+  }
+  RawEcho& x = *raw_;
+  if (!x.out.empty()) {  // a ping or close frame still waits for the kernel
+    raw_wait_write();
+    return;
+  }
+  const int fd = x.socket.native_handle();
+  unsigned char* const scratch = reinterpret_cast<unsigned char*>(shard_.scratch());
+  ByteBuffer& out = echo_out();
+  out.clear();
+  WsEchoResult seen;
+  error_code read_error;
+  bool eof = false;
+  for (int round = 0; round < kReadsPerWakeup; ++round) {
+    const bool in_scratch = x.in.size() <= kCarryInScratch;
+    std::size_t have = 0;
+    unsigned char* buf;
+    std::size_t room;
+    if (in_scratch) {
+      have = x.in.size();
+      if (have != 0) std::memcpy(scratch, x.in.data(), have);
+      x.in.clear();
+      buf = scratch + have;
+      room = Shard::scratch_size - have;
+    } else {
+      buf = x.in.prepare(kReadStep);
+      room = kReadStep;
+    }
+    const ssize_t got = ::recv(fd, buf, room, MSG_DONTWAIT);
+    if (got <= 0) {
+      if (in_scratch && have != 0) x.in.append(scratch, have);  // put back
+      if (got == 0) {
+        eof = true;
+      } else if (errno == EINTR) {
+        continue;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
+        read_error = error_code(errno, boost::system::system_category());
+      }
+      break;
+    }
+    x.last_read_ms = Shard::now_ms();
+    unsigned char* data;
+    std::size_t n;
+    if (in_scratch) {
+      data = scratch;
+      n = have + static_cast<std::size_t>(got);
+    } else {
+      x.in.commit(static_cast<std::size_t>(got));
+      data = x.in.data();
+      n = x.in.size();
+    }
+    const WsEchoResult r = x.engine.feed(data, n, out);
+    seen.messages += r.messages;
+    seen.message_bytes += r.message_bytes;
+    seen.ping = seen.ping || r.ping;
+    seen.pong = seen.pong || r.pong;
+    if (r.end != WsEchoResult::End::none) {
+      seen.end = r.end;
+      seen.code = r.code;
+      seen.why = r.why;
+      x.in.release();
+      break;
+    }
+    if (in_scratch) {
+      if (r.consumed < n) x.in.append(data + r.consumed, n - r.consumed);
+    } else {
+      x.in.consume(r.consumed);
+    }
+    if (static_cast<std::size_t>(got) < room) break;  // the kernel had no more
+  }
+
+  if (seen.messages != 0) {
+    ListenerStats& st = stats();
+    st.messages_received.add(seen.messages);
+    st.bytes_received.add(seen.message_bytes);
+    st.messages_sent.add(seen.messages);
+    st.bytes_sent.add(seen.message_bytes);
+  }
+  if (phase_ == Phase::open && (seen.messages != 0 || seen.ping)) touch();
+  if (seen.pong) on_pong();
+  if (!out.empty()) {
+    if (!raw_send(out.data(), out.size())) return;
+    out.clear();
+  }
+  if (out.capacity() > 4 * kReadStep) out.release();  // after a large message
+
+  switch (seen.end) {
+    case WsEchoResult::End::peer_close:
+      if (!close_code_seen_) {
+        close_code_seen_ = true;
+        count_close_code(seen.code);
+      }
+      if (phase_ == Phase::open) {
+        // Our answer, with the same code, is in the kernel (or waits).
+        count_close_code(seen.code == kNoStatus ? 1000 : seen.code);
+        account(CloseReason::peer_closed);
+        phase_ = Phase::closing;
+        deadline_ms_ = closing_deadline();
+        arm(deadline_ms_);
+      }
+      x.finishing = true;
+      x.linger_after_flush = false;
+      raw_finish();
+      return;
+    case WsEchoResult::End::fail:
+      if (phase_ != Phase::open) {  // a broken close handshake
+        hard_close();
+        return;
+      }
+      log_debug("conn {}: failed with close {}: {}", id_string(), seen.code, seen.why);
+      count_close_code(seen.code);
+      account(CloseReason::protocol_error);
+      phase_ = Phase::closing;
+      deadline_ms_ = closing_deadline();
+      arm(deadline_ms_);
+      x.finishing = true;
+      x.linger_after_flush = true;
+      raw_finish();
+      return;
+    case WsEchoResult::End::none:
+      break;
+  }
+  if (read_error) {
+    end_with_error(read_error, "read");
+    return;
+  }
+  if (eof) {
+    end_with_error(asio::error::eof, "read");
+    return;
+  }
+  if (!x.out.empty()) {
+    // The client is slow to take its echoes: nothing more is read until
+    // it has (write_timeout bounds the wait).
+    if (phase_ == Phase::open) schedule_open_deadlines(Shard::now_ms());
+    raw_wait_write();
+    return;
+  }
+  if (x.in.empty() && x.in.capacity() != 0) x.in.release();
+  raw_wait_read();
+}
+
+template <typename Layer>
+bool WebSocketSession<Layer>::raw_send(const unsigned char* bytes, std::size_t n) {
+  RawEcho& x = *raw_;
+  if (!x.out.empty()) {  // behind what already waits
+    x.out.append(bytes, n);
+    return true;
+  }
+  std::size_t sent = 0;
+  while (sent < n) {
+    const ssize_t r = ::send(x.socket.native_handle(), bytes + sent, n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r > 0) {
+      sent += static_cast<std::size_t>(r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    end_with_error(error_code(r < 0 ? errno : EPIPE, boost::system::system_category()), "write");
+    return false;
+  }
+  if (sent < n) {
+    x.out_since_ms = Shard::now_ms();
+    x.out.append(bytes + sent, n - sent);
+  }
+  return true;
+}
+
+template <typename Layer>
+bool WebSocketSession<Layer>::raw_flush() {
+  RawEcho& x = *raw_;
+  std::size_t sent = 0;
+  while (sent < x.out.size()) {
+    const ssize_t r = ::send(x.socket.native_handle(), x.out.data() + sent, x.out.size() - sent,
+                             MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (r > 0) {
+      sent += static_cast<std::size_t>(r);
+      continue;
+    }
+    if (r < 0 && errno == EINTR) continue;
+    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
+    end_with_error(error_code(r < 0 ? errno : EPIPE, boost::system::system_category()), "write");
+    return false;
+  }
+  x.out.consume(sent);
+  if (x.out.empty()) x.out.release();
+  return true;
+}
+
+template <typename Layer>
+void WebSocketSession<Layer>::raw_on_writable(const error_code& ec) {
+  if (phase_ == Phase::done) return;
+  if (ec) {
+    end_with_error(ec, "write");
+    return;
+  }
+  if (!raw_flush()) return;
+  if (!raw_->out.empty()) {
+    raw_wait_write();
+    return;
+  }
+  if (raw_->finishing) {
+    raw_finish();
+    return;
+  }
+  if (phase_ == Phase::open) {
+    touch();  // the client took its echoes
+    schedule_open_deadlines(Shard::now_ms());
+  }
+  raw_on_readable({});  // what came meanwhile, or a wait for more
+}
+
+template <typename Layer>
+void WebSocketSession<Layer>::raw_finish() {
+  if (!raw_->out.empty()) {
+    raw_wait_write();  // raw_on_writable comes back here
+    return;
+  }
+  if (raw_->linger_after_flush) {
+    error_code ignored;
+    raw_->socket.shutdown(asio::socket_base::shutdown_send, ignored);
+    linger(deadline_ms_);
+    return;
+  }
+  hard_close();  // both close frames exchanged (RFC 6455 §7.1.1)
 }
 
 // --- endings -----------------------------------------------------------------
@@ -1576,7 +1958,8 @@ template <typename Layer>
 void WebSocketSession<Layer>::close(CloseReason reason) {
   if (closed_) return;
   account(reason);
-  if (phase_ == Phase::open && !writing_ &&
+  const bool writing = raw_ ? !raw_->out.empty() : writing_;
+  if (phase_ == Phase::open && !writing &&
       (reason == CloseReason::drain || reason == CloseReason::idle_timeout)) {
     start_ws_close(websocket::close_code::going_away,
                    reason == CloseReason::drain ? "going away" : "idle timeout");
@@ -1591,7 +1974,19 @@ void WebSocketSession<Layer>::start_ws_close(std::uint16_t code, const char* why
   deadline_ms_ = closing_deadline();
   arm(deadline_ms_);
   count_close_code(code);
-  ws_.async_close(websocket::close_reason(static_cast<websocket::close_code>(code), why),
+  if (raw_) {
+    // Then the client's close is awaited by the read in progress (the
+    // engine now drops data frames), bounded by the deadline.
+    raw_->engine.closing();
+    const std::size_t n = std::min<std::size_t>(std::strlen(why), 123);
+    unsigned char frame[4 + 123] = {0x88, static_cast<unsigned char>(2 + n),
+                                    static_cast<unsigned char>(code >> 8),
+                                    static_cast<unsigned char>(code & 0xff)};
+    std::memcpy(frame + 4, why, n);
+    raw_send(frame, 4 + n);
+    return;
+  }
+  ws_->async_close(websocket::close_reason(static_cast<websocket::close_code>(code), why),
                   [self = shared_from_this()](const error_code& ec) { self->on_ws_closed(ec); });
 }
 
@@ -1604,7 +1999,7 @@ void WebSocketSession<Layer>::on_ws_closed(const error_code& ec) {
   }
   if (!close_code_seen_) {
     close_code_seen_ = true;
-    const std::uint16_t code = ws_.reason().code;
+    const std::uint16_t code = ws_->reason().code;
     count_close_code(code == websocket::close_code::none ? kNoStatus : code);
   }
   hard_close();  // both close frames exchanged (see on_read_failed)
@@ -1750,7 +2145,7 @@ void WebSocketSession<Layer>::on_timer(const error_code& ec) {
   }
   const std::int64_t ping_interval = cfg_->ping_interval.count();
   if (ping_interval > 0) {
-    const std::int64_t last = ws_.next_layer().last_read_ms;
+    const std::int64_t last = last_read_ms();
     if (ping_sent_ms_ != 0 && last > ping_sent_ms_) ping_sent_ms_ = 0;  // the peer spoke
     if (ping_sent_ms_ != 0) {
       if (now - ping_sent_ms_ >= cfg_->pong_timeout.count()) {
@@ -1769,7 +2164,8 @@ void WebSocketSession<Layer>::on_timer(const error_code& ec) {
 template <typename Layer>
 std::int64_t WebSocketSession<Layer>::write_since() const noexcept {
   std::int64_t since = writing_ ? write_started_ms_ : kNever;
-  const auto& layer = ws_.next_layer();
+  if (raw_) return raw_->out.empty() ? since : std::min(since, raw_->out_since_ms);
+  const auto& layer = ws_->next_layer();
   if (layer.pending() != 0) since = std::min(since, layer.pending_since_ms());
   return since;
 }
@@ -1783,7 +2179,7 @@ void WebSocketSession<Layer>::schedule_open_deadlines(std::int64_t now) {
   if (ping_interval > 0) {
     const std::int64_t keepalive = ping_sent_ms_ != 0
                                        ? ping_sent_ms_ + cfg_->pong_timeout.count()
-                                       : ws_.next_layer().last_read_ms + ping_interval;
+                                       : last_read_ms() + ping_interval;
     next = std::min(next, keepalive);
   }
   if (next != kNever) arm(std::max(next, now));
