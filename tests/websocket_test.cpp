@@ -25,6 +25,7 @@
 #include <string>
 #include <string_view>
 #include <thread>
+#include <tuple>
 #include <utility>
 #include <vector>
 
@@ -396,23 +397,39 @@ std::vector<FailureCase> failure_cases() {
   };
 }
 
-class WebSocketFailure : public ::testing::TestWithParam<FailureCase> {
+// Each case runs against both WebSocket engines: shoal's own (a plaintext
+// listener without permessage-deflate) and Beast's stream (the same listener
+// with permessage-deflate on, which these clients do not negotiate).
+struct Engine {
+  const char* name;
+  const char* websocket_yaml;
+};
+void PrintTo(const Engine& e, std::ostream* os) { *os << e.name; }
+const Engine kEngines[] = {
+    {"own", "      max_message_bytes: 1024\n"},
+    {"beast", "      max_message_bytes: 1024\n      permessage_deflate:\n        enabled: true\n"},
+};
+
+class WebSocketFailure : public ::testing::TestWithParam<std::tuple<Engine, FailureCase>> {
  protected:
   static void SetUpTestSuite() {
-    shoald_ = new ShoaldProcess({.yaml = ws_yaml({.websocket = "      max_message_bytes: 1024\n"})});
+    for (std::size_t i = 0; i < std::size(kEngines); ++i)
+      shoald_[i] = new ShoaldProcess({.yaml = ws_yaml({.websocket = kEngines[i].websocket_yaml})});
   }
   static void TearDownTestSuite() {
-    delete shoald_;
-    shoald_ = nullptr;
+    for (auto*& s : shoald_) {
+      delete s;
+      s = nullptr;
+    }
   }
-  static ShoaldProcess* shoald_;
+  static ShoaldProcess* shoald_[2];
 };
-ShoaldProcess* WebSocketFailure::shoald_ = nullptr;
+ShoaldProcess* WebSocketFailure::shoald_[2] = {nullptr, nullptr};
 
 TEST_P(WebSocketFailure, GetsItsCloseCodeAndOnlyThatConnectionEnds) {
-  const FailureCase& fc = GetParam();
+  const auto& [engine, fc] = GetParam();
   asio::io_context ioc;
-  const auto port = shoald_->port("ws");
+  const auto port = shoald_[engine.name == std::string_view("own") ? 0 : 1]->port("ws");
   auto bystander = open_raw(ioc, port);
   ASSERT_EQ(bystander->echo("before"), "before");
 
@@ -427,8 +444,12 @@ TEST_P(WebSocketFailure, GetsItsCloseCodeAndOnlyThatConnectionEnds) {
   EXPECT_EQ(fresh->echo("new connection"), "new connection");
 }
 
-INSTANTIATE_TEST_SUITE_P(Rfc6455, WebSocketFailure, ::testing::ValuesIn(failure_cases()),
-                         [](const auto& param_info) { return std::string(param_info.param.name); });
+INSTANTIATE_TEST_SUITE_P(Rfc6455, WebSocketFailure,
+                         ::testing::Combine(::testing::ValuesIn(kEngines), ::testing::ValuesIn(failure_cases())),
+                         [](const auto& param_info) {
+                           return std::string(std::get<0>(param_info.param).name) + "_" +
+                                  std::get<1>(param_info.param).name;
+                         });
 
 TEST(WebSocketFrames, ValidUtf8SplitAcrossFragmentsAndMaxSizeMessageAreEchoed) {
   ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      max_message_bytes: 1024\n"})});
