@@ -6,7 +6,7 @@
 //   usual case) answer the upgrade themselves and echo with WsEchoEngine
 //   (ws_echo.hpp): one recv() into the shard's scratch buffer, every frame
 //   it brought parsed and echoed into one send(), nothing held while idle
-//   but the session and 136 bytes. Beast's stream (below) serves TLS and
+//   but the session and 160 bytes. Beast's stream (below) serves TLS and
 //   permessage-deflate, whose state it keeps.
 // - The upgrade request is read with MSG_PEEK and only its own bytes are
 //   taken from the socket, so the first frame sent in the same segment stays
@@ -671,6 +671,10 @@ constexpr std::size_t kTlsRequestRead = 4096;
 // Bound on a closing handshake or linger when handshake_timeout is 0.
 constexpr std::int64_t kFallbackClosingMs = 10'000;
 
+// Keepalive deadlines are rounded up to this many milliseconds (see
+// schedule_open_deadlines).
+constexpr std::int64_t kKeepaliveGridMs = 10;
+
 constexpr std::uint16_t kNoStatus = 1005;  // close frame without a code
 constexpr std::uint16_t kAbnormal = 1006;  // TCP ended without a close frame
 
@@ -936,7 +940,7 @@ class WebSocketSession final : public Connection,
   // stream (~2.3 KiB per connection with its buffers): the session reads
   // the upgrade itself as for any listener, answers it (accept_raw), and the
   // echo runs on WsEchoEngine (ws_echo.hpp). This is all such a connection
-  // holds besides the session: 136 bytes.
+  // holds besides the session: 160 bytes.
   struct RawEcho {
     RawEcho(tcp_socket&& s, std::uint64_t max_message_bytes)
         : socket(std::move(s)), engine(max_message_bytes) {}
@@ -2103,15 +2107,20 @@ void WebSocketSession<Layer>::arm(std::int64_t at_ms) {
   if (phase_ == Phase::done || at_ms == kNever) return;
   if (timer_at_ms_ != 0 && timer_at_ms_ <= at_ms) return;
   timer_at_ms_ = at_ms;
-  timer_.expires_after(std::chrono::milliseconds(std::max<std::int64_t>(0, at_ms - Shard::now_ms())));
+  // Absolute: Shard::now_ms() and steady_clock count from the same origin
+  // (CLOCK_MONOTONIC), so sessions that arm the same millisecond share one
+  // expiry, and the reactor runs them all from one wakeup.
+  timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::milliseconds(at_ms)));
   timer_.async_wait([self = shared_from_this()](const error_code& ec) { self->on_timer(ec); });
 }
 
 template <typename Layer>
 void WebSocketSession<Layer>::on_timer(const error_code& ec) {
   if (ec) return;  // re-armed or closed
+  // The timer fired at its expiry by CLOCK_MONOTONIC, which the coarse clock
+  // of now_ms() may still trail by a tick: what was due is due.
+  const std::int64_t now = std::max(Shard::now_ms(), timer_at_ms_);
   timer_at_ms_ = 0;
-  const std::int64_t now = Shard::now_ms();
   switch (phase_) {
     case Phase::done:
       return;
@@ -2180,7 +2189,11 @@ void WebSocketSession<Layer>::schedule_open_deadlines(std::int64_t now) {
     const std::int64_t keepalive = ping_sent_ms_ != 0
                                        ? ping_sent_ms_ + cfg_->pong_timeout.count()
                                        : last_read_ms() + ping_interval;
-    next = std::min(next, keepalive);
+    // On a kKeepaliveGridMs grid: connections that went quiet in the same
+    // few milliseconds (all those a load balancer opened at once) are
+    // pinged, and their pongs checked, from one timer wakeup instead of one
+    // each.
+    next = std::min(next, (keepalive + kKeepaliveGridMs - 1) / kKeepaliveGridMs * kKeepaliveGridMs);
   }
   if (next != kNever) arm(std::max(next, now));
 }
