@@ -898,10 +898,11 @@ class WebSocketSession final : public Connection,
   bool raw_send(const unsigned char* bytes, std::size_t n);
   // Sends what waits in raw_->out; false as raw_send.
   bool raw_flush();
-  // After our close frame: once the kernel has taken every byte, the
-  // half-close and a linger (a failed connection) or the close (a finished
-  // closing handshake).
-  void raw_finish();
+  // After our last frame (a close frame): the closing deadline, then, once
+  // the kernel has taken every byte, the half-close and a linger
+  // (`then_linger`: a failed connection) or the close (a finished closing
+  // handshake).
+  void raw_finish(bool then_linger);
 
   // Endings.
   void account(CloseReason reason);
@@ -1816,13 +1817,8 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
         // Our answer, with the same code, is in the kernel (or waits).
         count_close_code(seen.code == kNoStatus ? 1000 : seen.code);
         account(CloseReason::peer_closed);
-        phase_ = Phase::closing;
-        deadline_ms_ = closing_deadline();
-        arm(deadline_ms_);
       }
-      x.finishing = true;
-      x.linger_after_flush = false;
-      raw_finish();
+      raw_finish(/*then_linger=*/false);
       return;
     case WsEchoResult::End::fail:
       if (phase_ != Phase::open) {  // a broken close handshake
@@ -1832,12 +1828,7 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
       log_debug("conn {}: failed with close {}: {}", id_string(), seen.code, seen.why);
       count_close_code(seen.code);
       account(CloseReason::protocol_error);
-      phase_ = Phase::closing;
-      deadline_ms_ = closing_deadline();
-      arm(deadline_ms_);
-      x.finishing = true;
-      x.linger_after_flush = true;
-      raw_finish();
+      raw_finish(/*then_linger=*/true);
       return;
     case WsEchoResult::End::none:
       break;
@@ -1921,7 +1912,7 @@ void WebSocketSession<Layer>::raw_on_writable(const error_code& ec) {
     return;
   }
   if (raw_->finishing) {
-    raw_finish();
+    raw_finish(raw_->linger_after_flush);
     return;
   }
   if (phase_ == Phase::open) {
@@ -1932,7 +1923,16 @@ void WebSocketSession<Layer>::raw_on_writable(const error_code& ec) {
 }
 
 template <typename Layer>
-void WebSocketSession<Layer>::raw_finish() {
+void WebSocketSession<Layer>::raw_finish(bool then_linger) {
+  if (!raw_->finishing) {
+    raw_->finishing = true;
+    raw_->linger_after_flush = then_linger;
+    if (phase_ == Phase::open) {  // else our own close started the deadline
+      phase_ = Phase::closing;
+      deadline_ms_ = closing_deadline();
+      arm(deadline_ms_);
+    }
+  }
   if (!raw_->out.empty()) {
     raw_wait_write();  // raw_on_writable comes back here
     return;
