@@ -671,9 +671,14 @@ constexpr std::size_t kTlsRequestRead = 4096;
 // Bound on a closing handshake or linger when handshake_timeout is 0.
 constexpr std::int64_t kFallbackClosingMs = 10'000;
 
-// Keepalive deadlines are rounded up to this many milliseconds (see
-// schedule_open_deadlines).
-constexpr std::int64_t kKeepaliveGridMs = 10;
+// Keepalive deadlines are whole milliseconds of CLOCK_MONOTONIC, and timers
+// are armed at those absolute times (see arm()), so that the deadlines of
+// connections that went quiet in the same millisecond (all those a load
+// balancer opened at once) fire from one reactor wakeup. A coarser grid
+// (10 ms) gave fewer wakeups but longer bursts of pings: with 19,000
+// connections pinged every 5 s beside 1,900 echoes/s, p99 3.9-4.3 ms
+// against 1.8-3.1 ms at 1 ms.
+constexpr std::int64_t kKeepaliveGridMs = 1;
 
 constexpr std::uint16_t kNoStatus = 1005;  // close frame without a code
 constexpr std::uint16_t kAbnormal = 1006;  // TCP ended without a close frame
@@ -2189,10 +2194,6 @@ void WebSocketSession<Layer>::schedule_open_deadlines(std::int64_t now) {
     const std::int64_t keepalive = ping_sent_ms_ != 0
                                        ? ping_sent_ms_ + cfg_->pong_timeout.count()
                                        : last_read_ms() + ping_interval;
-    // On a kKeepaliveGridMs grid: connections that went quiet in the same
-    // few milliseconds (all those a load balancer opened at once) are
-    // pinged, and their pongs checked, from one timer wakeup instead of one
-    // each.
     next = std::min(next, (keepalive + kKeepaliveGridMs - 1) / kKeepaliveGridMs * kKeepaliveGridMs);
   }
   if (next != kNever) arm(std::max(next, now));
