@@ -18,5 +18,6 @@ for b in "${bins[@]}"; do
     cp -L "$lib" "$DEST/lib/$(basename "$lib")"
   done
 done
-git -C "$ROOT" rev-parse --short=12 HEAD > "$DEST/commit"
+{ git -C "$ROOT" rev-parse --short=12 HEAD
+  git -C "$ROOT" diff --quiet HEAD || echo "(plus uncommitted changes)"; } | paste -sd' ' > "$DEST/commit"
 du -sh "$DEST" >&2
