@@ -11,24 +11,8 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BIN=$(cd "${1:?usage: hold-100k.sh BIN_DIR OUT_DIR}" && pwd)
 OUT=${2:?usage: hold-100k.sh BIN_DIR OUT_DIR}
 mkdir -p "$OUT"
-RUN_WITH=()
-[ -x "$BIN/lib/ld-linux-x86-64.so.2" ] &&
-  RUN_WITH=("$BIN/lib/ld-linux-x86-64.so.2" --library-path "$BIN/lib")
-
-{
-  echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-  echo "kernel: $(uname -r); open files: $(ulimit -n)"
-  echo "commit: $(cat "$BIN/commit" 2> /dev/null || echo '?')"
-} > "$OUT/machine.txt"
-cat "$OUT/machine.txt"
-
-wait_line() {  # file, pattern (10 s)
-  for _ in $(seq 100); do
-    grep -qE "$2" "$1" 2> /dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
+. "$ROOT/loadtest/packed-lib.sh"
+describe_machine
 
 run() {  # name port: start six servers, run the scenario, stop them
   local name=$1 port=$2 pids="" i

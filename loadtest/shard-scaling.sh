@@ -28,31 +28,13 @@ PROTOS=${PROTOS:-tcp ws}
 SERVERS=${SERVERS:-yardstick shoald tokio}
 RUN=$(mktemp -d "${TMPDIR:-/tmp}/shoal-scaling.XXXXXX")
 
-# The packed binaries run on the packed loader and libraries, whatever the
-# host's C library is.
-RUN_WITH=()
-[ -x "$BIN/lib/ld-linux-x86-64.so.2" ] &&
-  RUN_WITH=("$BIN/lib/ld-linux-x86-64.so.2" --library-path "$BIN/lib")
-
+. "$(dirname "$0")/packed-lib.sh"
 log() { echo "scaling: $(date +%T) $*" >&2; }
-wait_line() {  # file, pattern (10 s)
-  for _ in $(seq 100); do
-    grep -qE "$2" "$1" 2> /dev/null && return 0
-    sleep 0.1
-  done
-  return 1
-}
 free_port() {
   python3 -c 'import socket; s=socket.socket(); s.bind(("127.0.0.1",0)); print(s.getsockname()[1])'
 }
 
-{
-  echo "machine: $(nproc) CPUs, $(grep -m1 'model name' /proc/cpuinfo | cut -d: -f2- | sed 's/^ *//')"
-  echo "kernel: $(uname -r)"
-  echo "commit: $(cat "$BIN/commit" 2> /dev/null || echo '?')"
-  echo "client: shoal-load -t $CLIENT_THREADS -c $CONNS --pipeline 16 --size 64 --warmup $WARMUP --duration $DURATION"
-} > "$OUT/machine.txt"
-cat "$OUT/machine.txt" >&2
+describe_machine "client: shoal-load -t $CLIENT_THREADS -c $CONNS --pipeline 16 --size 64 --warmup $WARMUP --duration $DURATION"
 
 SPID="" PORT=""
 start() {  # server proto shards
