@@ -2,6 +2,7 @@
 
 #include <cstring>
 
+#include <boost/asio/post.hpp>
 #include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
@@ -38,11 +39,13 @@ void TcpEchoSession::start(owner self) {
 }
 
 void TcpEchoSession::do_wait(owner self) {
-  socket_.async_wait(asio::socket_base::wait_read,
-                     [self = std::move(self)](const boost::system::error_code& ec) mutable {
-                       TcpEchoSession* const s = self.get();
-                       s->on_readable(std::move(self), ec);
-                     });
+  TcpEchoSession* const s = self.get();
+  s->wait_.start(s->shard_, s->socket_, std::move(self));
+}
+
+void TcpEchoSession::ready(owner self, const boost::system::error_code& ec) {
+  TcpEchoSession* const s = self.get();
+  s->on_readable(std::move(self), ec);
 }
 
 void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wait_ec) {
@@ -58,7 +61,10 @@ void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wa
   for (int round = 0; round < 4; ++round) {
     boost::system::error_code ec;
     const std::size_t n = socket_.read_some(asio::buffer(buf, Shard::scratch_size), ec);
-    if (ec == asio::error::would_block) break;
+    if (ec == asio::error::would_block) {
+      do_wait(std::move(self));
+      return;
+    }
     if (ec == asio::error::eof) {
       // Half-close: everything received was already echoed (we read again
       // only after a write completes), so closing now loses nothing.
@@ -97,9 +103,17 @@ void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wa
                         });
       return;
     }
-    if (n < Shard::scratch_size) break;
+    if (n < Shard::scratch_size) {  // the socket is empty: wait for the next edge
+      do_wait(std::move(self));
+      return;
+    }
   }
-  do_wait(std::move(self));
+  // Still busy after these rounds: come back after the shard's other ready
+  // handlers. A wait would not fire, as no new edge need come.
+  asio::post(socket_.get_executor(), [self = std::move(self)]() mutable {
+    TcpEchoSession* const s = self.get();
+    s->on_readable(std::move(self), {});
+  });
 }
 
 void TcpEchoSession::on_written(owner self, const boost::system::error_code& ec, std::size_t n) {
@@ -113,7 +127,9 @@ void TcpEchoSession::on_written(owner self, const boost::system::error_code& ec,
   stats.bytes_sent.add(n);
   stats.messages_sent.add();
   touch();
-  do_wait(std::move(self));
+  // Read first, not wait: what came while the write was blocked may have
+  // made its edge before this, or have been left unread by the last round.
+  on_readable(std::move(self), {});
 }
 
 void TcpEchoSession::fail(const boost::system::error_code& ec, const char* op) {

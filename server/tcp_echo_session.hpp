@@ -2,25 +2,28 @@
 //
 // Echo is read -> write -> read: the next read starts only after the echo is
 // written, so a client that does not read is held back by TCP flow control
-// and costs no memory here. An idle connection waits with async_wait(read)
-// and holds no buffer: bytes are read into the shard's scratch buffer and
-// written back at once; only the part the kernel did not take is copied into
-// a buffer of this connection, freed when written.
+// and costs no memory here. An idle connection waits in a ReadyWait
+// (ready_wait.hpp: no epoll_ctl per wait, no allocation) and holds no
+// buffer: bytes are read into the shard's scratch buffer and written back at
+// once; only the part the kernel did not take is copied into a buffer of this
+// connection, freed when written.
 //
-// Ownership: owned by its one pending operation, whose handler holds the
-// only pointer to it (a unique_ptr, handed on to the next operation; the
-// session is deleted when a handler does not hand it on, or is destroyed
-// uninvoked). No shared_ptr: no control block, no enable_shared_from_this,
-// and an 8-byte handler capture. The shard's list only indexes it. All calls
-// on the owning shard's thread.
+// Ownership: owned by its one pending operation, which holds the only
+// pointer to it (a unique_ptr, handed on to the next operation; the session
+// is deleted when a handler does not hand it on, or is destroyed uninvoked).
+// No shared_ptr: no control block, no enable_shared_from_this. The shard's
+// list only indexes it. All calls on the owning shard's thread.
 //
-// sizeof(TcpEchoSession) is 104 bytes with GCC 12 on x86-64: Connection 54
+// sizeof(TcpEchoSession) is 184 bytes with GCC 12 on x86-64: Connection 54
 // (56 with its tail padding, which the flag fills), socket 40, pending-echo
-// pointer 8.
+// pointer 8, the ReadyWait 80 (Asio's reactor_op 72, the owner 8). The wait
+// used to be an async_wait handler allocated for each wait (~100 bytes with
+// malloc's header).
 #pragma once
 
 #include <memory>
 
+#include "ready_wait.hpp"
 #include "shard.hpp"
 
 namespace shoal {
@@ -37,6 +40,7 @@ class TcpEchoSession final : public Connection {
 
  private:
   void do_wait(owner self);
+  static void ready(owner self, const boost::system::error_code& ec);
   void on_readable(owner self, const boost::system::error_code& ec);
   void on_written(owner self, const boost::system::error_code& ec, std::size_t n);
   void fail(const boost::system::error_code& ec, const char* op);
@@ -44,6 +48,7 @@ class TcpEchoSession final : public Connection {
   bool closed_ = false;  // first: it lives in Connection's tail padding
   tcp_socket socket_;
   std::unique_ptr<char[]> pending_;  // unsent rest of an echo, only while writing
+  ReadyWait<owner, &TcpEchoSession::ready> wait_;
 };
 
 // SessionStarter for `protocol: tcp-echo`.

@@ -66,6 +66,7 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include "ready_wait.hpp"
 #include "ws_echo.hpp"
 
 namespace shoal {
@@ -895,6 +896,9 @@ class WebSocketSession final : public Connection,
   // bytes are read into the shard's scratch buffer, parsed by WsEchoEngine,
   // and every echo of one read leaves in one send().
   void raw_wait_read();
+  static void raw_ready(std::shared_ptr<WebSocketSession> self, const error_code& ec) {
+    self->raw_on_readable(ec);
+  }
   void raw_on_readable(const error_code& ec);
   void raw_wait_write();
   void raw_on_writable(const error_code& ec);
@@ -946,11 +950,14 @@ class WebSocketSession final : public Connection,
   // stream (~2.3 KiB per connection with its buffers): the session reads
   // the upgrade itself as for any listener, answers it (accept_raw), and the
   // echo runs on WsEchoEngine (ws_echo.hpp). This is all such a connection
-  // holds besides the session: 160 bytes.
+  // holds besides the session: 248 bytes, 88 of them the wait for the next
+  // read (Asio's reactor_op 72, the owner 16), which as an async_wait
+  // handler was an allocation of about that size for each wait.
   struct RawEcho {
     RawEcho(tcp_socket&& s, std::uint64_t max_message_bytes)
         : socket(std::move(s)), engine(max_message_bytes) {}
     tcp_socket socket;
+    ReadyWait<std::shared_ptr<WebSocketSession>, &WebSocketSession::raw_ready> read_wait;
     WsEchoEngine engine;
     ByteBuffer in;   // the start of a frame that a read did not complete
     ByteBuffer out;  // our frames the kernel has not taken yet
@@ -1708,10 +1715,10 @@ void WebSocketSession<Layer>::accept_raw(std::string_view key, const std::string
   }
 }
 
+// Only once a read found the socket empty (ready_wait.hpp).
 template <typename Layer>
 void WebSocketSession<Layer>::raw_wait_read() {
-  raw_->socket.async_wait(asio::socket_base::wait_read,
-                          [self = shared_from_this()](const error_code& ec) { self->raw_on_readable(ec); });
+  raw_->read_wait.start(shard_, raw_->socket, shared_from_this());
 }
 
 template <typename Layer>
@@ -1739,6 +1746,7 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
   WsEchoResult seen;
   error_code read_error;
   bool eof = false;
+  bool drained = false;  // a read found the socket empty
   for (int round = 0; round < kReadsPerWakeup; ++round) {
     const bool in_scratch = x.in.size() <= kCarryInScratch;
     std::size_t have = 0;
@@ -1763,6 +1771,8 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
         continue;
       } else if (errno != EAGAIN && errno != EWOULDBLOCK) {
         read_error = error_code(errno, boost::system::system_category());
+      } else {
+        drained = true;
       }
       break;
     }
@@ -1794,7 +1804,10 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
     } else {
       x.in.consume(r.consumed);
     }
-    if (static_cast<std::size_t>(got) < room) break;  // the kernel had no more
+    if (static_cast<std::size_t>(got) < room) {  // the kernel had no more
+      drained = true;
+      break;
+    }
   }
 
   if (seen.messages != 0) {
@@ -1854,7 +1867,13 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
     return;
   }
   if (x.in.empty() && x.in.capacity() != 0) x.in.release();
-  raw_wait_read();
+  if (drained) {
+    raw_wait_read();
+  } else {
+    // Still busy after these rounds: come back after the shard's other
+    // ready handlers (a wait would not fire: no new edge need come).
+    asio::post(shard_.executor(), [self = shared_from_this()] { self->raw_on_readable({}); });
+  }
 }
 
 template <typename Layer>
