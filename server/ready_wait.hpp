@@ -16,10 +16,12 @@
 // no buffer. It lives inside its session: no allocation per wait either.
 //
 // The rules this puts on the caller, which edge triggering needs:
-// - start() only after a read that found the socket empty (EAGAIN, or fewer
-//   bytes than asked for). A caller that stops reading a busy socket, to be
-//   fair to the others, posts its continuation instead; a wait would see no
-//   new edge and hang.
+// - start() only after a read that found the socket empty: EAGAIN, or a
+//   read_hinted() that says the kernel holds nothing more. (A read shorter
+//   than asked for is not enough: a FIN that came with the last bytes makes
+//   no edge of its own, and the wait would never see it.) A caller that
+//   stops reading a busy socket, to be fair to the others, posts its
+//   continuation instead; a wait would see no new edge and hang.
 // - One wait at a time, and the object outlives it: it holds its owner (the
 //   session, by unique_ptr or shared_ptr) until it completes, like the
 //   handler of an async_wait would.
@@ -41,20 +43,39 @@
 #include <utility>
 
 #include <boost/asio/detail/reactor_op.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
 #include <boost/system/error_code.hpp>
 #include <boost/version.hpp>
-
-#include "shard.hpp"
 
 static_assert(BOOST_VERSION / 100 == 1081,
               "ready_wait.hpp relies on Boost 1.81's epoll_reactor; re-read it for this Boost");
 
+namespace boost::asio::detail {
+class epoll_reactor;
+}  // namespace boost::asio::detail
+
 namespace shoal {
 
+using Reactor = boost::asio::detail::epoll_reactor;
+using ReadySocket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, boost::asio::io_context::executor_type>;
+
+// The reactor behind `context`: a lookup under a lock, so keep the result.
+Reactor& reactor_of(boost::asio::io_context& context);
+
+// Reads that say whether the socket is empty, so that draining it costs one
+// recv, not a second that finds EAGAIN. enable_read_hints() turns on TCP_INQ;
+// read_hinted() is recv(MSG_DONTWAIT) (same result, same errno) that also
+// sets `more`: whether the kernel still holds bytes or a FIN not yet read.
+// Where the option is missing, `more` stays true and the caller reads on
+// until EAGAIN.
+void enable_read_hints(int fd) noexcept;
+long read_hinted(int fd, void* buf, std::size_t len, bool& more) noexcept;
+
 namespace ready_wait_detail {
-// Queues `op` as a speculative read operation on `socket`, which belongs
-// to `shard` (ready_wait.cpp).
-void start(Shard& shard, tcp_socket& socket, boost::asio::detail::reactor_op& op);
+// Queues `op` as a speculative read operation on `socket`, whose io_context
+// runs `reactor` (ready_wait.cpp).
+void start(Reactor& reactor, ReadySocket& socket, boost::asio::detail::reactor_op& op);
 }  // namespace ready_wait_detail
 
 // OnReady(owner, ec) runs on the socket's shard once it is readable (ec is
@@ -66,11 +87,11 @@ class ReadyWait final : private boost::asio::detail::reactor_op {
   ReadyWait(const ReadyWait&) = delete;
   ReadyWait& operator=(const ReadyWait&) = delete;
 
-  // `socket` belongs to `shard`.
-  void start(Shard& shard, tcp_socket& socket, Owner owner) {
+  // `reactor` is reactor_of(the socket's io_context).
+  void start(Reactor& reactor, ReadySocket& socket, Owner owner) {
     owner_ = std::move(owner);
     ec_ = boost::system::error_code();
-    ready_wait_detail::start(shard, socket, *this);
+    ready_wait_detail::start(reactor, socket, *this);
   }
 
  private:

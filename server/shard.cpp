@@ -6,7 +6,6 @@
 
 #include <algorithm>
 
-#include <boost/asio/detail/epoll_reactor.hpp>
 #include <spdlog/spdlog.h>
 
 namespace shoal {
@@ -102,7 +101,7 @@ Shard::Shard(unsigned id, const Config& config, std::vector<ListenerShared*> lis
       slots_[i].write_timeout_ms = config.listeners[i].write_timeout.count();
   }
   sweep_period_ms_ = sweep_period();
-  reactor_ = &boost::asio::use_service<boost::asio::detail::epoll_reactor>(ioc_);
+  reactor_ = &reactor_of(ioc_);
 }
 
 // Idle and stalled-writer connections are found by a periodic sweep of

@@ -29,10 +29,7 @@
 
 #include "client_limits.hpp"
 #include "config.hpp"
-
-namespace boost::asio::detail {
-class epoll_reactor;  // ready_wait.hpp
-}  // namespace boost::asio::detail
+#include "ready_wait.hpp"
 
 namespace shoal {
 
@@ -237,8 +234,8 @@ class Shard {
   unsigned id() const noexcept { return id_; }
   boost::asio::io_context& context() noexcept { return ioc_; }
   executor_type executor() noexcept { return ioc_.get_executor(); }
-  // Asio's reactor behind context(), for ReadyWait (ready_wait.hpp).
-  boost::asio::detail::epoll_reactor& reactor() noexcept { return *reactor_; }
+  // Asio's reactor behind context(), for ReadyWait.
+  Reactor& reactor() noexcept { return *reactor_; }
 
   // Starts the thread; pins it to `cpu` when cpu >= 0.
   void start(int cpu);
@@ -303,7 +300,7 @@ class Shard {
   // handlers, and with them sessions that unlink from the slots.
   boost::asio::io_context ioc_{1};
   boost::asio::executor_work_guard<executor_type> work_{ioc_.get_executor()};
-  boost::asio::detail::epoll_reactor* reactor_ = nullptr;
+  Reactor* reactor_ = nullptr;
   steady_timer sweep_timer_{ioc_.get_executor()};
   steady_timer lag_timer_{ioc_.get_executor()};
   std::thread thread_;

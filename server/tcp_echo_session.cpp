@@ -1,5 +1,6 @@
 #include "tcp_echo_session.hpp"
 
+#include <cerrno>
 #include <cstring>
 
 #include <boost/asio/post.hpp>
@@ -26,6 +27,7 @@ void TcpEchoSession::start(owner self) {
   // Synchronous reads and writes below must never block the shard.
   socket_.non_blocking(true, ec);
   if (!ec) socket_.set_option(asio::ip::tcp::no_delay(true), ec);
+  if (!ec) enable_read_hints(socket_.native_handle());
   if (ec) {
     fail(ec, "setup");
     return;  // deletes the session
@@ -40,7 +42,7 @@ void TcpEchoSession::start(owner self) {
 
 void TcpEchoSession::do_wait(owner self) {
   TcpEchoSession* const s = self.get();
-  s->wait_.start(s->shard_, s->socket_, std::move(self));
+  s->wait_.start(s->shard_.reactor(), s->socket_, std::move(self));
 }
 
 void TcpEchoSession::ready(owner self, const boost::system::error_code& ec) {
@@ -59,26 +61,29 @@ void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wa
   // A few rounds per wake-up drain a busy socket without starving the other
   // connections of this shard.
   for (int round = 0; round < 4; ++round) {
-    boost::system::error_code ec;
-    const std::size_t n = socket_.read_some(asio::buffer(buf, Shard::scratch_size), ec);
-    if (ec == asio::error::would_block) {
-      do_wait(std::move(self));
-      return;
-    }
-    if (ec == asio::error::eof) {
+    bool more = true;
+    const long got = read_hinted(socket_.native_handle(), buf, Shard::scratch_size, more);
+    if (got == 0) {
       // Half-close: everything received was already echoed (we read again
       // only after a write completes), so closing now loses nothing.
       close(CloseReason::peer_closed);
       return;
     }
-    if (ec) {
-      fail(ec, "read");
+    if (got < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        do_wait(std::move(self));
+        return;
+      }
+      fail(boost::system::error_code(errno, boost::system::system_category()), "read");
       return;
     }
+    const auto n = static_cast<std::size_t>(got);
     touch();
     stats.bytes_received.add(n);
     stats.messages_received.add();
 
+    boost::system::error_code ec;
     std::size_t sent = socket_.write_some(asio::buffer(buf, n), ec);
     if (ec == asio::error::would_block) {
       sent = 0;
@@ -103,7 +108,7 @@ void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wa
                         });
       return;
     }
-    if (n < Shard::scratch_size) {  // the socket is empty: wait for the next edge
+    if (!more) {  // the socket is empty: wait for the next edge
       do_wait(std::move(self));
       return;
     }

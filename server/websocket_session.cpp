@@ -1704,6 +1704,7 @@ void WebSocketSession<Layer>::accept_raw(std::string_view key, const std::string
   deadline_ms_ = kNever;
   const std::int64_t now = Shard::now_ms();
   raw_->last_read_ms = now;
+  enable_read_hints(raw_->socket.native_handle());
   log_debug("conn {}: websocket open", id_string());
   touch();
   if (!raw_send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
@@ -1718,7 +1719,7 @@ void WebSocketSession<Layer>::accept_raw(std::string_view key, const std::string
 // Only once a read found the socket empty (ready_wait.hpp).
 template <typename Layer>
 void WebSocketSession<Layer>::raw_wait_read() {
-  raw_->read_wait.start(shard_, raw_->socket, shared_from_this());
+  raw_->read_wait.start(shard_.reactor(), raw_->socket, shared_from_this());
 }
 
 template <typename Layer>
@@ -1762,7 +1763,8 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
       buf = x.in.prepare(kReadStep);
       room = kReadStep;
     }
-    const ssize_t got = ::recv(fd, buf, room, MSG_DONTWAIT);
+    bool more = true;
+    const long got = read_hinted(fd, buf, room, more);
     if (got <= 0) {
       if (in_scratch && have != 0) x.in.append(scratch, have);  // put back
       if (got == 0) {
@@ -1804,7 +1806,7 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
     } else {
       x.in.consume(r.consumed);
     }
-    if (static_cast<std::size_t>(got) < room) {  // the kernel had no more
+    if (!more) {  // the kernel has nothing more, not even a FIN
       drained = true;
       break;
     }

@@ -127,6 +127,33 @@ TEST(TcpEcho, HalfCloseEchoesEverythingThenCloses) {
   EXPECT_TRUE(back == payload);
 }
 
+// A last message with the FIN right behind it reaches a waiting connection
+// as one readiness event (shoald is stopped while both arrive, so its next
+// epoll_wait sees them together): the echo comes back and shoald closes at
+// once. A read shorter than asked for does not mean the socket is empty; a
+// server that waited for another edge would hold the connection until its
+// idle_timeout (5 minutes here).
+TEST(TcpEcho, LastMessageAndFinInOneWakeUpAreEchoedThenClosed) {
+  ShoaldProcess shoald({.yaml = config_yaml("reuseport", "    idle_timeout: 5m\n")});
+  asio::io_context ioc;
+  std::vector<tcp::socket> conns;
+  for (int i = 0; i < 8; ++i) {
+    conns.push_back(connect_to(ioc, shoald.port("echo"), 3s));
+    ASSERT_EQ(echo_once(conns.back(), "hello " + std::to_string(i)), "hello " + std::to_string(i));
+  }
+  shoald.signal(SIGSTOP);
+  for (auto& s : conns) {
+    ASSERT_TRUE(send_all(s, "bye!", 4));
+    s.shutdown(tcp::socket::shutdown_send);
+  }
+  std::this_thread::sleep_for(50ms);  // both have arrived
+  shoald.signal(SIGCONT);
+  for (auto& s : conns) {
+    EXPECT_EQ(recv_exact(s, 4), "bye!");
+    EXPECT_EQ(wait_peer_close(s), PeerState::closed);
+  }
+}
+
 TEST(TcpEcho, ClientResetMidStreamThenNextClientIsServed) {
   ShoaldProcess shoald({.yaml = config_yaml("reuseport")});
   asio::io_context ioc;

@@ -303,6 +303,34 @@ TEST(WebSocketFrames, FiftyFragmentsWithAPingBetweenComeBackAsOneFrameAfterThePo
   EXPECT_EQ(b.pongs[0], "mid-message");
 }
 
+// As TcpEcho.LastMessageAndFinInOneWakeUpAreEchoedThenClosed: a frame and
+// the FIN behind it, seen by shoald in one wake-up, get their echo and the
+// connection closed at once (the client left without a close frame), not
+// after idle_timeout.
+TEST(WebSocketFrames, LastFrameAndFinInOneWakeUpAreEchoedThenClosed) {
+  ShoaldProcess shoald({.yaml = ws_yaml({.listener = "    idle_timeout: 5m\n"})});
+  asio::io_context ioc;
+  std::vector<std::unique_ptr<RawWs>> conns;
+  for (int i = 0; i < 8; ++i) {
+    conns.push_back(std::make_unique<RawWs>(ioc, shoald.port("ws"), 3s));
+    ASSERT_EQ(conns.back()->upgrade({}).status, 101);
+    ASSERT_EQ(conns.back()->echo("hello"), "hello");
+  }
+  shoald.signal(SIGSTOP);
+  for (auto& c : conns) {
+    ASSERT_TRUE(c->send(frame(kText, "bye!")));
+    c->socket.shutdown(tcp::socket::shutdown_send);
+  }
+  std::this_thread::sleep_for(50ms);  // both have arrived
+  shoald.signal(SIGCONT);
+  for (auto& c : conns) {
+    auto f = c->read_frame();
+    ASSERT_TRUE(f);
+    EXPECT_EQ(f->payload, "bye!");
+    EXPECT_TRUE(c->closed_by_peer());
+  }
+}
+
 TEST(WebSocketFrames, PingIsAnsweredWithAPongCarryingTheSamePayload) {
   ShoaldProcess shoald({.yaml = ws_yaml({})});
   asio::io_context ioc;
