@@ -14,6 +14,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
+#include "ready_wait.hpp"
 #include "ws_frame.hpp"
 
 namespace shoal::load {
@@ -92,13 +93,21 @@ class TsRing {
 
 enum class State : std::uint8_t { idle, connecting, handshaking, open, closed };
 
+struct Conn;
+// What a read wait holds: the engine and the connection.
+struct ReadOwner {
+  Engine::Impl* engine = nullptr;
+  Conn* conn = nullptr;
+};
+void on_read_ready(ReadOwner owner, const boost::system::error_code& ec);  // after Engine::Impl
+
 struct Conn {
   explicit Conn(asio::io_context& ioc) : sock(ioc.get_executor()) {}
   socket_t sock;
   std::uint32_t id = 0;
   State state = State::idle;
   bool active = false;
-  bool read_armed = false;
+  bool read_armed = false;     // read_wait is pending (or its completion is)
   bool write_armed = false;
   bool dirty = false;
   bool msg_bad = false;
@@ -119,6 +128,9 @@ struct Conn {
   std::string hs;              // WS: handshake key, then response bytes
   std::string key;
   ws::FrameParser parser;
+  // Waits for the next edge without an epoll_ctl per wait (ready_wait.hpp):
+  // the client must not cost more system calls per message than a server.
+  shoal::ReadyWait<ReadOwner, &on_read_ready> read_wait;
 };
 
 }  // namespace
@@ -126,7 +138,7 @@ struct Conn {
 struct Engine::Impl {
   Impl(Engine& owner, Setup s)
       : self(owner), setup(std::move(s)), o(*setup.options), pat(*setup.pattern), ioc(1),
-        guard(asio::make_work_guard(ioc)), connect_timer(ioc.get_executor()), phase_timer(ioc.get_executor()),
+        reactor(shoal::reactor_of(ioc)), guard(asio::make_work_guard(ioc)), connect_timer(ioc.get_executor()), phase_timer(ioc.get_executor()),
         pace_timer(ioc.get_executor()), sweep_timer(ioc.get_executor()),
         rng(0x9e3779b9u ^ (setup.ids.empty() ? 0u : setup.ids.front())) {
     is_ws = o.target.proto == Target::Proto::ws;
@@ -149,11 +161,27 @@ struct Engine::Impl {
     pace_interval = setup.rate > 0 ? 1e9 / setup.rate : 0;
   }
 
+  // A read wait lives in its Conn, so its completion must run before the
+  // Conn goes. run() returning normally means none is pending; after an
+  // early end (an exception out of run()) the sockets are closed here and
+  // the aborted waits complete before the members are destroyed.
+  ~Impl() {
+    for (timer_t* t : {&connect_timer, &phase_timer, &pace_timer, &sweep_timer}) t->cancel();
+    for (auto& c : conns) {
+      c->state = State::closed;
+      boost::system::error_code ignored;
+      c->sock.close(ignored);
+    }
+    ioc.restart();
+    ioc.poll();
+  }
+
   Engine& self;
   Setup setup;
   const Options& o;
   const Pattern& pat;
   asio::io_context ioc;
+  shoal::Reactor& reactor;
   asio::executor_work_guard<asio::io_context::executor_type> guard;
   timer_t connect_timer, phase_timer, pace_timer, sweep_timer;
   std::vector<std::unique_ptr<Conn>> conns;
@@ -288,6 +316,7 @@ struct Engine::Impl {
     boost::system::error_code ignored;
     c.sock.non_blocking(true, ignored);
     c.sock.set_option(tcp::no_delay(true), ignored);
+    shoal::enable_read_hints(c.sock.native_handle());
     if (!is_ws) {
       established(c);
       return;
@@ -567,25 +596,30 @@ struct Engine::Impl {
     });
   }
 
+  // Only once a read found the socket empty: the wait is for the next edge.
   void arm_read(Conn& c) {
     if (c.read_armed || c.state == State::closed) return;
     c.read_armed = true;
-    c.sock.async_wait(socket_t::wait_read, [this, &c](boost::system::error_code ec) {
-      c.read_armed = false;
-      if (c.state == State::closed) return;
-      if (ec) {
-        fail(c, classify(ec.value()), "wait: " + ec.message());
-        return;
-      }
-      on_readable(c);
-    });
+    c.read_wait.start(reactor, c.sock, ReadOwner{this, &c});
   }
 
-  // Asio's reactor is edge-triggered: read until EAGAIN before waiting again.
+  void read_ready(Conn& c, const boost::system::error_code& ec) {
+    c.read_armed = false;
+    if (c.state == State::closed) return;
+    if (ec) {
+      fail(c, classify(ec.value()), "wait: " + ec.message());
+      return;
+    }
+    on_readable(c);
+  }
+
+  // Asio's reactor is edge-triggered: read until the socket is empty (EAGAIN,
+  // or read_hinted says the kernel holds nothing more) before waiting.
   void on_readable(Conn& c) {
     const int fd = c.sock.native_handle();
     for (;;) {
-      const ssize_t n = ::recv(fd, rbuf, sizeof rbuf, 0);
+      bool more = true;
+      const long n = shoal::read_hinted(fd, rbuf, sizeof rbuf, more);
       if (n > 0) {
         const std::int64_t now = now_ns();
         if (c.state == State::handshaking) {
@@ -596,6 +630,7 @@ struct Engine::Impl {
           on_tcp_bytes(c, rbuf, static_cast<std::size_t>(n), now);
         }
         if (c.state == State::closed) return;
+        if (!more) break;  // nothing left, not even a FIN
         continue;
       }
       if (n == 0) {
@@ -815,6 +850,12 @@ struct Engine::Impl {
     return s;
   }
 };
+
+namespace {
+void on_read_ready(ReadOwner owner, const boost::system::error_code& ec) {
+  owner.engine->read_ready(*owner.conn, ec);
+}
+}  // namespace
 
 Engine::Engine(Setup setup) : impl_(std::make_unique<Impl>(*this, std::move(setup))) {}
 Engine::~Engine() = default;

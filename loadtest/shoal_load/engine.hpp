@@ -90,8 +90,9 @@ class Engine {
   // After run() returned.
   FinalStats& final_stats();
 
+  struct Impl;  // engine.cpp
+
  private:
-  struct Impl;
   std::unique_ptr<Impl> impl_;
   std::atomic<bool> connect_done_{false};
   std::atomic<bool> drained_{false};
