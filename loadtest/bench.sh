@@ -10,11 +10,19 @@
 # script is not run by ctest.
 #
 #   loadtest/peers/build-peers.sh     # once: Beast examples, Tokio, node ws
-#   loadtest/bench.sh                 # about 8 minutes (2 cores)
+#   loadtest/bench.sh                 # about 14 minutes (2 cores)
+#
+# The throughput, ping-pong and latency scenarios run ROUNDS times, the
+# servers taking turns within each round, and every figure reported is the
+# median of its rounds: on a shared VM one run of a server can differ from
+# the next by 20-30 %, and servers run minutes apart would be compared across
+# that drift.
 #
 # Environment:
 #   BUILD_DIR   Release build to use/make (default: build-bench)
 #   DURATION    measured seconds per run (default 5s); WARMUP (default 1s)
+#   ROUNDS      rounds of the throughput, ping-pong and latency scenarios
+#               (default 3)
 #   SERVERS     which servers (default: all built): yardstick shoald tokio
 #               beast-async beast-fast node-ws
 #   SCENARIOS   which scenarios (default: all): throughput pingpong latency
@@ -31,6 +39,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
 PEERS_ENV=${PEERS_ENV:-$ROOT/loadtest/peers/build/peers.env}
 DURATION=${DURATION:-5s}
+ROUNDS=${ROUNDS:-3}
 WARMUP=${WARMUP:-1s}
 THREADS=2
 SCENARIOS=${SCENARIOS:-throughput pingpong latency memory connect balance 100k}
@@ -180,12 +189,12 @@ stop_server() {
 }
 trap 'stop_server; for p in ${EXTRA_PIDS:-}; do kill -KILL $p 2>/dev/null; done' EXIT
 
-echo -e "scenario\tproto\tserver\texit\tjson\tcommand" > "$RUN_DIR/index.tsv"
+echo -e "scenario\tproto\tserver\texit\tjson\tcommand\tround" > "$RUN_DIR/index.tsv"
 
-# run_case SCENARIO PROTO SERVER [shoal-load options...]
+# run_case SCENARIO PROTO SERVER ROUND [shoal-load options...]
 run_case() {
-  local scenario=$1 proto=$2 server=$3
-  shift 3
+  local scenario=$1 proto=$2 server=$3 round=$4
+  shift 4
   local tries=0
   until start_server "$server"; do
     stop_server
@@ -196,16 +205,16 @@ run_case() {
   [ "$proto" = ws ] && port=$WS_PORT
   if [ -z "$port" ]; then stop_server; return; fi
   if [ "$proto" = ws ]; then url="ws://127.0.0.1:$port/"; else url="tcp://127.0.0.1:$port"; fi
-  local json="$RUN_DIR/$scenario.$proto.$server.json"
+  local json="$RUN_DIR/$scenario.$proto.$server.r$round.json"
   local cmd=("$LOAD" "$url" "${CLIENT_ARGS[@]}" "$@" --server-pid "$(server_pids)" --json "$json" -q)
-  log "$scenario $proto $server: shoal-load $url ${CLIENT_ARGS[*]} $*"
-  timeout 300 "${cmd[@]}" > "$RUN_DIR/$scenario.$proto.$server.txt" 2>&1
+  log "$scenario $proto $server (round $round): shoal-load $url ${CLIENT_ARGS[*]} $*"
+  timeout 300 "${cmd[@]}" > "$RUN_DIR/$scenario.$proto.$server.r$round.txt" 2>&1
   local rc=$?
-  [ $rc -ne 0 ] && log "  exit $rc: $(grep -m1 verdict "$RUN_DIR/$scenario.$proto.$server.txt")"
+  [ $rc -ne 0 ] && log "  exit $rc: $(grep -m1 verdict "$RUN_DIR/$scenario.$proto.$server.r$round.txt")"
   stop_server
   # Let TIME_WAIT and the server's memory settle between runs.
   sleep 0.5
-  echo -e "$scenario\t$proto\t$server\t$rc\t$json\tshoal-load URL ${CLIENT_ARGS[*]} $*" >> "$RUN_DIR/index.tsv"
+  echo -e "$scenario\t$proto\t$server\t$rc\t$json\tshoal-load URL ${CLIENT_ARGS[*]} $*\t$round" >> "$RUN_DIR/index.tsv"
 }
 
 has() { [[ " $SCENARIOS " == *" $1 "* ]]; }
@@ -217,18 +226,30 @@ speaks() {  # server proto: whether the server has that listener
   esac
 }
 
+declare -A LOAD_ARGS=(
+  [throughput]="-c 1000 --pipeline 16 --size 64 --warmup $WARMUP --duration $DURATION"
+  [pingpong]="-c 1000 --pipeline 1 --size 64 --warmup $WARMUP --duration $DURATION"
+  [latency]="-c 1000 --rate 20000 --size 64 --warmup $WARMUP --duration $DURATION"
+)
 for proto in tcp ws; do
+  for scenario in throughput pingpong latency; do
+    has $scenario || continue
+    for round in $(seq "$ROUNDS"); do
+      for server in $SERVERS; do
+        speaks "$server" "$proto" || continue
+        # shellcheck disable=SC2086  # the options are words
+        run_case $scenario $proto $server "$round" ${LOAD_ARGS[$scenario]}
+      done
+    done
+  done
   for server in $SERVERS; do
     speaks "$server" "$proto" || continue
-    has throughput && run_case throughput $proto $server -c 1000 --pipeline 16 --size 64 --warmup "$WARMUP" --duration "$DURATION"
-    has pingpong && run_case pingpong $proto $server -c 1000 --pipeline 1 --size 64 --warmup "$WARMUP" --duration "$DURATION"
-    has latency && run_case latency $proto $server -c 1000 --rate 20000 --size 64 --warmup "$WARMUP" --duration "$DURATION"
     if has memory; then
       # Paced connects: this row is about memory, not about the accept queue.
-      run_case memory-10k $proto $server -c 10000 --connect-rate 10000 --active 0 --duration 0 --hold 2s
-      run_case memory-19k $proto $server -c 19000 --connect-rate 10000 --active 0 --duration 0 --hold 2s
+      run_case memory-10k $proto $server 1 -c 10000 --connect-rate 10000 --active 0 --duration 0 --hold 2s
+      run_case memory-19k $proto $server 1 -c 19000 --connect-rate 10000 --active 0 --duration 0 --hold 2s
     fi
-    has connect && run_case connect $proto $server -c 10000 --active 0 --duration 0 --connect-concurrency 512
+    has connect && run_case connect $proto $server 1 -c 10000 --active 0 --duration 0 --connect-concurrency 512
   done
 done
 
@@ -246,7 +267,7 @@ if has balance && [[ " $SERVERS " == *" shoald "* ]]; then
     rc=$?
     stop_server
     cp "$SLOG" "$RUN_DIR/balance.$policy.server.log"
-    echo -e "balance\ttcp\t$policy\t$rc\t$json\tshoal-load URL ${CLIENT_ARGS[*]} -c 1000 --pipeline 16 --size 64 --warmup $WARMUP --duration $DURATION" >> "$RUN_DIR/index.tsv"
+    echo -e "balance\ttcp\t$policy\t$rc\t$json\tshoal-load URL ${CLIENT_ARGS[*]} -c 1000 --pipeline 16 --size 64 --warmup $WARMUP --duration $DURATION\t1" >> "$RUN_DIR/index.tsv"
   done
 fi
 
@@ -270,7 +291,7 @@ if has 100k; then
   sleep 2
   for p in $EXTRA_PIDS; do kill -KILL "$p" 2> /dev/null; done
   EXTRA_PIDS=""
-  echo -e "100k\tws\tshoald\t$rc\t$json\tshoal-load --scenario loadtest/scenarios/100k.yaml ws://127.0.0.1:17101/ (6 x shoald --config loadtest/configs/shoald-100k.yaml)" >> "$RUN_DIR/index.tsv"
+  echo -e "100k\tws\tshoald\t$rc\t$json\tshoal-load --scenario loadtest/scenarios/100k.yaml ws://127.0.0.1:17101/ (6 x shoald --config loadtest/configs/shoald-100k.yaml)\t1" >> "$RUN_DIR/index.tsv"
 fi
 
 mkdir -p "$(dirname "$OUT_MD")"

@@ -25,9 +25,35 @@ def load(row):
         return None
 
 
-results = {}
+def median_of(values):
+    """Each number the median of its rounds; anything else (series, text)
+    from the first round."""
+    first = values[0]
+    if isinstance(first, bool) or not all(isinstance(v, type(first)) for v in values):
+        return first
+    if isinstance(first, (int, float)):
+        ordered = sorted(values)
+        mid = len(ordered) // 2
+        return ordered[mid] if len(ordered) % 2 else (ordered[mid - 1] + ordered[mid]) / 2
+    if isinstance(first, dict):
+        return {k: median_of([v[k] for v in values]) if all(k in v for v in values) else first[k]
+                for k in first}
+    return first
+
+
+# A scenario that ran in rounds (bench.sh's ROUNDS) is reported as the
+# median of each figure over its rounds; its status is that of the worst.
+by_case = {}
 for row in rows:
-    results[(row["scenario"], row["proto"], row["server"])] = (row, load(row))
+    by_case.setdefault((row["scenario"], row["proto"], row["server"]), []).append(row)
+results = {}
+ROUNDS_SEEN = 1
+for key, case_rows in by_case.items():
+    loaded = [load(r) for r in case_rows]
+    good = [j for j in loaded if j is not None]
+    worst = next((r for r in case_rows if r["exit"] != "0"), case_rows[0])
+    ROUNDS_SEEN = max(ROUNDS_SEEN, len(case_rows))
+    results[key] = (worst, median_of(good) if good else None)
 
 ORDER = ["yardstick", "shoald", "tokio", "beast-async", "beast-fast", "node-ws"]
 
@@ -300,6 +326,10 @@ w("loadtest/peers/build-peers.sh   # Beast examples, Tokio echo (offline, Debian
 w("loadtest/bench.sh               # this page")
 w("```")
 w("")
+if ROUNDS_SEEN > 1:
+    w(f"Throughput, ping-pong and latency ran {ROUNDS_SEEN} rounds, the servers taking turns within each "
+      "round; every figure of those tables is the median of its rounds (each column on its own).")
+    w("")
 w("Each row ran (URL = the server's fresh port; `--server-pid` and `--json` added by the script):")
 w("")
 w("```")
