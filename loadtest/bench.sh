@@ -10,7 +10,7 @@
 # script is not run by ctest.
 #
 #   loadtest/peers/build-peers.sh     # once: Beast examples, Tokio, node ws
-#   loadtest/bench.sh                 # about 14 minutes (2 cores)
+#   loadtest/bench.sh                 # about 20 minutes (2 cores)
 #
 # The throughput, ping-pong and latency scenarios run ROUNDS times, the
 # servers taking turns within each round, and every figure reported is the
@@ -22,7 +22,7 @@
 #   BUILD_DIR   Release build to use/make (default: build-bench)
 #   DURATION    measured seconds per run (default 5s); WARMUP (default 1s)
 #   ROUNDS      rounds of the throughput, ping-pong and latency scenarios
-#               (default 3)
+#               (default 5)
 #   SERVERS     which servers (default: all built): yardstick shoald tokio
 #               beast-async beast-fast node-ws
 #   SCENARIOS   which scenarios (default: all): throughput pingpong latency
@@ -39,7 +39,7 @@ ROOT=$(cd "$(dirname "$0")/.." && pwd)
 BUILD_DIR=${BUILD_DIR:-$ROOT/build-bench}
 PEERS_ENV=${PEERS_ENV:-$ROOT/loadtest/peers/build/peers.env}
 DURATION=${DURATION:-5s}
-ROUNDS=${ROUNDS:-3}
+ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1s}
 THREADS=2
 SCENARIOS=${SCENARIOS:-throughput pingpong latency memory connect balance 100k}

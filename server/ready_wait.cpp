@@ -24,8 +24,8 @@ struct SocketAccess : ReadySocket {
 
 void start(Reactor& reactor, ReadySocket& socket, boost::asio::detail::reactor_op& op) {
   auto& impl = SocketAccess::implementation(socket);
-  reactor.start_op(boost::asio::detail::epoll_reactor::read_op, impl.socket_, impl.reactor_data_, &op,
-                           /*is_continuation=*/false, /*allow_speculative=*/true);
+  reactor.start_op(Reactor::read_op, impl.socket_, impl.reactor_data_, &op, /*is_continuation=*/false,
+                   /*allow_speculative=*/true);
 }
 
 }  // namespace ready_wait_detail

@@ -58,7 +58,8 @@ class epoll_reactor;
 namespace shoal {
 
 using Reactor = boost::asio::detail::epoll_reactor;
-using ReadySocket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, boost::asio::io_context::executor_type>;
+using ReadySocket =
+    boost::asio::basic_stream_socket<boost::asio::ip::tcp, boost::asio::io_context::executor_type>;
 
 // The reactor behind `context`: a lookup under a lock, so keep the result.
 Reactor& reactor_of(boost::asio::io_context& context);
@@ -100,7 +101,8 @@ class ReadyWait final : private boost::asio::detail::reactor_op {
   // next edge: the owner reads until the socket is empty.
   static status perform_ready(reactor_op*) { return done_and_exhausted; }
 
-  static void finish(void* owner, boost::asio::detail::scheduler_operation* base, const boost::system::error_code&, std::size_t) {
+  static void finish(void* owner, boost::asio::detail::scheduler_operation* base,
+                     const boost::system::error_code&, std::size_t) {
     auto* const self = static_cast<ReadyWait*>(base);
     Owner keep = std::move(self->owner_);
     // No owner: the io_context is being destroyed. Releasing `keep` may

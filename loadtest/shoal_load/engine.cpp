@@ -138,8 +138,8 @@ struct Conn {
 struct Engine::Impl {
   Impl(Engine& owner, Setup s)
       : self(owner), setup(std::move(s)), o(*setup.options), pat(*setup.pattern), ioc(1),
-        reactor(shoal::reactor_of(ioc)), guard(asio::make_work_guard(ioc)), connect_timer(ioc.get_executor()), phase_timer(ioc.get_executor()),
-        pace_timer(ioc.get_executor()), sweep_timer(ioc.get_executor()),
+        reactor(shoal::reactor_of(ioc)), guard(asio::make_work_guard(ioc)), connect_timer(ioc.get_executor()),
+        phase_timer(ioc.get_executor()), pace_timer(ioc.get_executor()), sweep_timer(ioc.get_executor()),
         rng(0x9e3779b9u ^ (setup.ids.empty() ? 0u : setup.ids.front())) {
     is_ws = o.target.proto == Target::Proto::ws;
     size = o.size;
