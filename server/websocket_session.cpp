@@ -907,6 +907,9 @@ class WebSocketSession final : public Connection,
   bool raw_send(const unsigned char* bytes, std::size_t n);
   // Sends what waits in raw_->out; false as raw_send.
   bool raw_flush();
+  // Sends from `bytes` until all n are out or the kernel takes no more;
+  // `sent` says how many went. False: a send error ended the connection.
+  bool raw_send_some(const unsigned char* bytes, std::size_t n, std::size_t& sent);
   // After our last frame (a close frame): the closing deadline, then, once
   // the kernel has taken every byte, the half-close and a linger
   // (`then_linger`: a failed connection) or the close (a finished closing
@@ -1886,17 +1889,7 @@ bool WebSocketSession<Layer>::raw_send(const unsigned char* bytes, std::size_t n
     return true;
   }
   std::size_t sent = 0;
-  while (sent < n) {
-    const ssize_t r = ::send(x.socket.native_handle(), bytes + sent, n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
-    if (r > 0) {
-      sent += static_cast<std::size_t>(r);
-      continue;
-    }
-    if (r < 0 && errno == EINTR) continue;
-    if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) break;
-    end_with_error(error_code(r < 0 ? errno : EPIPE, boost::system::system_category()), "write");
-    return false;
-  }
+  if (!raw_send_some(bytes, n, sent)) return false;
   if (sent < n) {
     x.out_since_ms = Shard::now_ms();
     x.out.append(bytes + sent, n - sent);
@@ -1905,12 +1898,10 @@ bool WebSocketSession<Layer>::raw_send(const unsigned char* bytes, std::size_t n
 }
 
 template <typename Layer>
-bool WebSocketSession<Layer>::raw_flush() {
-  RawEcho& x = *raw_;
-  std::size_t sent = 0;
-  while (sent < x.out.size()) {
-    const ssize_t r = ::send(x.socket.native_handle(), x.out.data() + sent, x.out.size() - sent,
-                             MSG_DONTWAIT | MSG_NOSIGNAL);
+bool WebSocketSession<Layer>::raw_send_some(const unsigned char* bytes, std::size_t n, std::size_t& sent) {
+  const int fd = raw_->socket.native_handle();
+  while (sent < n) {
+    const ssize_t r = ::send(fd, bytes + sent, n - sent, MSG_DONTWAIT | MSG_NOSIGNAL);
     if (r > 0) {
       sent += static_cast<std::size_t>(r);
       continue;
@@ -1920,6 +1911,14 @@ bool WebSocketSession<Layer>::raw_flush() {
     end_with_error(error_code(r < 0 ? errno : EPIPE, boost::system::system_category()), "write");
     return false;
   }
+  return true;
+}
+
+template <typename Layer>
+bool WebSocketSession<Layer>::raw_flush() {
+  RawEcho& x = *raw_;
+  std::size_t sent = 0;
+  if (!raw_send_some(x.out.data(), x.out.size(), sent)) return false;
   x.out.consume(sent);
   if (x.out.empty()) x.out.release();
   return true;
