@@ -372,8 +372,14 @@ struct Engine::Impl {
     const std::int64_t now = now_ns();
     const auto connect_deadline = static_cast<std::int64_t>(o.connect_timeout_s * 1e9);
     const auto echo_deadline = static_cast<std::int64_t>(o.timeout_s * 1e9);
-    for (auto& cp : conns) {
-      Conn& c = *cp;
+    // Once every connection is up (or given up), only the active ones can
+    // be late. Walking all of a worker's 18,000 ten times a second was
+    // 2.5 % of the client's CPU in the 114,000-connection run, in bursts
+    // that delayed the echoes it measures.
+    const bool connecting = finished_connects < conns.size();
+    const std::size_t n = connecting ? conns.size() : active_list.size();
+    for (std::size_t i = 0; i < n; ++i) {
+      Conn& c = connecting ? *conns[i] : *active_list[i];
       if ((c.state == State::connecting || c.state == State::handshaking) && now - c.t_start > connect_deadline) {
         fail_connect(c, ErrorKind::timeout,
                      c.state == State::connecting ? "connect timed out" : "WebSocket upgrade timed out");

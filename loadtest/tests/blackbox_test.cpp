@@ -192,17 +192,19 @@ std::unique_ptr<ServerProcess> start_baseline() {
 std::string tcp_url(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
 std::string ws_url(int port) { return "ws://127.0.0.1:" + std::to_string(port) + "/"; }
 
-// A TCP echo server that flips one bit of byte 100 of every connection's
-// stream: shoal-load must notice.
-class CorruptingEcho {
+// A TCP "echo" server that misbehaves on every connection: it flips one bit
+// of byte 100 of the stream, or it reads and never answers. shoal-load must
+// notice either.
+class BadEcho {
  public:
-  CorruptingEcho() {
+  enum class Fault { flip_byte_100, never_answer };
+  explicit BadEcho(Fault fault) : fault_(fault) {
     listen_fd_ = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
     sockaddr_in a{};
     a.sin_family = AF_INET;
     a.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
     if (bind(listen_fd_, reinterpret_cast<sockaddr*>(&a), sizeof a) != 0 || listen(listen_fd_, 64) != 0) {
-      throw std::runtime_error("corrupting server: bind/listen");
+      throw std::runtime_error("bad echo server: bind/listen");
     }
     socklen_t len = sizeof a;
     getsockname(listen_fd_, reinterpret_cast<sockaddr*>(&a), &len);
@@ -218,7 +220,7 @@ class CorruptingEcho {
       }
     });
   }
-  ~CorruptingEcho() {
+  ~BadEcho() {
     stop_ = true;
     acceptor_.join();
     std::lock_guard lock(mu_);
@@ -236,12 +238,14 @@ class CorruptingEcho {
       if (poll(&p, 1, 100) <= 0) continue;
       const ssize_t n = recv(fd, buf, sizeof buf, 0);
       if (n <= 0) break;
+      if (fault_ == Fault::never_answer) continue;
       if (offset <= 100 && offset + static_cast<std::uint64_t>(n) > 100) buf[100 - offset] ^= 0x01;
       offset += static_cast<std::uint64_t>(n);
       if (send(fd, buf, static_cast<std::size_t>(n), MSG_NOSIGNAL) != n) break;
     }
     close(fd);
   }
+  Fault fault_;
   int listen_fd_ = -1;
   int port_ = 0;
   std::atomic<bool> stop_{false};
@@ -328,7 +332,7 @@ TEST(ShoalLoad, OpenLoopSendsAtTheRequestedRate) {
 }
 
 TEST(ShoalLoad, CorruptingServerIsCaught) {
-  CorruptingEcho server;
+  BadEcho server(BadEcho::Fault::flip_byte_100);
   const std::string json = temp_path(".json");
   const auto r = run({SHOAL_LOAD_PATH, tcp_url(server.port()), "-c", "4", "--pipeline", "2", "--duration", "1s",
                       "--json", json, "-q"});
@@ -336,6 +340,23 @@ TEST(ShoalLoad, CorruptingServerIsCaught) {
   EXPECT_NE(r.output.find("mismatch"), std::string::npos) << r.output;
   const auto j = read_json(json);
   EXPECT_GE(j["errors"]["mismatch"].get<int>(), 4);
+  EXPECT_FALSE(j["ok"].get<bool>());
+}
+
+// Late echoes are found while the run goes on, after the connect phase too
+// (when only the active connections are checked), and end their connection:
+// two active connections at 20 msgs/s for 2 s would send 40 messages; failed
+// after 500 ms they send about 12. The idle ones are not counted as late.
+TEST(ShoalLoad, UnansweredMessagesTimeOut) {
+  BadEcho server(BadEcho::Fault::never_answer);
+  const std::string json = temp_path(".json");
+  const auto r = run({SHOAL_LOAD_PATH, tcp_url(server.port()), "-c", "6", "--active", "2", "--rate", "20",
+                      "--duration", "2s", "--timeout", "500ms", "--json", json, "-q"});
+  EXPECT_EQ(r.exit_code, 3) << r.output;  // connections failed after being established
+  const auto j = read_json(json);
+  EXPECT_EQ(j["errors"]["timeout"].get<int>(), 2) << r.output;
+  EXPECT_EQ(j["connections"]["established"].get<int>(), 6);
+  EXPECT_LT(j["messages"]["sent"].get<int>(), 25) << r.output;
   EXPECT_FALSE(j["ok"].get<bool>());
 }
 
