@@ -271,27 +271,46 @@ if has balance && [[ " $SERVERS " == *" shoald "* ]]; then
   done
 fi
 
-# 100K: six shoald processes sharing the ports (SO_REUSEPORT), 114,000
-# WebSocket connections held 30 s, 1 % echoing at a fixed rate.
+# 100K: six server processes sharing one port (SO_REUSEPORT), 114,000
+# WebSocket connections held 30 s, 1 % echoing at a fixed rate. Three runs:
+# shoald as configured (keepalive pings after 30 s of silence, the default),
+# the yardstick (which sends no pings), and shoald with pings off, which
+# shows what the keepalive round inside the window costs. Each has its own
+# port, so that the client's TIME_WAITs of one run do not meet the next.
 if has 100k; then
-  EXTRA_PIDS=""
   config=$ROOT/loadtest/configs/shoald-100k.yaml
-  for i in 1 2 3 4 5 6; do
-    "$SHOALD" --config "$config" > "$RUN_DIR/100k.server$i.log" 2>&1 &
-    EXTRA_PIDS+=" $!"
-    wait_line "$RUN_DIR/100k.server$i.log" 'ready:' || log "shoald $i did not start"
+  nokeepalive=$RUN_DIR/shoald-100k-nokeepalive.yaml
+  sed -e 's/ping_interval: 30s/ping_interval: 0s/' -e 's/port: 1710\([01]\)$/port: 1730\1/' "$config" > "$nokeepalive"
+  grep -q 'ping_interval: 0s' "$nokeepalive" || log "100k: $nokeepalive still pings (no 'ping_interval: 30s' in $config)"
+  for server in shoald yardstick shoald-nokeepalive; do
+    case $server in
+      shoald) port=17101 what="6 x shoald --config loadtest/configs/shoald-100k.yaml" ;;
+      yardstick) port=17201 what="6 x shoal-baseline -a 127.0.0.1 -p 17200 -w 17201 -t 1" ;;
+      shoald-nokeepalive) port=17301 what="6 x shoald, shoald-100k.yaml with ping_interval: 0s, ports 17300/17301" ;;
+    esac
+    EXTRA_PIDS=""
+    for i in 1 2 3 4 5 6; do
+      case $server in
+        shoald) "$SHOALD" --config "$config" > "$RUN_DIR/100k.$server.$i.log" 2>&1 & ;;
+        yardstick) "$BASELINE" -a 127.0.0.1 -p 17200 -w "$port" -t 1 > "$RUN_DIR/100k.$server.$i.log" 2>&1 & ;;
+        shoald-nokeepalive) "$SHOALD" --config "$nokeepalive" > "$RUN_DIR/100k.$server.$i.log" 2>&1 & ;;
+      esac
+      EXTRA_PIDS+=" $!"
+      wait_line "$RUN_DIR/100k.$server.$i.log" 'ready' || log "100k: $server $i did not start"
+    done
+    pids=$(echo $EXTRA_PIDS | tr ' ' ',')
+    json="$RUN_DIR/100k.ws.$server.json"
+    log "100k: shoal-load --scenario loadtest/scenarios/100k.yaml ws://127.0.0.1:$port/ ($what)"
+    timeout 400 "$LOAD" --scenario "$ROOT/loadtest/scenarios/100k.yaml" "ws://127.0.0.1:$port/" \
+      --server-pid "$pids" --json "$json" -q > "$RUN_DIR/100k.$server.txt" 2>&1
+    rc=$?
+    for p in $EXTRA_PIDS; do kill -TERM "$p" 2> /dev/null; done
+    sleep 2
+    for p in $EXTRA_PIDS; do kill -KILL "$p" 2> /dev/null; done
+    EXTRA_PIDS=""
+    echo -e "100k\tws\t$server\t$rc\t$json\tshoal-load --scenario loadtest/scenarios/100k.yaml ws://127.0.0.1:$port/ ($what)\t1" >> "$RUN_DIR/index.tsv"
+    sleep 5
   done
-  pids=$(echo $EXTRA_PIDS | tr ' ' ',')
-  json="$RUN_DIR/100k.ws.shoald.json"
-  log "100k: shoal-load --scenario loadtest/scenarios/100k.yaml ws://127.0.0.1:17101/"
-  timeout 400 "$LOAD" --scenario "$ROOT/loadtest/scenarios/100k.yaml" ws://127.0.0.1:17101/ \
-    --server-pid "$pids" --json "$json" -q > "$RUN_DIR/100k.txt" 2>&1
-  rc=$?
-  for p in $EXTRA_PIDS; do kill -TERM "$p" 2> /dev/null; done
-  sleep 2
-  for p in $EXTRA_PIDS; do kill -KILL "$p" 2> /dev/null; done
-  EXTRA_PIDS=""
-  echo -e "100k\tws\tshoald\t$rc\t$json\tshoal-load --scenario loadtest/scenarios/100k.yaml ws://127.0.0.1:17101/ (6 x shoald --config loadtest/configs/shoald-100k.yaml)\t1" >> "$RUN_DIR/index.tsv"
 fi
 
 mkdir -p "$(dirname "$OUT_MD")"

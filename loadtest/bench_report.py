@@ -182,9 +182,18 @@ def summary():
     j = results.get(("100k", "ws", "shoald"), (None, None))[1]
     if j:
         errs = sum(v for v in j["errors"].values() if v)
-        lines.append(f"| {j['config']['connections']:,} WS connections, six shoald processes on one port | "
+        p99 = j["latency"]["p99_us"]
+        base = get("100k", "ws", "yardstick", "latency", "p99_us")
+        others = []
+        if base is not None:
+            others.append(f"yardstick p99 {us(base)}")
+        off = get("100k", "ws", "shoald-nokeepalive", "latency", "p99_us")
+        if off is not None:
+            others.append(f"shoald with keepalive pings off: p99 {us(off)} ({ratio(off, base)})")
+        lines.append(f"| {j['config']['connections']:,} WS connections, six processes on one port, p99 | "
                      f"{j['connections']['established']:,} held {j['measured_s']:.0f} s, {errs} errors, "
-                     f"{j['config']['active']:,} echoing: p99 {us(j['latency']['p99_us'])} | | |")
+                     f"{j['config']['active']:,} echoing: p99 {us(p99)} | {ratio(p99, base)} | "
+                     f"{', '.join(others) or '–'} |")
     lines.append("")
     lines.append(f"Machine: {machine()}.")
     return "\n".join(lines)
@@ -302,21 +311,30 @@ if bal:
     w("Messages per shard are not printed by shoald at exit; the admin port's `/status` has per-shard figures.")
     w("")
 
-if ("100k", "ws", "shoald") in results:
-    row, j = results[("100k", "ws", "shoald")]
-    w("## 100K: six shoald processes sharing the ports (SO_REUSEPORT), WebSocket")
+HUNDRED_K = [("shoald", "shoald (keepalive pings after 30 s of silence, the default)"),
+             ("yardstick", "yardstick (no pings)"),
+             ("shoald-nokeepalive", "shoald, pings off")]
+if any(("100k", "ws", name) in results for name, _ in HUNDRED_K):
+    w("## 100K: six server processes sharing one port (SO_REUSEPORT), WebSocket")
     w("")
-    if j:
+    w("| server | connections | established | held | echoing | msgs/s | p50 | p99 | p99.9 | total server RSS | "
+      "bytes/conn | server CPU in the window | errors | status |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
+    for name, label in HUNDRED_K:
+        if ("100k", "ws", name) not in results:
+            continue
+        row, j = results[("100k", "ws", name)]
+        if not j:
+            w(f"| {label} | no result (exit {row['exit']}) |")
+            continue
         srv = j.get("server", {})
-        w("| connections | established | held | echoing | msgs/s | p50 | p99 | p99.9 | total server RSS | bytes/conn | errors | status |")
-        w("|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|---|")
         errs = ", ".join(f"{k} {v}" for k, v in j["errors"].items() if v) or "none"
-        w(f"| {j['config']['connections']:,} | {j['connections']['established']:,} | {j['measured_s']:.0f} s | "
+        cpu = srv.get("cpu_window_s")
+        w(f"| {label} | {j['config']['connections']:,} | {j['connections']['established']:,} | {j['measured_s']:.0f} s | "
           f"{j['config']['active']:,} | {num(j['throughput']['msgs_per_s'])} | {us(j['latency']['p50_us'])} | "
           f"{us(j['latency']['p99_us'])} | {us(j['latency']['p99_9_us'])} | "
-          f"{srv.get('rss_held_bytes', 0) / 1048576:.0f} MiB | {num(srv.get('bytes_per_connection'))} | {errs} | {status(row, j)} |")
-    else:
-        w(f"No result (exit {row['exit']}).")
+          f"{srv.get('rss_held_bytes', 0) / 1048576:.0f} MiB | {num(srv.get('bytes_per_connection'))} | "
+          f"{'–' if cpu is None else f'{cpu:.1f} s'} | {errs} | {status(row, j)} |")
     w("")
 
 w("## Commands")
