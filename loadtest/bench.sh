@@ -283,6 +283,7 @@ if has 100k; then
   sed -e 's/ping_interval: 30s/ping_interval: 0s/' -e 's/port: 1710\([01]\)$/port: 1730\1/' "$config" > "$nokeepalive"
   grep -q 'ping_interval: 0s' "$nokeepalive" || log "100k: $nokeepalive still pings (no 'ping_interval: 30s' in $config)"
   for server in shoald yardstick shoald-nokeepalive; do
+    [[ " $SERVERS " == *" ${server%-nokeepalive} "* ]] || continue
     case $server in
       shoald) port=17101 what="6 x shoald --config loadtest/configs/shoald-100k.yaml" ;;
       yardstick) port=17201 what="6 x shoal-baseline -a 127.0.0.1 -p 17200 -w 17201 -t 1" ;;
