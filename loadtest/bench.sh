@@ -297,7 +297,7 @@ if has 100k; then
         shoald-nokeepalive) "$SHOALD" --config "$nokeepalive" > "$RUN_DIR/100k.$server.$i.log" 2>&1 & ;;
       esac
       EXTRA_PIDS+=" $!"
-      wait_line "$RUN_DIR/100k.$server.$i.log" 'ready' || log "100k: $server $i did not start"
+      wait_line "$RUN_DIR/100k.$server.$i.log" 'ready:' || log "100k: $server $i did not start"
     done
     pids=$(echo $EXTRA_PIDS | tr ' ' ',')
     json="$RUN_DIR/100k.ws.$server.json"

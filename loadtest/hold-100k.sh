@@ -42,7 +42,7 @@ run() {  # name port: start six servers, run the scenario, stop them
       yardstick) "${RUN_WITH[@]}" "$BIN/shoal-baseline" -a 127.0.0.1 -p 17200 -w "$port" -t 1 > "$OUT/$name.$i.log" 2>&1 & ;;
     esac
     pids+=" $!"
-    wait_line "$OUT/$name.$i.log" 'ready' || echo "$name $i did not start"
+    wait_line "$OUT/$name.$i.log" 'ready:' || echo "$name $i did not start"
   done
   cpu_by_second > "$OUT/100k.$name.cpu" &
   sampler=$!
