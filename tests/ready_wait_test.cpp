@@ -52,6 +52,15 @@ std::string drain(ReadySocket& s, bool& more) {
   return n > 0 ? std::string(buf, static_cast<std::size_t>(n)) : std::string();
 }
 
+// Lets the first, speculative wait after registration complete (see the
+// first test), then queues the wait that must sleep until the next edge.
+void wait_past_first_completion(asio::io_context& ioc, Wait& wait, ReadySocket& s,
+                                const std::shared_ptr<Probe>& probe) {
+  wait.start(reactor_of(ioc), s, Owner{probe});
+  ioc.run_for(50ms);
+  wait.start(reactor_of(ioc), s, Owner{probe});
+}
+
 TEST(ReadyWait, CompletesOnTheNextEdgeAndNotBefore) {
   asio::io_context ioc(1);
   Pair p(ioc);
@@ -100,9 +109,7 @@ TEST(ReadyWait, CloseCompletesAPendingWaitWithOperationAborted) {
   Pair p(ioc);
   auto probe = std::make_shared<Probe>();
   Wait wait;
-  wait.start(reactor_of(ioc), p.server, Owner{probe});
-  ioc.run_for(50ms);  // the speculative completion
-  wait.start(reactor_of(ioc), p.server, Owner{probe});
+  wait_past_first_completion(ioc, wait, p.server, probe);
   p.server.close();
   ioc.restart();
   ioc.run_for(50ms);
@@ -116,10 +123,8 @@ TEST(ReadyWait, AWaitPendingWhenTheContextGoesReleasesItsOwnerUncalled) {
   {
     asio::io_context ioc(1);
     Pair p(ioc);
-    wait->start(reactor_of(ioc), p.server, Owner{probe});
-    ioc.run_for(50ms);  // the speculative completion
+    wait_past_first_completion(ioc, *wait, p.server, probe);
     ASSERT_EQ(probe->calls, 1);
-    wait->start(reactor_of(ioc), p.server, Owner{probe});
     EXPECT_EQ(probe.use_count(), 2) << "the pending wait holds its owner";
     // The sockets go first (as a session's members would), then the context
     // with the wait still queued.
