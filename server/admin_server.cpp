@@ -35,7 +35,7 @@ using tcp = asio::ip::tcp;
 constexpr const char* kAllow = "GET, HEAD";
 
 // The status page: one JSON object an operator can read with curl | jq.
-nlohmann::ordered_json build_status(const Server& server, const PreflightResult& preflight) {
+nlohmann::ordered_json build_status(const Server& server) {
   using json = nlohmann::ordered_json;
   const std::int64_t now = Shard::now_ms();
   const double uptime =
@@ -63,8 +63,11 @@ nlohmann::ordered_json build_status(const Server& server, const PreflightResult&
     });
   }
 
+  // The limits in force: the last accepted reload's, not the start-up ones.
+  const RunningState running = server.running();
+  const PreflightResult& preflight = running.preflight;
   json listeners = json::array();
-  const auto& configs = server.config().listeners;
+  const auto& configs = running.config.listeners;
   const auto& bound = server.bound();
   for (std::size_t li = 0; li < bound.size() && li < configs.size(); ++li) {
     std::uint64_t active = 0, accepted = 0;
@@ -80,6 +83,8 @@ nlohmann::ordered_json build_status(const Server& server, const PreflightResult&
         {"active", active},
         {"accepted", accepted},
         {"max_connections", configs[li].max_connections},
+        {"max_connections_per_ip", configs[li].max_connections_per_ip},
+        {"max_new_connections_per_second", configs[li].max_new_connections_per_second},
     });
   }
 
@@ -108,8 +113,7 @@ nlohmann::ordered_json build_status(const Server& server, const PreflightResult&
 }  // namespace
 
 struct AdminServer::Impl {
-  Impl(const AdminConfig& c, const Server& s, const PreflightResult& p)
-      : config(c), server(s), preflight(p), metrics(s, p) {}
+  Impl(const AdminConfig& c, const Server& s) : config(c), server(s), metrics(s) {}
 
   void do_accept();
   void on_accept(const beast::error_code& ec, tcp::socket socket);
@@ -117,7 +121,6 @@ struct AdminServer::Impl {
 
   AdminConfig config;
   const Server& server;
-  PreflightResult preflight;
   Metrics metrics;
   int sessions = 0;  // admin thread only
   std::chrono::milliseconds retry_delay{0};
@@ -333,7 +336,7 @@ AdminServer::Reply AdminServer::Impl::handle(std::string_view method, std::strin
     }
   } else if (path == "/status") {
     r.content_type = "application/json";
-    r.body = build_status(server, preflight).dump(2) + "\n";
+    r.body = build_status(server).dump(2) + "\n";
   } else {
     r.status = 404;
     r.body = "not found; try /metrics, /healthz, /readyz or /status\n";
@@ -341,9 +344,8 @@ AdminServer::Reply AdminServer::Impl::handle(std::string_view method, std::strin
   return r;
 }
 
-AdminServer::AdminServer(const AdminConfig& config, const Server& server,
-                         const PreflightResult& preflight)
-    : impl_(std::make_unique<Impl>(config, server, preflight)) {}
+AdminServer::AdminServer(const AdminConfig& config, const Server& server)
+    : impl_(std::make_unique<Impl>(config, server)) {}
 
 AdminServer::~AdminServer() { stop(); }
 

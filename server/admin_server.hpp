@@ -34,7 +34,6 @@
 #include <boost/asio/ip/tcp.hpp>
 
 #include "config.hpp"
-#include "preflight.hpp"
 
 namespace shoal {
 
@@ -46,7 +45,9 @@ inline constexpr int kMaxAdminConnections = 64;
 
 class AdminServer {
  public:
-  AdminServer(const AdminConfig& config, const Server& server, const PreflightResult& preflight);
+  // The server outlives the admin server; /status and /metrics read its
+  // running state (Server::running()) at each request.
+  AdminServer(const AdminConfig& config, const Server& server);
   ~AdminServer();
   AdminServer(const AdminServer&) = delete;
   AdminServer& operator=(const AdminServer&) = delete;

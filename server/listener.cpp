@@ -111,9 +111,7 @@ void Acceptor::do_accept() {
 }
 
 bool Acceptor::admit() {
-  const auto process_now = ctx_.process_active->fetch_add(1, std::memory_order_relaxed);
-  if (process_now >= ctx_.process_max_connections->load(std::memory_order_relaxed)) {
-    ctx_.process_active->fetch_sub(1, std::memory_order_relaxed);
+  if (!ctx_.process_active->acquire(ctx_.process_max_connections->load(std::memory_order_relaxed))) {
     return false;
   }
   const auto listener_now = ctx_.shared->active.fetch_add(1, std::memory_order_relaxed);
@@ -127,7 +125,7 @@ bool Acceptor::admit() {
 
 void Acceptor::unadmit() {
   ctx_.shared->active.fetch_sub(1, std::memory_order_relaxed);
-  ctx_.process_active->fetch_sub(1, std::memory_order_relaxed);
+  ctx_.process_active->release();
 }
 
 // Checked after admit(), and the rate last: a connection refused for a

@@ -35,7 +35,7 @@ struct AcceptContext {
   const ListenerConfig* config = nullptr;
   std::size_t listener_index = 0;
   ListenerShared* shared = nullptr;
-  std::atomic<std::uint64_t>* process_active = nullptr;
+  ActiveCount* process_active = nullptr;
   const std::atomic<std::uint64_t>* process_max_connections = nullptr;
   std::vector<Shard*> targets;  // dispatch: every shard; reuseport: its own
   SessionStarter start_session;

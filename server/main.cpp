@@ -1,3 +1,3 @@
-#include "cli.hpp"
+#include "daemon.hpp"
 
 int main(int argc, char** argv) { return shoal::shoald_main(argc, argv); }

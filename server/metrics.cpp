@@ -93,7 +93,7 @@ class ShardCollector final : public prometheus::Collectable {
 
   std::vector<MetricFamily> Collect() const override {
     const auto& shards = server_.shards();
-    const auto& listeners = server_.config().listeners;
+    const auto& listeners = server_.listeners();
 
     MetricFamily active = make_family(
         "shoal_connections_active", "Client connections open now, by listener and shard.",
@@ -109,7 +109,10 @@ class ShardCollector final : public prometheus::Collectable {
     MetricFamily rejected = make_family(
         "shoal_connections_rejected_total",
         "Client connections refused before being served, by reason (limit: max_connections "
-        "reached; fd_exhausted: accept failed for lack of descriptors; handshake_failed; origin).",
+        "reached; fd_exhausted: accept failed for lack of descriptors; handshake_failed: a bad "
+        "or timed-out TLS handshake or HTTP upgrade; origin: not in allowed_origins; "
+        "per_ip_limit: max_connections_per_ip reached; rate_limit: above "
+        "max_new_connections_per_second).",
         MetricType::Counter);
     MetricFamily closed = make_family(
         "shoal_connections_closed_total", "Client connections ended, by reason.",
@@ -246,6 +249,46 @@ class ShardCollector final : public prometheus::Collectable {
   const Server& server_;
 };
 
+// The limits in force, read from the server's running state at each scrape:
+// a reload that changes them shows at the next scrape.
+class LimitsCollector final : public prometheus::Collectable {
+ public:
+  explicit LimitsCollector(const Server& server) : server_(server) {}
+
+  std::vector<MetricFamily> Collect() const override {
+    const RunningState running = server_.running();
+    const PreflightResult& p = running.preflight;
+    std::vector<MetricFamily> out;
+    const auto gauge = [&out](const char* name, const char* help, double v) {
+      MetricFamily f = make_family(name, help, MetricType::Gauge);
+      add_gauge(f, {}, v);
+      out.push_back(std::move(f));
+    };
+    gauge("shoal_fd_limit",
+          "Open-files limit (RLIMIT_NOFILE) after raising the soft limit to the hard one.",
+          as_double(p.fd_limit));
+    gauge("shoal_connection_capacity",
+          "Connections the descriptor limit allows: fd_limit minus limits.reserved_descriptors.",
+          as_double(p.connection_capacity));
+    gauge("shoal_max_connections",
+          "Effective process-wide connection limit: limits.max_connections, capped by the "
+          "capacity when limits.on_insufficient is warn.",
+          as_double(p.effective_max_connections));
+    gauge("shoal_shards", "Shards (event loops, one thread each).", as_double(p.shards));
+    MetricFamily per_listener = make_family(
+        "shoal_listener_max_connections",
+        "A listener's own connection limit (max_connections; 0: none, the process limit applies).",
+        MetricType::Gauge);
+    for (const ListenerConfig& l : running.config.listeners)
+      add_gauge(per_listener, {{"listener", l.name}}, as_double(l.max_connections));
+    out.push_back(std::move(per_listener));
+    return out;
+  }
+
+ private:
+  const Server& server_;
+};
+
 // The standard process_* metrics (the names every Prometheus client library
 // exports), read from /proc on the admin thread, never on a shard.
 class ProcessCollector final : public prometheus::Collectable {
@@ -354,31 +397,18 @@ std::optional<ProcessStats> read_process_stats() {
   return p;
 }
 
-Metrics::Metrics(const Server& server, const PreflightResult& preflight)
-    : static_(std::make_shared<prometheus::Registry>()) {
-  // Values fixed at start-up live in an ordinary prometheus-cpp Registry:
-  // set once here, never touched by a shard.
-  auto gauge = [this](const char* name, const char* help, double v) {
-    prometheus::BuildGauge().Name(name).Help(help).Register(*static_).Add({}).Set(v);
-  };
+Metrics::Metrics(const Server& server) : static_(std::make_shared<prometheus::Registry>()) {
+  // The build never changes while running: an ordinary prometheus-cpp
+  // Registry, set once here, never touched by a shard.
   prometheus::BuildGauge()
       .Name("shoal_build_info")
       .Help("Always 1; the labels say which shoald build is running.")
       .Register(*static_)
       .Add({{"version", kVersion}, {"commit", kGitCommit}})
       .Set(1);
-  gauge("shoal_fd_limit", "Open-files limit (RLIMIT_NOFILE) after raising the soft limit to the hard one.",
-        as_double(preflight.fd_limit));
-  gauge("shoal_connection_capacity",
-        "Connections the descriptor limit allows: fd_limit minus limits.reserved_descriptors.",
-        as_double(preflight.connection_capacity));
-  gauge("shoal_max_connections",
-        "Effective process-wide connection limit: limits.max_connections, capped by the capacity "
-        "when limits.on_insufficient is warn.",
-        as_double(preflight.effective_max_connections));
-  gauge("shoal_shards", "Shards (event loops, one thread each).", as_double(preflight.shards));
 
   collectables_.push_back(static_);
+  collectables_.push_back(std::make_shared<LimitsCollector>(server));
   collectables_.push_back(std::make_shared<ShardCollector>(server));
   collectables_.push_back(std::make_shared<ProcessCollector>());
 }

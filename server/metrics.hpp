@@ -1,9 +1,10 @@
 // What GET /metrics reports: the Prometheus exposition of one shoald process,
 // built with prometheus-cpp and serialized in the text format 0.0.4.
 //
-// Three sources, each a prometheus::Collectable asked at scrape time:
-//  - a prometheus::Registry with the values fixed at start-up (build info,
-//    descriptor limit, connection capacity, effective max_connections);
+// Four sources, each a prometheus::Collectable asked at scrape time:
+//  - a prometheus::Registry with the build info, fixed at start-up;
+//  - the limits collector: descriptor limit, connection capacity, effective
+//    and per-listener max_connections, as the last accepted reload set them;
 //  - the shard collector, which reads every shard's ShardCounters (per
 //    listener: connections, messages, bytes, rejections, closes, WebSocket
 //    close codes; per shard: loop lag, handlers run, health);
@@ -26,7 +27,6 @@
 #include <prometheus/collectable.h>
 #include <prometheus/metric_family.h>
 
-#include "preflight.hpp"
 
 namespace prometheus {
 class Registry;
@@ -41,7 +41,7 @@ class Metrics {
   // The Content-Type of scrape()'s text.
   static constexpr const char* kContentType = "text/plain; version=0.0.4; charset=utf-8";
 
-  Metrics(const Server& server, const PreflightResult& preflight);
+  explicit Metrics(const Server& server);
   ~Metrics();
   Metrics(const Metrics&) = delete;
   Metrics& operator=(const Metrics&) = delete;

@@ -1,6 +1,13 @@
 #include "server.hpp"
 
+#include <poll.h>
 #include <sched.h>
+#include <sys/signalfd.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <condition_variable>
+#include <cstring>
 
 #include <boost/asio/ip/address.hpp>
 #include <spdlog/spdlog.h>
@@ -11,6 +18,11 @@
 
 namespace shoal {
 namespace {
+
+// How long the connections closed by a drain may take to end their closing
+// handshakes, and how long a reload waits for every shard to apply it.
+constexpr std::chrono::seconds kForcedCloseBound{2};
+constexpr std::chrono::seconds kReloadBound{2};
 
 // `tls`: the listener's TLS slot, null for plaintext. The Server's copy of
 // the config and its slots outlive every session.
@@ -54,16 +66,19 @@ std::vector<int> allowed_cpus() {
 
 }  // namespace
 
-Server::Server(const Config& config, std::uint64_t max_connections, unsigned shards,
+Server::Server(const Config& config, const PreflightResult& preflight,
                std::vector<TlsSettingsPtr> tls)
-    : config_(config), max_connections_(max_connections), shard_count_(shards == 0 ? 1 : shards) {
-  if (tls.empty()) tls = load_tls_settings(config_);
-  for (std::size_t i = 0; i < config_.listeners.size(); ++i) {
-    const bool on = config_.listeners[i].tls.has_value() && i < tls.size() && tls[i];
+    : startup_(config),
+      running_{config, preflight},
+      max_connections_(preflight.effective_max_connections),
+      shard_count_(preflight.shards == 0 ? 1 : preflight.shards) {
+  if (tls.empty()) tls = load_tls_settings(startup_);
+  for (std::size_t i = 0; i < startup_.listeners.size(); ++i) {
+    const bool on = startup_.listeners[i].tls.has_value() && i < tls.size() && tls[i];
     tls_slots_.push_back(on ? std::make_unique<TlsSlot>(tls[i]) : nullptr);
   }
   std::vector<ListenerShared*> shared;
-  for (const auto& l : config_.listeners) {
+  for (const auto& l : startup_.listeners) {
     auto s = std::make_unique<ListenerShared>();
     s->max_connections = l.max_connections;
     s->max_connections_per_ip = l.max_connections_per_ip;
@@ -72,7 +87,7 @@ Server::Server(const Config& config, std::uint64_t max_connections, unsigned sha
     listener_shared_.push_back(std::move(s));
   }
   for (unsigned i = 0; i < shard_count_; ++i) {
-    shards_.push_back(std::make_unique<Shard>(i, config_, shared, process_active_));
+    shards_.push_back(std::make_unique<Shard>(i, startup_, shared, active_));
   }
 }
 
@@ -80,18 +95,18 @@ Server::~Server() { stop(); }
 
 void Server::start() {
   using boost::asio::ip::tcp;
-  const bool reuseport = config_.sharding == Sharding::reuseport;
+  const bool reuseport = startup_.sharding == Sharding::reuseport;
   std::vector<Shard*> all;
   for (auto& s : shards_) all.push_back(s.get());
 
-  for (std::size_t li = 0; li < config_.listeners.size(); ++li) {
-    const ListenerConfig& lc = config_.listeners[li];
+  for (std::size_t li = 0; li < startup_.listeners.size(); ++li) {
+    const ListenerConfig& lc = startup_.listeners[li];
     tcp::endpoint endpoint(boost::asio::ip::make_address(lc.address), lc.port);
     AcceptContext base;
     base.config = &lc;
     base.listener_index = li;
     base.shared = listener_shared_[li].get();
-    base.process_active = &process_active_;
+    base.process_active = &active_;
     base.process_max_connections = &max_connections_;
     base.start_session = starter_for(lc, tls_slots_[li].get());
 
@@ -118,7 +133,7 @@ void Server::start() {
   const std::vector<int> cpus = allowed_cpus();
   for (std::size_t i = 0; i < shards_.size(); ++i) {
     int cpu = -1;
-    if (config_.cpu_affinity && !cpus.empty()) cpu = cpus[i % cpus.size()];
+    if (startup_.cpu_affinity && !cpus.empty()) cpu = cpus[i % cpus.size()];
     shards_[i]->start(cpu);
   }
   for (auto& a : acceptors_) a->start();
@@ -130,11 +145,88 @@ void Server::stop_accepting() {
   for (auto& a : acceptors_) a->stop();
 }
 
-void Server::close_all_connections() {
+RunningState Server::running() const {
+  std::lock_guard lock(running_mutex_);
+  return running_;
+}
+
+bool Server::on_all_shards(const std::function<void(Shard&)>& fn,
+                           std::chrono::milliseconds bound) {
+  // Shared with the posted handlers: a shard that answers after the bound
+  // still finds it alive.
+  struct Pending {
+    std::mutex mutex;
+    std::condition_variable done;
+    std::size_t left;
+    std::function<void(Shard&)> fn;
+  };
+  auto pending = std::make_shared<Pending>();
+  pending->left = shards_.size();
+  pending->fn = fn;
   for (auto& s : shards_) {
     Shard* shard = s.get();
-    shard->post([shard] { shard->close_all(CloseReason::drain); });
+    shard->post([pending, shard] {
+      pending->fn(*shard);
+      std::lock_guard lock(pending->mutex);
+      if (--pending->left == 0) pending->done.notify_one();
+    });
   }
+  std::unique_lock lock(pending->mutex);
+  return pending->done.wait_for(lock, bound, [&] { return pending->left == 0; });
+}
+
+bool Server::close_all_connections(std::chrono::milliseconds bound) {
+  return on_all_shards([](Shard& shard) { shard.close_all(CloseReason::drain); }, bound);
+}
+
+bool Server::wait_idle(std::chrono::steady_clock::time_point deadline, int interrupt_fd,
+                       bool& interrupted) {
+  for (;;) {
+    if (active_.watch() == 0) return true;
+    const auto left = deadline - std::chrono::steady_clock::now();
+    if (left <= std::chrono::steady_clock::duration::zero()) return false;
+    // Rounded up, so that the last wait does not spin on a 0 ms timeout.
+    const auto ms = std::chrono::ceil<std::chrono::milliseconds>(left).count();
+    pollfd fds[2] = {{active_.fd(), POLLIN, 0}, {interrupt_fd, POLLIN, 0}};
+    const int n = ::poll(fds, interrupt_fd >= 0 ? 2 : 1,
+                         static_cast<int>(std::min<std::int64_t>(ms, 60'000)));
+    if (n < 0 && errno != EINTR) return active_.load() == 0;
+    if (n > 0 && (fds[0].revents & POLLIN)) active_.clear();
+    if (n > 0 && interrupt_fd >= 0 && (fds[1].revents & POLLIN)) {
+      signalfd_siginfo info{};
+      if (::read(interrupt_fd, &info, sizeof info) == static_cast<ssize_t>(sizeof info)) {
+        spdlog::warn("{} again: closing {} connections now",
+                     strsignal(static_cast<int>(info.ssi_signo)), active_.load());
+      }
+      interrupted = true;
+      return active_.load() == 0;
+    }
+  }
+}
+
+DrainOutcome Server::drain(Duration timeout, int interrupt_fd) {
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  DrainOutcome out;
+  draining_.store(true, std::memory_order_release);
+  stop_accepting();
+  out.open_at_start = active_.load();
+  spdlog::info("draining {} connections (up to {})", out.open_at_start, format_duration(timeout));
+  if (!wait_idle(deadline, interrupt_fd, out.interrupted)) {
+    out.forced = active_.load();
+    if (!out.interrupted) {
+      spdlog::info("drain timeout: closing {} remaining connections", out.forced);
+    }
+    if (!close_all_connections()) {
+      spdlog::error("drain: a shard did not run its closes within 2 s");
+    }
+    // Their closing handshakes (WebSocket close, TLS close_notify) are
+    // bounded by the sessions' own timers; this bounds the whole.
+    bool ignored = false;
+    wait_idle(std::chrono::steady_clock::now() + kForcedCloseBound, -1, ignored);
+    out.left_open = active_.load();
+  }
+  stop();
+  return out;
 }
 
 void Server::stop() {
@@ -146,71 +238,104 @@ void Server::stop() {
 }  // namespace shoal
 
 namespace shoal {
+namespace {
 
-std::vector<std::string> Server::apply_reload(const Config& next, std::uint64_t max_connections) {
+// TEMPORARY until the config descriptors land (restart_required in config.hpp).
+std::vector<std::string> restart_required(const Config& now, const Config& next) {
   std::vector<std::string> restart;
   auto needs_restart = [&](bool changed, const std::string& what) {
     if (changed) restart.push_back(what);
   };
-  needs_restart(next.shards != config_.shards, "shards");
-  needs_restart(next.cpu_affinity != config_.cpu_affinity, "cpu_affinity");
-  needs_restart(next.sharding != config_.sharding, "sharding");
-  needs_restart(next.admin != config_.admin, "admin");
-  needs_restart(next.limits.reserved_descriptors != config_.limits.reserved_descriptors,
+  needs_restart(next.shards != now.shards, "shards");
+  needs_restart(next.cpu_affinity != now.cpu_affinity, "cpu_affinity");
+  needs_restart(next.sharding != now.sharding, "sharding");
+  needs_restart(next.admin != now.admin, "admin");
+  needs_restart(next.limits.reserved_descriptors != now.limits.reserved_descriptors,
                 "limits.reserved_descriptors");
-  const bool same_listener_set = next.listeners.size() == config_.listeners.size();
-  needs_restart(!same_listener_set, "listeners (added or removed)");
-
-  max_connections_.store(max_connections, std::memory_order_relaxed);
-  if (!same_listener_set) return restart;
-
+  if (next.listeners.size() != now.listeners.size()) {
+    restart.push_back("listeners (added or removed)");
+    return restart;
+  }
   for (std::size_t i = 0; i < next.listeners.size(); ++i) {
-    const ListenerConfig& now = config_.listeners[i];
-    const ListenerConfig& want = next.listeners[i];
+    const ListenerConfig& a = now.listeners[i];
+    const ListenerConfig& b = next.listeners[i];
     const std::string path = "listeners[" + std::to_string(i) + "]";
-    needs_restart(want.name != now.name || want.protocol != now.protocol ||
-                      want.address != now.address || want.port != now.port ||
-                      want.backlog != now.backlog,
+    needs_restart(a.name != b.name || a.protocol != b.protocol || a.address != b.address ||
+                      a.port != b.port || a.backlog != b.backlog,
                   path + " name, protocol, address, port or backlog");
-    // WebSocket sessions read their options on their own shard without
-    // synchronisation, so those options apply to the next start.
-    needs_restart(want.websocket != now.websocket, path + ".websocket");
-
-    listener_shared_[i]->max_connections.store(want.max_connections, std::memory_order_relaxed);
-    // Connections open before per-IP limiting was turned on are not counted;
-    // those counted go on being released when they end, whatever the limit.
-    listener_shared_[i]->max_connections_per_ip.store(want.max_connections_per_ip,
-                                                      std::memory_order_relaxed);
-    listener_shared_[i]->new_connections.configure(want.max_new_connections_per_second,
-                                                   want.new_connections_burst);
-    // Posted every time: the running value may differ from config_ after an
-    // earlier reload.
-    const std::int64_t idle_ms = want.idle_timeout.count();
-    // WebSocket sessions time their writes themselves (websocket.write_timeout).
-    const std::int64_t write_ms =
-        want.protocol == Protocol::tcp_echo ? want.write_timeout.count() : 0;
-    for (auto& s : shards_) {
-      Shard* shard = s.get();
-      shard->post([shard, i, idle_ms, write_ms] { shard->set_timeouts(i, idle_ms, write_ms); });
-    }
+    needs_restart(a.websocket != b.websocket, path + ".websocket");
+    if (a.tls.has_value() != b.tls.has_value())
+      restart.push_back(path + ".tls (" + (b.tls ? "turned on" : "turned off") + ")");
   }
   return restart;
 }
 
-std::vector<std::string> Server::reload_tls(const Config& next,
-                                            const std::vector<TlsSettingsPtr>& tls) {
-  std::vector<std::string> restart;
-  if (next.listeners.size() != config_.listeners.size()) return restart;  // named by apply_reload
+// The running configuration after a reload: `next`'s live keys over
+// `running`, whose restart-only keys stay.
+Config live_part_of(const Config& running, const Config& next) {
+  Config out = running;
+  out.limits.max_connections = next.limits.max_connections;
+  out.limits.on_insufficient = next.limits.on_insufficient;
+  out.logging = next.logging;
+  out.shutdown = next.shutdown;
+  if (next.listeners.size() != running.listeners.size()) return out;
   for (std::size_t i = 0; i < next.listeners.size(); ++i) {
-    const bool was = tls_slots_[i] != nullptr;
-    const bool want = next.listeners[i].tls.has_value();
-    if (was != want) {
-      restart.push_back("listeners[" + std::to_string(i) + "].tls (" +
-                        (want ? "turned on" : "turned off") + ")");
-      continue;
-    }
-    if (was && i < tls.size() && tls[i]) tls_slots_[i]->set(tls[i]);
+    ListenerConfig& l = out.listeners[i];
+    const ListenerConfig& n = next.listeners[i];
+    l.max_connections = n.max_connections;
+    l.max_connections_per_ip = n.max_connections_per_ip;
+    l.max_new_connections_per_second = n.max_new_connections_per_second;
+    l.new_connections_burst = n.new_connections_burst;
+    l.idle_timeout = n.idle_timeout;
+    l.write_timeout = n.write_timeout;
+    if (l.tls && n.tls) l.tls = n.tls;
   }
+  return out;
+}
+
+}  // namespace
+
+std::vector<std::string> Server::reload(const Config& next, const PreflightResult& preflight,
+                                        const std::vector<TlsSettingsPtr>& tls) {
+  RunningState now = running();
+  std::vector<std::string> restart = restart_required(now.config, next);
+  const Config applied = live_part_of(now.config, next);
+
+  max_connections_.store(preflight.effective_max_connections, std::memory_order_relaxed);
+  for (std::size_t i = 0; i < applied.listeners.size(); ++i) {
+    const ListenerConfig& l = applied.listeners[i];
+    ListenerShared& shared = *listener_shared_[i];
+    shared.max_connections.store(l.max_connections, std::memory_order_relaxed);
+    // Connections open before per-IP limiting was turned on are not counted;
+    // those counted go on being released when they end, whatever the limit.
+    shared.max_connections_per_ip.store(l.max_connections_per_ip, std::memory_order_relaxed);
+    shared.new_connections.configure(l.max_new_connections_per_second, l.new_connections_burst);
+    if (tls_slots_[i] && l.tls && i < tls.size() && tls[i]) tls_slots_[i]->set(tls[i]);
+  }
+  // By value: a shard that answers after the bound runs them still.
+  std::vector<std::pair<std::int64_t, std::int64_t>> timeouts;
+  for (const ListenerConfig& l : applied.listeners) {
+    // WebSocket sessions time their writes themselves (websocket.write_timeout).
+    timeouts.emplace_back(l.idle_timeout.count(),
+                          l.protocol == Protocol::tcp_echo ? l.write_timeout.count() : 0);
+  }
+  const bool applied_everywhere = on_all_shards(
+      [timeouts](Shard& shard) {
+        for (std::size_t i = 0; i < timeouts.size(); ++i)
+          shard.set_timeouts(i, timeouts[i].first, timeouts[i].second);
+      },
+      kReloadBound);
+  if (!applied_everywhere) {
+    spdlog::error("reload: a shard did not apply the new timeouts within {} ms; it will when it "
+                  "runs again",
+                  kReloadBound.count());
+  }
+
+  PreflightResult limits = preflight;
+  // The shard count does not change while running, whatever `next` asks.
+  limits.shards = now.preflight.shards;
+  std::lock_guard lock(running_mutex_);
+  running_ = RunningState{applied, std::move(limits)};
   return restart;
 }
 

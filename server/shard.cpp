@@ -59,7 +59,7 @@ Connection::~Connection() {
   slot.stats.active.sub();
   shard_.active_.sub();
   slot.shared->active.fetch_sub(1, std::memory_order_relaxed);
-  shard_.process_active_.fetch_sub(1, std::memory_order_relaxed);
+  shard_.process_active_.release();
   // The auto-unlink hook removes us from the list, if still there.
 }
 
@@ -89,7 +89,7 @@ void Connection::account_close(CloseReason reason) noexcept {
 }
 
 Shard::Shard(unsigned id, const Config& config, std::vector<ListenerShared*> listeners,
-             std::atomic<std::uint64_t>& process_active)
+             ActiveCount& process_active)
     : id_(id),
       slots_(config.listeners.size()),
       process_active_(process_active),

@@ -27,6 +27,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/intrusive/list.hpp>
 
+#include "active_count.hpp"
 #include "client_limits.hpp"
 #include "config.hpp"
 #include "ready_wait.hpp"
@@ -226,7 +227,7 @@ struct ListenerSlot {
 class Shard {
  public:
   Shard(unsigned id, const Config& config, std::vector<ListenerShared*> listeners,
-        std::atomic<std::uint64_t>& process_active);
+        ActiveCount& process_active);
   Shard(const Shard&) = delete;
   Shard& operator=(const Shard&) = delete;
   ~Shard();
@@ -289,7 +290,7 @@ class Shard {
 
   unsigned id_;
   std::vector<ListenerSlot> slots_;
-  std::atomic<std::uint64_t>& process_active_;
+  ActiveCount& process_active_;
   ShardCounter active_;
   std::uint32_t next_seq_ = 0;
   std::unique_ptr<char[]> scratch_;

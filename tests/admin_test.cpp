@@ -115,7 +115,7 @@ PreflightResult fake_preflight() {
 }
 
 TEST(AdminMetrics, SumsShardCountersPerListenerAndKeepsShardLabels) {
-  Server server(two_listener_config(), 100, 2);
+  Server server(two_listener_config(), fake_preflight());
   const auto& shards = server.shards();
   // What two shards counted, written as the shards would (single writer).
   shards[0]->slot(0).stats.accepted.add(3);
@@ -132,7 +132,7 @@ TEST(AdminMetrics, SumsShardCountersPerListenerAndKeepsShardLabels) {
   shards[0]->slot(1).stats.close_codes[close_code_slot(1001)].add(7);
   shards[1]->slot(1).stats.close_codes[close_code_slot(4000)].add(8);
 
-  const Metrics metrics(server, fake_preflight());
+  const Metrics metrics(server);
   const std::string text = metrics.scrape();
   EXPECT_EQ(value_of(text, "shoal_connections_accepted_total", {{"listener", "echo"}}), 7);
   EXPECT_EQ(value_of(text, "shoal_connections_accepted_total", {{"listener", "ws"}}), 0);
@@ -178,9 +178,9 @@ TEST(AdminMetrics, SumsShardCountersPerListenerAndKeepsShardLabels) {
 
 TEST(AdminMetrics, PromtoolFindsNothingInTheCollectorOutput) {
   if (access(kPromtool, X_OK) != 0) GTEST_SKIP() << kPromtool << " is not installed";
-  Server server(two_listener_config(), 100, 2);
+  Server server(two_listener_config(), fake_preflight());
   server.shards()[0]->slot(1).stats.close_codes[0].add(1);
-  const PromtoolResult r = promtool_check(Metrics(server, fake_preflight()).scrape());
+  const PromtoolResult r = promtool_check(Metrics(server).scrape());
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(r.output, "");
 }
@@ -200,8 +200,8 @@ TEST(AdminMetrics, ParsesProcStat) {
 }
 
 TEST(AdminRoutes, MethodsPathsAndAServerThatIsNotReady) {
-  Server server(two_listener_config(), 100, 2);
-  const AdminServer admin(AdminConfig{}, server, fake_preflight());
+  Server server(two_listener_config(), fake_preflight());
+  const AdminServer admin(AdminConfig{}, server);
   EXPECT_EQ(admin.handle("POST", "/metrics").status, 405);
   EXPECT_EQ(admin.handle("DELETE", "/healthz").status, 405);
   EXPECT_EQ(admin.handle("GET", "/nope").status, 404);
@@ -221,11 +221,11 @@ TEST(AdminHealth, HealthzNamesAStuckShardAndRecovers) {
   // a handler that does not return (until the test releases it).
   Config config = two_listener_config();
   config.listeners.resize(1);
-  Server server(config, 100, 2);
+  Server server(config, fake_preflight());
   server.start();
   AdminConfig admin_config;
   admin_config.port = 0;
-  AdminServer admin(admin_config, server, fake_preflight());
+  AdminServer admin(admin_config, server);
   admin.start();
   const std::uint16_t port = admin.local_endpoint().port();
   EXPECT_EQ(get(port, "/healthz").status, 200);
@@ -497,6 +497,65 @@ TEST(AdminReady, ReadyzTurns503DuringADrainWhileMetricsGoOn) {
   // The last client leaves: the drain ends at once, well before 20 s.
   client.close();
   EXPECT_EQ(shoald->wait_exit(10s), 0) << shoald->output();
+}
+
+// What /status and /metrics say the limits are, as one comparable value.
+struct ShownLimits {
+  std::uint64_t status_process = 0, status_listener = 0, metric_process = 0, metric_listener = 0;
+  bool operator==(const ShownLimits&) const = default;
+};
+std::ostream& operator<<(std::ostream& out, const ShownLimits& l) {
+  return out << "/status " << l.status_process << "/" << l.status_listener << ", /metrics "
+             << l.metric_process << "/" << l.metric_listener;
+}
+
+ShownLimits shown_limits(std::uint16_t admin) {
+  const nlohmann::json status = nlohmann::json::parse(get(admin, "/status").body);
+  const std::string metrics = get(admin, "/metrics").body;
+  return {status.at("limits").at("max_connections").get<std::uint64_t>(),
+          status.at("listeners").at(0).at("max_connections").get<std::uint64_t>(),
+          static_cast<std::uint64_t>(value_of(metrics, "shoal_max_connections").value_or(-1)),
+          static_cast<std::uint64_t>(
+              value_of(metrics, "shoal_listener_max_connections", {{"listener", "echo"}})
+                  .value_or(-1))};
+}
+
+std::string limits_yaml(std::uint16_t admin, const std::string& process, int listener) {
+  return config_yaml(admin, "    max_connections: " + std::to_string(listener) + "\n") +
+         "limits:\n  max_connections: " + process + "\n";
+}
+
+// Regression: after a SIGHUP from 100/10 to 50/3, only 3 connections were
+// admitted, yet /status and shoal_max_connections still said 100 and 10.
+TEST(AdminReload, StatusAndMetricsShowTheLimitsOfTheLastAcceptedReload) {
+  std::uint16_t admin_port = 0;
+  auto shoald = start_with_admin_port([&](std::uint16_t admin) {
+    admin_port = admin;
+    return limits_yaml(admin, "100", 10);
+  });
+  const std::uint16_t admin = shoald->admin_port();
+  EXPECT_EQ(shown_limits(admin), (ShownLimits{100, 10, 100, 10}));
+
+  std::ofstream(shoald->config_path(), std::ios::trunc) << limits_yaml(admin_port, "50", 3);
+  shoald->signal(SIGHUP);
+  ASSERT_TRUE(shoald->wait_for_output("reloaded", 5s)) << shoald->output();
+  EXPECT_EQ(shown_limits(admin), (ShownLimits{50, 3, 50, 3}));
+
+  // What the admin port says is what is enforced: the fourth is refused.
+  asio::io_context ioc;
+  std::vector<tcp::socket> clients;
+  for (int i = 0; i < 3; ++i) {
+    clients.push_back(connect_to(ioc, shoald->port("echo")));
+    ASSERT_EQ(echo_once(clients.back(), "in"), "in") << "connection " << i;
+  }
+  tcp::socket fourth = connect_to(ioc, shoald->port("echo"));
+  EXPECT_TRUE(peer_closed(fourth)) << "listener max_connections 3 after the reload";
+
+  // A rejected reload (max_connections: 0 fails validation) changes nothing.
+  std::ofstream(shoald->config_path(), std::ios::trunc) << limits_yaml(admin_port, "0", 7);
+  shoald->signal(SIGHUP);
+  ASSERT_TRUE(shoald->wait_for_output("reload rejected", 5s)) << shoald->output();
+  EXPECT_EQ(shown_limits(admin), (ShownLimits{50, 3, 50, 3}));
 }
 
 TEST(AdminConfigured, PortZeroTurnsTheAdminPortOff) {

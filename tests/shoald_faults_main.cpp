@@ -12,7 +12,7 @@
 #include <memory>
 #include <thread>
 
-#include "cli.hpp"
+#include "daemon.hpp"
 #include "server.hpp"
 
 namespace {

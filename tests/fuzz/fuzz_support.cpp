@@ -76,13 +76,20 @@ Config fuzz_config() {
   return config;
 }
 
+// One shard and at most 1000 connections, whatever the host allows.
+PreflightResult fuzz_preflight(const Config& config) {
+  PreflightResult p = run_preflight(config, read_host_limits());
+  p.shards = 1;
+  p.effective_max_connections = 1000;
+  return p;
+}
+
 }  // namespace
 
 struct FuzzServer::Parts {
   Config config = fuzz_config();
-  PreflightResult preflight = run_preflight(config, read_host_limits());
-  Server server{config, 1000, 1};
-  AdminServer admin{config.admin, server, preflight};
+  Server server{config, fuzz_preflight(config)};
+  AdminServer admin{config.admin, server};
 };
 
 FuzzServer& FuzzServer::get() {
@@ -103,7 +110,7 @@ FuzzServer::FuzzServer() {
 }
 
 const WebSocketConfig& FuzzServer::ws_config(std::size_t listener) const {
-  return parts_->server.config().listeners.at(listener).websocket;
+  return parts_->server.listeners().at(listener).websocket;
 }
 
 void FuzzServer::check_no_handler_exception() {

@@ -1,6 +1,8 @@
-#include "cli.hpp"
+#include "daemon.hpp"
 
+#include <poll.h>
 #include <signal.h>
+#include <sys/signalfd.h>
 #include <unistd.h>
 
 #include <cerrno>
@@ -9,7 +11,7 @@
 #include <iostream>
 #include <memory>
 #include <optional>
-#include <thread>
+#include <system_error>
 
 #include <boost/program_options.hpp>
 #include <spdlog/spdlog.h>
@@ -41,7 +43,8 @@ struct CliOptions {
 std::optional<int> parse_cli(int argc, char** argv, CliOptions& out) {
   po::options_description desc(
       "Usage: shoald [options]\n\n"
-      "shoal daemon: sharded TCP echo server.\n\nOptions");
+      "shoal daemon: TCP echo and WebSocket echo (ws://, wss://) listeners on one event\n"
+      "loop per core, with an admin port for /metrics, /healthz, /readyz and /status.\n\nOptions");
   desc.add_options()
       ("config,c", po::value<std::string>(), "configuration file (YAML); built-in defaults without it")
       ("check,t", "validate the configuration, print the preflight and exit (0 ok, 1 not)")
@@ -130,17 +133,8 @@ void log_block(spdlog::level::level_enum level, const std::string& block) {
   }
 }
 
-// Waits for the next of `set`'s signals, or until `deadline`; 0 on timeout.
-int wait_signal(const sigset_t& set, std::chrono::steady_clock::time_point deadline) {
-  const auto left = deadline - std::chrono::steady_clock::now();
-  if (left <= std::chrono::steady_clock::duration::zero()) return 0;
-  const auto ns = std::chrono::duration_cast<std::chrono::nanoseconds>(left).count();
-  timespec ts{static_cast<time_t>(ns / 1'000'000'000), static_cast<long>(ns % 1'000'000'000)};
-  const int sig = sigtimedwait(&set, nullptr, &ts);
-  return sig > 0 ? sig : 0;
-}
-
-// The signals the main thread takes synchronously with sigtimedwait.
+// The signals the main thread takes, through a signalfd (they are blocked
+// in every thread, so none takes them with its default action).
 sigset_t stop_signals() {
   sigset_t set;
   sigemptyset(&set);
@@ -149,6 +143,37 @@ sigset_t stop_signals() {
   sigaddset(&set, SIGHUP);
   return set;
 }
+
+// A signalfd for `signals`, closed when it goes out of scope.
+class SignalFd {
+ public:
+  explicit SignalFd(std::initializer_list<int> signals) {
+    sigset_t set;
+    sigemptyset(&set);
+    for (const int s : signals) sigaddset(&set, s);
+    fd_ = ::signalfd(-1, &set, SFD_CLOEXEC);
+    if (fd_ < 0) throw std::system_error(errno, std::generic_category(), "signalfd");
+  }
+  ~SignalFd() { ::close(fd_); }
+  SignalFd(const SignalFd&) = delete;
+  SignalFd& operator=(const SignalFd&) = delete;
+  int fd() const { return fd_; }
+
+  // The next signal, or 0 when none came before `deadline`.
+  int wait(std::chrono::steady_clock::time_point deadline) const {
+    const auto left = deadline - std::chrono::steady_clock::now();
+    const auto ms = std::max<std::int64_t>(
+        0, std::chrono::ceil<std::chrono::milliseconds>(left).count());
+    pollfd p{fd_, POLLIN, 0};
+    if (::poll(&p, 1, static_cast<int>(std::min<std::int64_t>(ms, 60'000))) <= 0) return 0;
+    signalfd_siginfo info{};
+    if (::read(fd_, &info, sizeof info) != static_cast<ssize_t>(sizeof info)) return 0;
+    return static_cast<int>(info.ssi_signo);
+  }
+
+ private:
+  int fd_ = -1;
+};
 
 // One line for `systemctl status` and the periodic log.
 std::string status_line(const Server& server) {
@@ -160,7 +185,7 @@ std::string status_line(const Server& server) {
 // SIGHUP: re-read the config file; apply what can change live, log what
 // needs a restart; a config that fails validation or the preflight is
 // rejected with its error and the running one stays.
-void reload(const CliOptions& opts, Server& server, Duration& drain_timeout) {
+void reload(const CliOptions& opts, Server& server) {
   if (!opts.config_path) {
     spdlog::warn("SIGHUP: started without --config, so there is no file to reload");
     return;
@@ -181,14 +206,12 @@ void reload(const CliOptions& opts, Server& server, Duration& drain_timeout) {
     return;
   }
   configure_logging(next.logging);
-  drain_timeout = next.shutdown.drain_timeout;
-  std::vector<std::string> restart = server.apply_reload(next, preflight.effective_max_connections);
-  for (std::string& what : server.reload_tls(next, tls)) restart.push_back(std::move(what));
+  const std::vector<std::string> restart = server.reload(next, preflight, tls);
   spdlog::info(
       "reloaded {}: log level {}, max_connections {}, listener limits and idle timeouts, "
       "drain_timeout {} applied",
       *opts.config_path, next.logging.level, preflight.effective_max_connections,
-      format_duration(drain_timeout));
+      format_duration(next.shutdown.drain_timeout));
   // Certificates and keys were read again: new connections use them, open
   // ones keep the certificate they were accepted with.
   log_tls(next, tls);
@@ -210,13 +233,12 @@ int run(const CliOptions& opts, const Config& config, const PreflightResult& pre
         const std::vector<TlsSettingsPtr>& tls, const Hooks& hooks) {
   // The signals are blocked in every thread (shoald_main blocked them
   // before the first thread started; shards and the admin thread inherit
-  // the mask); this thread takes them synchronously. SIGPIPE must never end
-  // the process: a peer that vanished is one failed write.
-  const sigset_t set = stop_signals();
-  pthread_sigmask(SIG_BLOCK, &set, nullptr);
+  // the mask); this thread takes them from a signalfd. SIGPIPE must never
+  // end the process: a peer that vanished is one failed write.
   signal(SIGPIPE, SIG_IGN);
+  const SignalFd signals({SIGINT, SIGTERM, SIGHUP});
 
-  Server server(config, preflight.effective_max_connections, preflight.shards, tls);
+  Server server(config, preflight, tls);
   // After the server: destroyed first, while the shards it reads still exist.
   std::unique_ptr<AdminServer> admin;
   try {
@@ -224,7 +246,7 @@ int run(const CliOptions& opts, const Config& config, const PreflightResult& pre
     // Bound after the listeners, so /readyz can never answer before they
     // are; a failed bind is a start-up error like a listener's.
     if (config.admin.port != 0) {
-      admin = std::make_unique<AdminServer>(config.admin, server, preflight);
+      admin = std::make_unique<AdminServer>(config.admin, server);
       admin->start();
     }
   } catch (const std::exception& e) {
@@ -251,16 +273,15 @@ int run(const CliOptions& opts, const Config& config, const PreflightResult& pre
   // The main thread waits for signals and, between them, keeps systemd's
   // watchdog fed (only while every shard answers: a stuck shard stops the
   // pings and systemd restarts the service) and the status line current.
-  Duration drain = config.shutdown.drain_timeout;
   const auto tick = std::min<std::chrono::steady_clock::duration>(
       notifier.watchdog_period().value_or(std::chrono::seconds(5)), std::chrono::seconds(5));
   bool stuck_reported = false;
   int sig = 0;
   for (;;) {
-    sig = wait_signal(set, std::chrono::steady_clock::now() + tick);
+    sig = signals.wait(std::chrono::steady_clock::now() + tick);
     if (sig == SIGHUP) {
       notifier.reloading();
-      reload(opts, server, drain);
+      reload(opts, server);
       notifier.ready(status_line(server));
       continue;
     }
@@ -278,39 +299,19 @@ int run(const CliOptions& opts, const Config& config, const PreflightResult& pre
     notifier.status(status_line(server));
   }
 
-  // Ordered stop: no new connections, let open ones finish within the
-  // drain timeout, then close the rest, then stop the loops.
-  // /readyz turns 503 first, so that load balancers stop sending clients
-  // while the open connections drain; /metrics and /status go on serving.
-  server.set_draining();
+  // The ordered stop is the server's (Server::drain); /metrics and /status
+  // go on serving until the shards have stopped. A second SIGINT or SIGTERM
+  // ends the wait; a SIGHUP now stays pending and unread.
   notifier.stopping();
-  spdlog::info("{}: draining {} connections (up to {})", strsignal(sig), server.active_connections(),
-               format_duration(drain));
-  server.stop_accepting();
-  const auto deadline = std::chrono::steady_clock::now() + drain;
-  bool forced = false;
-  while (server.active_connections() > 0) {
-    const auto step = std::min(deadline, std::chrono::steady_clock::now() + std::chrono::milliseconds(20));
-    if (const int again = wait_signal(set, step); again == SIGINT || again == SIGTERM) {
-      spdlog::warn("{} again: closing {} connections now", strsignal(again),
-                   server.active_connections());
-      forced = true;
-      break;
-    }
-    if (std::chrono::steady_clock::now() >= deadline) break;
-  }
-  if (server.active_connections() > 0) {
-    if (!forced) {
-      spdlog::info("drain timeout: closing {} remaining connections", server.active_connections());
-    }
-    server.close_all_connections();
-    // Closing is a post per shard; give it a moment to run (bounded).
-    const auto close_deadline = std::chrono::steady_clock::now() + std::chrono::seconds(2);
-    while (server.active_connections() > 0 && std::chrono::steady_clock::now() < close_deadline)
-      std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  spdlog::info("{}: stopping", strsignal(sig));
+  const SignalFd again({SIGINT, SIGTERM});
+  const DrainOutcome outcome =
+      server.drain(server.running().config.shutdown.drain_timeout, again.fd());
+  if (outcome.left_open > 0) {
+    spdlog::warn("{} connections had not ended their closing handshakes; stopped anyway",
+                 outcome.left_open);
   }
   if (admin) admin->stop();
-  server.stop();
   for (const auto& shard : server.shards()) {
     spdlog::info("shard {}: served {} connections", shard->id(), shard->served_connections());
   }
