@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <signal.h>
 #include <sys/socket.h>
 #include <sys/wait.h>
@@ -97,40 +98,47 @@ RunResult run_command(const std::string& command) {
   return r;
 }
 
-RunResult run_shoald(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+RunResult run_program(const std::string& binary, const std::vector<std::string>& args,
+                      std::chrono::milliseconds timeout) {
   int fd = -1;
-  const pid_t pid = spawn(args, std::nullopt, fd);
+  const pid_t pid = spawn(args, std::nullopt, fd, {}, binary);
   RunResult r;
-  std::thread reader([&] {
-    char buf[4096];
-    ssize_t n;
-    while ((n = read(fd, buf, sizeof buf)) > 0) r.output.append(buf, static_cast<std::size_t>(n));
-  });
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  int status = 0;
+  char buf[4096];
+  // Reads until the output ends (the program exited and closed it), or the
+  // deadline, when it is killed.
   for (;;) {
-    const pid_t w = waitpid(pid, &status, WNOHANG);
-    if (w == pid) {
-      r.exit_code = decode(status);
-      break;
-    }
-    if (std::chrono::steady_clock::now() > deadline) {
+    const auto left = std::chrono::ceil<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
+    if (left.count() <= 0) {
       kill(pid, SIGKILL);
-      waitpid(pid, &status, 0);
-      r.exit_code = -1;
       break;
     }
-    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+    pollfd p{fd, POLLIN, 0};
+    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
+    const ssize_t n = read(fd, buf, sizeof buf);
+    if (n <= 0) break;
+    r.output.append(buf, static_cast<std::size_t>(n));
   }
-  reader.join();
   close(fd);
+  int status = 0;
+  waitpid(pid, &status, 0);
+  r.exit_code = decode(status);
   return r;
 }
 
+RunResult run_shoald(const std::vector<std::string>& args, std::chrono::milliseconds timeout) {
+  return run_program(SHOALD_PATH, args, timeout);
+}
+
 ShoaldProcess::ShoaldProcess(Options options) {
-  config_path_ = write_temp_file(with_admin_default(options.yaml));
-  std::vector<std::string> args = {"--config", config_path_};
-  args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  std::vector<std::string> args;
+  if (options.args) {
+    args = *options.args;
+  } else {
+    config_path_ = write_temp_file(with_admin_default(options.yaml));
+    args = {"--config", config_path_};
+    args.insert(args.end(), options.extra_args.begin(), options.extra_args.end());
+  }
   int fd = -1;
   pid_ = spawn(args, options.nofile, fd, options.env, options.binary);
   reader_ = std::thread([this, fd] { read_loop(fd); });
@@ -152,7 +160,8 @@ ShoaldProcess::~ShoaldProcess() {
 }
 
 void ShoaldProcess::read_loop(int fd) {
-  static const std::regex listening(R"re(listener "([^"]+)" \([a-z-]+\) listening on .*:(\d+))re");
+  static const std::regex listening(
+      R"re((?:listener "([^"]+)" \([a-z-]+\)|^baseline: ([a-z-]+)) listening on .*:(\d+))re");
   static const std::regex admin_listening(R"re(admin listening on .*:(\d+))re");
   char buf[4096];
   std::string partial;
@@ -167,7 +176,7 @@ void ShoaldProcess::read_loop(int fd) {
       partial.erase(0, nl + 1);
       std::smatch m;
       if (std::regex_search(line, m, listening)) {
-        ports_[m[1]] = static_cast<std::uint16_t>(std::stoi(m[2]));
+        ports_[m[1].matched ? m[1].str() : m[2].str()] = static_cast<std::uint16_t>(std::stoi(m[3]));
       } else if (std::regex_search(line, m, admin_listening)) {
         admin_port_ = static_cast<std::uint16_t>(std::stoi(m[1]));
       }

@@ -1,6 +1,8 @@
-// Test helper: runs the real shoald binary as a child process with a
-// temporary YAML config, collects its output on a reader thread and learns
-// the ephemeral ports from its "listening on" lines.
+// Test helper: runs the real shoald binary (or the C yardstick, which prints
+// the same lines) as a child process with a temporary YAML config, collects
+// its output on a reader thread and learns the ephemeral ports from its
+// "listening on" lines. The unit tests and shoal-load's black-box tests share
+// it.
 #pragma once
 
 #include <sys/resource.h>
@@ -22,6 +24,10 @@ struct RunResult {
   int exit_code = -1;  // -1: killed by a signal or timed out
   std::string output;  // stdout and stderr together
 };
+
+// Runs `binary` with `args` to completion (killed after `timeout`).
+RunResult run_program(const std::string& binary, const std::vector<std::string>& args,
+                      std::chrono::milliseconds timeout);
 
 // Runs shoald with `args` to completion (at most `timeout`).
 RunResult run_shoald(const std::vector<std::string>& args,
@@ -47,6 +53,9 @@ class ShoaldProcess {
     // (7070), which tests running side by side would fight over.
     std::string yaml;
     std::vector<std::string> extra_args;  // after --config FILE
+    // When set, the whole command line after the binary instead of
+    // `--config FILE` and extra_args (the yardstick takes no config file).
+    std::optional<std::vector<std::string>> args;
     std::optional<rlim_t> nofile;         // RLIMIT_NOFILE (soft = hard) set before exec
     bool wait_ready = true;               // wait for the "ready:" line
     std::vector<std::pair<std::string, std::string>> env;  // set in the child
@@ -64,7 +73,8 @@ class ShoaldProcess {
   // The config file shoald was started with (a test may rewrite it and
   // send SIGHUP).
   const std::string& config_path() const { return config_path_; }
-  // Port of the listener named `name` (from the "listening on" line).
+  // Port of the listener named `name` (from the "listening on" line; the
+  // yardstick names its listeners by protocol: "tcp-echo", "websocket-echo").
   std::uint16_t port(const std::string& name) const;
   // Port of the admin HTTP listener (from the "admin listening on" line);
   // throws when there was none.

@@ -25,144 +25,29 @@
 #include <gtest/gtest.h>
 #include <nlohmann/json.hpp>
 
+#include "shoald_process.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
+using shoal::test::RunResult;
+using shoal::test::ShoaldProcess;
+using shoal::test::run_program;
+using shoal::test::write_temp_file;
 
-struct RunResult {
-  int exit_code = -1;
-  std::string output;
-};
-
-pid_t spawn(const std::vector<std::string>& args, int& read_fd) {
-  int fds[2];
-  if (pipe2(fds, O_CLOEXEC) != 0) throw std::runtime_error("pipe");
-  std::vector<char*> argv;
-  for (const auto& a : args) argv.push_back(const_cast<char*>(a.c_str()));
-  argv.push_back(nullptr);
-  const pid_t pid = fork();
-  if (pid < 0) throw std::runtime_error("fork");
-  if (pid == 0) {
-    dup2(fds[1], STDOUT_FILENO);
-    dup2(fds[1], STDERR_FILENO);
-    execv(argv[0], argv.data());
-    _exit(127);
-  }
-  close(fds[1]);
-  read_fd = fds[0];
-  return pid;
+// shoal-load with `args`, to its end (killed after `timeout`).
+RunResult run_load(const std::vector<std::string>& args, std::chrono::milliseconds timeout = 40s) {
+  return run_program(SHOAL_LOAD_PATH, args, timeout);
 }
 
-// Runs a command to completion, killing it after `timeout`.
-RunResult run(const std::vector<std::string>& args, std::chrono::seconds timeout = 40s) {
-  int fd = -1;
-  const pid_t pid = spawn(args, fd);
-  RunResult r;
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  char buf[4096];
-  for (;;) {
-    const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - std::chrono::steady_clock::now());
-    if (left.count() <= 0) {
-      kill(pid, SIGKILL);
-      break;
-    }
-    pollfd p{fd, POLLIN, 0};
-    if (poll(&p, 1, static_cast<int>(left.count())) <= 0) continue;
-    const ssize_t n = read(fd, buf, sizeof buf);
-    if (n <= 0) break;
-    r.output.append(buf, static_cast<std::size_t>(n));
-  }
-  close(fd);
-  int status = 0;
-  waitpid(pid, &status, 0);
-  r.exit_code = WIFEXITED(status) ? WEXITSTATUS(status) : -1;
-  return r;
-}
-
-std::string temp_path(const std::string& suffix) {
-  const char* d = std::getenv("TMPDIR");
-  std::string path = std::string(d && *d ? d : "/tmp") + "/shoal-load-test-XXXXXX" + suffix;
-  const int fd = mkstemps(path.data(), static_cast<int>(suffix.size()));
-  if (fd < 0) throw std::runtime_error("mkstemps");
-  close(fd);
-  return path;
-}
-
-std::string write_temp(const std::string& text, const std::string& suffix) {
-  const std::string path = temp_path(suffix);
-  std::ofstream(path) << text;
-  return path;
-}
+std::string temp_path(const std::string& suffix) { return write_temp_file("", suffix); }
 
 nlohmann::json read_json(const std::string& path) {
   std::ifstream in(path);
   return nlohmann::json::parse(in);
 }
 
-// A server process started for a test; learns its ports from its output.
-class ServerProcess {
- public:
-  ServerProcess(const std::vector<std::string>& args, const std::regex& port_line) {
-    int fd = -1;
-    pid_ = spawn(args, fd);
-    reader_ = std::thread([this, fd, port_line] {
-      char buf[4096];
-      std::string partial;
-      ssize_t n;
-      while ((n = read(fd, buf, sizeof buf)) > 0) {
-        std::lock_guard lock(mu_);
-        output_.append(buf, static_cast<std::size_t>(n));
-        partial.append(buf, static_cast<std::size_t>(n));
-        std::size_t nl;
-        while ((nl = partial.find('\n')) != std::string::npos) {
-          const std::string line = partial.substr(0, nl);
-          partial.erase(0, nl + 1);
-          std::smatch m;
-          if (std::regex_search(line, m, port_line)) ports_.emplace_back(m[1], std::stoi(m[2]));
-          if (line.find("ready") != std::string::npos) ready_ = true;
-        }
-      }
-      close(fd);
-    });
-    const auto deadline = std::chrono::steady_clock::now() + 15s;
-    while (std::chrono::steady_clock::now() < deadline) {
-      {
-        std::lock_guard lock(mu_);
-        if (ready_) return;
-      }
-      std::this_thread::sleep_for(10ms);
-    }
-    kill(pid_, SIGKILL);
-    throw std::runtime_error("server did not become ready: " + output());
-  }
-  ~ServerProcess() {
-    kill(pid_, SIGKILL);
-    waitpid(pid_, nullptr, 0);
-    reader_.join();
-  }
-  int port(const std::string& name) {
-    std::lock_guard lock(mu_);
-    for (auto& [n, p] : ports_) {
-      if (n == name) return p;
-    }
-    throw std::runtime_error("no port for " + name + " in: " + output_);
-  }
-  std::string output() {
-    std::lock_guard lock(mu_);
-    return output_;
-  }
-  pid_t pid() const { return pid_; }
-
- private:
-  pid_t pid_ = -1;
-  std::thread reader_;
-  std::mutex mu_;
-  std::string output_;
-  std::vector<std::pair<std::string, int>> ports_;
-  bool ready_ = false;
-};
-
-std::unique_ptr<ServerProcess> start_shoald(bool with_ws) {
+std::unique_ptr<ShoaldProcess> start_shoald(bool with_ws) {
   std::string yaml =
       "shards: 2\n"
       "listeners:\n"
@@ -178,15 +63,13 @@ std::unique_ptr<ServerProcess> start_shoald(bool with_ws) {
         "    port: 0\n";
   }
   yaml += "admin:\n  port: 0\nshutdown:\n  drain_timeout: 1s\n";
-  const std::string path = write_temp(yaml, ".yaml");
-  return std::make_unique<ServerProcess>(std::vector<std::string>{SHOALD_PATH, "--config", path},
-                                         std::regex(R"re(listener "([^"]+)" \([a-z-]+\) listening on .*:(\d+))re"));
+  return std::make_unique<ShoaldProcess>(ShoaldProcess::Options{.yaml = yaml});
 }
 
-std::unique_ptr<ServerProcess> start_baseline() {
-  return std::make_unique<ServerProcess>(
-      std::vector<std::string>{SHOAL_BASELINE_PATH, "-p", "0", "-w", "0", "-t", "2"},
-      std::regex(R"re(baseline: ([a-z-]+) listening on .*:(\d+))re"));
+std::unique_ptr<ShoaldProcess> start_baseline() {
+  return std::make_unique<ShoaldProcess>(ShoaldProcess::Options{
+      .args = std::vector<std::string>{"-p", "0", "-w", "0", "-t", "2"},
+      .binary = SHOAL_BASELINE_PATH});
 }
 
 std::string tcp_url(int port) { return "tcp://127.0.0.1:" + std::to_string(port); }
@@ -293,7 +176,7 @@ void expect_documented_fields(const nlohmann::json& j) {
 TEST(ShoalLoad, TcpEchoAgainstShoald) {
   auto server = start_shoald(false);
   const std::string json = temp_path(".json"), csv = temp_path(".csv"), html = temp_path(".html");
-  const auto r = run({SHOAL_LOAD_PATH, tcp_url(server->port("echo")), "-c", "200", "--pipeline", "4", "--duration",
+  const auto r = run_load({tcp_url(server->port("echo")), "-c", "200", "--pipeline", "4", "--duration",
                       "2s", "--json", json, "--csv", csv, "--report", html, "--server-pid",
                       std::to_string(server->pid())});
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -321,7 +204,7 @@ TEST(ShoalLoad, TcpEchoAgainstShoald) {
 TEST(ShoalLoad, OpenLoopSendsAtTheRequestedRate) {
   auto server = start_shoald(false);
   const std::string json = temp_path(".json");
-  const auto r = run({SHOAL_LOAD_PATH, tcp_url(server->port("echo")), "-c", "20", "--rate", "4000", "--duration",
+  const auto r = run_load({tcp_url(server->port("echo")), "-c", "20", "--rate", "4000", "--duration",
                       "2s", "--json", json, "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = read_json(json);
@@ -334,7 +217,7 @@ TEST(ShoalLoad, OpenLoopSendsAtTheRequestedRate) {
 TEST(ShoalLoad, CorruptingServerIsCaught) {
   BadEcho server(BadEcho::Fault::flip_byte_100);
   const std::string json = temp_path(".json");
-  const auto r = run({SHOAL_LOAD_PATH, tcp_url(server.port()), "-c", "4", "--pipeline", "2", "--duration", "1s",
+  const auto r = run_load({tcp_url(server.port()), "-c", "4", "--pipeline", "2", "--duration", "1s",
                       "--json", json, "-q"});
   EXPECT_EQ(r.exit_code, 1) << r.output;
   EXPECT_NE(r.output.find("mismatch"), std::string::npos) << r.output;
@@ -350,7 +233,7 @@ TEST(ShoalLoad, CorruptingServerIsCaught) {
 TEST(ShoalLoad, UnansweredMessagesTimeOut) {
   BadEcho server(BadEcho::Fault::never_answer);
   const std::string json = temp_path(".json");
-  const auto r = run({SHOAL_LOAD_PATH, tcp_url(server.port()), "-c", "6", "--active", "2", "--rate", "20",
+  const auto r = run_load({tcp_url(server.port()), "-c", "6", "--active", "2", "--rate", "20",
                       "--duration", "2s", "--timeout", "500ms", "--json", json, "-q"});
   EXPECT_EQ(r.exit_code, 3) << r.output;  // connections failed after being established
   const auto j = read_json(json);
@@ -363,7 +246,7 @@ TEST(ShoalLoad, UnansweredMessagesTimeOut) {
 TEST(ShoalLoad, ClosedPortIsRefused) {
   ClosedPort port;
   const std::string json = temp_path(".json");
-  const auto r = run({SHOAL_LOAD_PATH, tcp_url(port.port()), "-c", "5", "--duration", "1s", "--json", json, "-q"});
+  const auto r = run_load({tcp_url(port.port()), "-c", "5", "--duration", "1s", "--json", json, "-q"});
   EXPECT_EQ(r.exit_code, 2) << r.output;
   const auto j = read_json(json);
   EXPECT_EQ(j["errors"]["refused"].get<int>(), 5);
@@ -373,7 +256,7 @@ TEST(ShoalLoad, ClosedPortIsRefused) {
 TEST(ShoalLoad, WebSocketAgainstShoald) {
   auto server = start_shoald(true);
   const std::string json = temp_path(".json");
-  const auto r = run({SHOAL_LOAD_PATH, ws_url(server->port("ws")), "-c", "100", "--pipeline", "4", "--duration",
+  const auto r = run_load({ws_url(server->port("ws")), "-c", "100", "--pipeline", "4", "--duration",
                       "2s", "--text", "--json", json, "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto j = read_json(json);
@@ -389,7 +272,7 @@ TEST(ShoalLoad, BothProtocolsAgainstTheYardstick) {
   for (const auto& url : {tcp_url(server->port("tcp-echo")), ws_url(server->port("websocket-echo"))}) {
     const std::string json = temp_path(".json");
     // Explicit source addresses: shoal-load picks the source ports itself.
-    const auto r = run({SHOAL_LOAD_PATH, url, "-c", "100", "--pipeline", "8", "--size", "300", "--duration", "1s",
+    const auto r = run_load({url, "-c", "100", "--pipeline", "8", "--size", "300", "--duration", "1s",
                         "--source", "127.0.0.1-127.0.0.2", "--json", json, "-q"});
     ASSERT_EQ(r.exit_code, 0) << url << "\n" << r.output;
     EXPECT_GT(read_json(json)["throughput"]["msgs_per_s"].get<double>(), 0);
@@ -399,7 +282,7 @@ TEST(ShoalLoad, BothProtocolsAgainstTheYardstick) {
 TEST(ShoalLoad, ScenarioWithOverrides) {
   auto server = start_shoald(false);
   const std::string json = temp_path(".json");
-  const auto r = run({SHOAL_LOAD_PATH, "--scenario", std::string(SHOAL_LOADTEST_DIR) + "/scenarios/echo-throughput.yaml",
+  const auto r = run_load({"--scenario", std::string(SHOAL_LOADTEST_DIR) + "/scenarios/echo-throughput.yaml",
                       tcp_url(server->port("echo")), "-c", "50", "--duration", "1s", "--warmup", "0", "--json", json,
                       "-q"});
   ASSERT_EQ(r.exit_code, 0) << r.output;
@@ -411,7 +294,7 @@ TEST(ShoalLoad, ScenarioWithOverrides) {
 
 TEST(ShoalLoad, RefusesNonLoopbackTargets) {
   // Refused while parsing options: nothing is sent anywhere.
-  const auto r = run({SHOAL_LOAD_PATH, "tcp://192.0.2.1:7000", "-c", "1", "--duration", "1s"});
+  const auto r = run_load({"tcp://192.0.2.1:7000", "-c", "1", "--duration", "1s"});
   EXPECT_EQ(r.exit_code, 64) << r.output;
   EXPECT_NE(r.output.find("not a loopback address"), std::string::npos) << r.output;
 }
