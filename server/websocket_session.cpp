@@ -24,8 +24,10 @@
 //   under a deadline (no RST over our close frame or error response).
 // - One timer per session, re-armed only when a deadline moves earlier:
 //   handshake_timeout, then keepalive (ping after ping_interval of silence,
-//   close after pong_timeout more), write_timeout while an echo is in flight,
-//   and the closing handshake. Beast's own timeouts stay off.
+//   close after pong_timeout more; pong_timeout 0 is no pong deadline, a
+//   ping every ping_interval, and idle_timeout alone bounds a silent peer),
+//   write_timeout while an echo is in flight, and the closing handshake.
+//   Beast's own timeouts stay off, so both engines keep the same rules.
 // - Echo is read -> write -> read: one message in flight per connection.
 //   The echo's write completes into WsSocket's gather buffer, so the echoes
 //   of all the frames one socket read brought leave in one send (see
@@ -1005,6 +1007,11 @@ void WebSocketSession<Layer>::configure_beast() {
   //   message buffer is a flat_buffer grown in kReadStep steps and released
   //   whenever the connection goes idle.
   ws_->read_message_max(static_cast<std::size_t>(cfg_->max_message_bytes));
+  // Off, as Beast's default: its keep_alive_pings pings at half idle_timeout
+  // and closes at idle_timeout, another rule than ping_interval and
+  // pong_timeout, which the session's own timer applies to both engines.
+  ws_->set_option(websocket::stream_base::timeout{websocket::stream_base::none(),
+                                                  websocket::stream_base::none(), false});
   ws_->auto_fragment(false);
   ws_->write_buffer_bytes(kDeflateWriteBuffer);
   if (cfg_->permessage_deflate.enabled) {
@@ -2181,15 +2188,20 @@ void WebSocketSession<Layer>::on_timer(const error_code& ec) {
   if (ping_interval > 0) {
     const std::int64_t last = last_read_ms();
     if (ping_sent_ms_ != 0 && last > ping_sent_ms_) ping_sent_ms_ = 0;  // the peer spoke
-    if (ping_sent_ms_ != 0) {
-      if (now - ping_sent_ms_ >= cfg_->pong_timeout.count()) {
-        log_debug("conn {}: no pong within {} ms", id_string(), cfg_->pong_timeout.count());
+    const std::int64_t pong_timeout = cfg_->pong_timeout.count();
+    if (ping_sent_ms_ == 0) {
+      if (now - last >= ping_interval) send_ping();
+    } else if (pong_timeout == 0) {
+      // No pong deadline: the peer is pinged on, and only idle_timeout ends
+      // it (0 means "no limit" like every duration in the config).
+      if (now - ping_sent_ms_ >= ping_interval) send_ping();
+    } else {
+      if (now - ping_sent_ms_ >= pong_timeout) {
+        log_debug("conn {}: no pong within {} ms", id_string(), pong_timeout);
         account(CloseReason::ping_timeout);
         hard_close();
         return;
       }
-    } else if (now - last >= ping_interval) {
-      send_ping();
     }
   }
   schedule_open_deadlines(now);
@@ -2211,9 +2223,10 @@ void WebSocketSession<Layer>::schedule_open_deadlines(std::int64_t now) {
   if (write_timeout > 0 && write_since() != kNever) next = write_since() + write_timeout;
   const std::int64_t ping_interval = cfg_->ping_interval.count();
   if (ping_interval > 0) {
-    const std::int64_t keepalive = ping_sent_ms_ != 0
-                                       ? ping_sent_ms_ + cfg_->pong_timeout.count()
-                                       : last_read_ms() + ping_interval;
+    const std::int64_t pong_timeout = cfg_->pong_timeout.count();
+    const std::int64_t keepalive = ping_sent_ms_ == 0 ? last_read_ms() + ping_interval
+                                   : pong_timeout > 0 ? ping_sent_ms_ + pong_timeout
+                                                      : ping_sent_ms_ + ping_interval;
     next = std::min(next, (keepalive + kKeepaliveGridMs - 1) / kKeepaliveGridMs * kKeepaliveGridMs);
   }
   if (next != kNever) arm(std::max(next, now));
