@@ -441,12 +441,6 @@ void async_teardown(beast::role_type, WsSocket& s, Handler&& handler) {
   s.after_flush(TeardownAfterFlush<std::decay_t<Handler>>{&s, std::forward<Handler>(handler)});
 }
 
-inline void teardown(beast::role_type, WsSocket& s, error_code& ec) {
-  (void)s.flush();
-  s.next_layer().shutdown(asio::socket_base::shutdown_send, ec);
-  ec = {};
-}
-
 // --- wss:// -------------------------------------------------------------------
 
 template <typename Handler>
@@ -576,12 +570,6 @@ void async_teardown(beast::role_type, WssSocket& s, Handler&& handler) {
   s.async_close_notify(TlsTeardown<std::decay_t<Handler>>{&s, std::forward<Handler>(handler)});
 }
 
-// Only Beast's synchronous calls use this; the session makes none.
-inline void teardown(beast::role_type, WssSocket& s, error_code& ec) {
-  s.tcp().shutdown(asio::socket_base::shutdown_send, ec);
-  ec = {};
-}
-
 }  // namespace ws_detail
 }  // namespace shoal
 
@@ -673,15 +661,6 @@ constexpr std::size_t kTlsRequestRead = 4096;
 
 // Bound on a closing handshake or linger when handshake_timeout is 0.
 constexpr std::int64_t kFallbackClosingMs = 10'000;
-
-// Keepalive deadlines are whole milliseconds of CLOCK_MONOTONIC, and timers
-// are armed at those absolute times (see arm()), so that the deadlines of
-// connections that went quiet in the same millisecond (all those a load
-// balancer opened at once) fire from one reactor wakeup. A coarser grid
-// (10 ms) gave fewer wakeups but longer bursts of pings: with 19,000
-// connections pinged every 5 s beside 1,900 echoes/s, p99 3.9-4.3 ms
-// against 1.8-3.1 ms at 1 ms.
-constexpr std::int64_t kKeepaliveGridMs = 1;
 
 constexpr std::uint16_t kNoStatus = 1005;  // close frame without a code
 constexpr std::uint16_t kAbnormal = 1006;  // TCP ended without a close frame
@@ -2227,7 +2206,7 @@ void WebSocketSession<Layer>::schedule_open_deadlines(std::int64_t now) {
     const std::int64_t keepalive = ping_sent_ms_ == 0 ? last_read_ms() + ping_interval
                                    : pong_timeout > 0 ? ping_sent_ms_ + pong_timeout
                                                       : ping_sent_ms_ + ping_interval;
-    next = std::min(next, (keepalive + kKeepaliveGridMs - 1) / kKeepaliveGridMs * kKeepaliveGridMs);
+    next = std::min(next, keepalive);
   }
   if (next != kNever) arm(std::max(next, now));
 }
