@@ -28,13 +28,14 @@
 #include <boost/intrusive/list.hpp>
 
 #include "client_limits.hpp"
+#include "close_reason.hpp"
 #include "config.hpp"
 #include "ready_wait.hpp"
 
 namespace shoal {
 
 // Sockets and timers typed with the concrete executor: no type-erased
-// executor copy per handler (measured in PERFORMANCE.md).
+// executor (a heap-allocated copy in every handler that stores one).
 using executor_type = boost::asio::io_context::executor_type;
 using tcp_socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, executor_type>;
 using tcp_acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, executor_type>;
@@ -60,19 +61,6 @@ class ShardCounter {
  private:
   std::atomic<std::uint64_t> v_{0};
 };
-
-enum class CloseReason : std::uint8_t {
-  peer_closed,     // orderly EOF from the client, or its WebSocket close
-  reset,           // connection reset or broken pipe
-  idle_timeout,    // no traffic for the listener's idle_timeout
-  drain,           // closed by a graceful shutdown
-  error,           // any other I/O error
-  protocol_error,  // the peer broke the protocol (WebSocket 1002/1007/1009)
-  write_timeout,   // the peer stopped reading our writes
-  ping_timeout,    // no pong within pong_timeout
-  count_
-};
-const char* to_string(CloseReason r);
 
 // Why a connection was refused before it was served. Counted per listener.
 enum class RejectReason : std::uint8_t {
@@ -160,12 +148,14 @@ struct alignas(64) LoopStats {
 class Shard;
 
 // Base of every protocol session: its place in the shard's activity-ordered
-// list for the listener, and the accounting that ends with the connection.
+// list for the listener, the accounting that ends with the connection, and
+// the one way to end it (Beast examples' single fail(); GUIDE 21): close()
+// unlinks, counts and logs exactly once, then hands over to the session's
+// on_close() for its part (closing the socket, a close frame, close_notify).
+// A session cannot forget a step, and the shard's loops over its lists
+// always make progress.
 //
-// 56 bytes with GCC 12 on x86-64: vtable pointer 8, list hook 16, shard 8,
-// activity clock 8, per-IP entry 8, sequence 4, listener index 2, and 2
-// bytes of tail padding that a derived class's small members fill (the TCP
-// echo session puts its flag there, so it stays at 104 bytes).
+// Thread safety: the owning shard's thread only.
 class Connection
     : public boost::intrusive::list_base_hook<
           boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
@@ -177,25 +167,40 @@ class Connection
   Connection& operator=(const Connection&) = delete;
   virtual ~Connection();
 
-  // Ends the connection for `reason` (counted once, whatever calls it first);
-  // pending operations complete with operation_aborted.
-  virtual void close(CloseReason reason) = 0;
+  // Ends the connection for `reason`. The first call unlinks it from the
+  // shard's lists, counts closed{reason}, logs "conn ID: closed (REASON)" at
+  // debug and calls on_close(reason); later calls do nothing. Pending
+  // operations complete with operation_aborted once on_close has closed the
+  // socket.
+  void close(CloseReason reason);
+
+  // Whether close() has run: the connection is counted and out of the lists.
+  bool closed() const noexcept { return closed_; }
 
   // "shard:sequence", unique within the process, for log lines.
   std::string id_string() const;
 
  protected:
+  // The session's part of close(), called once, after the connection was
+  // unlinked and counted: close the socket, or start an orderly ending
+  // (WebSocket close frame, TLS close_notify) under the session's own
+  // deadline.
+  virtual void on_close(CloseReason reason) = 0;
+
+  // Ends the connection after `op` failed with `ec`: close(classify(ec)),
+  // with "conn ID: OP failed: MESSAGE" at debug unless the error is an
+  // expected ending (is_expected_ending). Nothing once closed.
+  void fail(const boost::system::error_code& ec, const char* op);
+
   // Marks traffic: moves this connection to the back of the idle list.
   void touch() noexcept;
   // Marks a write the peer has not taken yet: moves this connection to the
   // back of the listener's writers list, where the sweep closes it after
   // write_timeout. The next touch() moves it back.
   void wait_for_peer_to_read() noexcept;
-  // Removes this connection from the idle list and counts the reason.
-  void account_close(CloseReason reason) noexcept;
 
-  // Declared in this order, across access sections, so that the 2 bytes
-  // after listener_index_ are tail padding a derived class can use.
+  // Declared in this order, across access sections, so that what follows
+  // listener_index_ and closed_ is tail padding a derived class can use.
   Shard& shard_;
 
  private:
@@ -206,8 +211,16 @@ class Connection
  protected:
   std::uint32_t seq_;
   std::uint16_t listener_index_;  // config validation: at most kMaxListeners
+
+ private:
+  bool closed_ = false;  // close() has run
 };
 static_assert(kMaxListeners <= 0xffff);
+// vtable pointer 8, list hook 16, shard 8, activity clock 8, per-IP entry 8,
+// sequence 4, listener index 2, closed flag 1 (GCC 12, x86-64): one byte of
+// tail padding is left for a derived class. Per-connection memory is a
+// product figure (DESIGN.md, "Connections"): grow it on purpose.
+static_assert(sizeof(Connection) <= 56, "Connection grew: it is in every connection");
 
 // Per listener on one shard: its counters, its connections (least recently
 // active first), those blocked on a peer that does not read (oldest write
@@ -239,7 +252,10 @@ class Shard {
 
   // Starts the thread; pins it to `cpu` when cpu >= 0.
   void start(int cpu);
-  // Stops the loop (pending handlers are destroyed, not run) and joins.
+  // Stops the loop and joins its thread. Handlers still queued are neither
+  // run nor destroyed here: io_context::stop() only makes run() return.
+  // They are destroyed, with the sessions they own, when the context is
+  // (~Shard).
   void stop_and_join();
 
   // Posts `fn` to run on this shard's thread.
@@ -281,6 +297,9 @@ class Shard {
 
  private:
   friend class Connection;
+  // close(), and then an unlink should `c` somehow still be in a list
+  // (asserted in debug builds): a loop that takes the front always ends.
+  static void close_and_unlink(Connection& c, CloseReason reason);
   void schedule_sweep();
   std::int64_t sweep_period() const;
   void sweep();

@@ -6,8 +6,9 @@
 //   usual case) answer the upgrade themselves and echo with WsEchoEngine
 //   (ws_echo.hpp): one recv() into the shard's scratch buffer, every frame
 //   it brought parsed and echoed into one send(), nothing held while idle
-//   but the session and 160 bytes. Beast's stream (below) serves TLS and
-//   permessage-deflate, whose state it keeps.
+//   but the session and its RawEcho (sizes asserted with the classes).
+//   Beast's stream (below) serves TLS and permessage-deflate, whose state
+//   it keeps.
 // - The upgrade request is read with MSG_PEEK and only its own bytes are
 //   taken from the socket, so the first frame sent in the same segment stays
 //   in the kernel for Beast (Beast's accept(buffers) would copy the request
@@ -418,7 +419,7 @@ void TeardownAfterFlush<Handler>::resume() {
 }
 template <typename Handler>
 void TeardownAfterFlush<Handler>::fail(const error_code&) {
-  resume();  // as before: the half-close is best effort
+  resume();  // a failed flush still half-closes: the half-close is best effort
 }
 
 template <typename Op>
@@ -769,7 +770,7 @@ inline std::uint8_t crlf2_step(std::uint8_t s, char c) {
 // The session is a template on the layer under Beast's stream: WsSocket for
 // ws:// and WssSocket for wss://. Everything about the WebSocket protocol is
 // shared; what TLS changes is chosen with `if constexpr (kTls)`, so the
-// plaintext instantiation compiles to what it was before TLS existed:
+// plaintext instantiation carries no TLS code:
 // - the TLS handshake runs first, under the same handshake_timeout as the
 //   upgrade;
 // - the upgrade request is read through TLS (MSG_PEEK cannot see through
@@ -783,17 +784,13 @@ inline std::uint8_t crlf2_step(std::uint8_t s, char c) {
 //   half-close (WssSocket::async_close_notify); lingering after it reads the
 //   raw socket, as for plaintext.
 
-// sizeof(WebSocketSession<WsSocket>) is 272 bytes with GCC 12 on x86-64:
-// Connection 56 (8 of them the per-IP entry pointer), enable_shared_from_this
-// 16, config pointer 8, Beast stream handle 16, flat_buffer 48 (no allocation
-// while empty), timer 72, partial-request
-// pointer 8, four clocks 32, message count 8, flags 8; plus make_shared's
-// control block. Beast's stream implementation, which holds the socket and
-// WsSocket (136 bytes with the tracker and the gather buffer's empty
-// vector), is a separate allocation of ~2.3 KiB
-// (its 1,536-byte read buffer among it). While idle nothing else is
-// allocated: the message and gather buffers are released and the connection waits with
-// async_wait instead of a Beast read.
+// Memory per connection, asserted after the class (GCC 12, x86-64): the
+// session is 288 bytes, plus make_shared's control block. The raw engine adds
+// its RawEcho (248 bytes) and nothing else while idle: the message and
+// gather buffers are released and the connection waits in a ReadyWait. With
+// Beast, its stream implementation (the socket and WsSocket, Beast's
+// 1,536-byte read buffer among it; ~2.3 KiB) is a separate allocation, and an
+// idle connection waits with async_wait instead of a Beast read.
 template <typename Layer>
 class WebSocketSession final : public Connection,
                                public std::enable_shared_from_this<WebSocketSession<Layer>> {
@@ -818,9 +815,9 @@ class WebSocketSession final : public Connection,
   }
 
   void start();
-  void close(CloseReason reason) override;
 
  private:
+  void on_close(CloseReason reason) override;
   void configure_beast();
   enum class Phase : std::uint8_t {
     handshake,  // reading and answering the HTTP upgrade
@@ -897,8 +894,9 @@ class WebSocketSession final : public Connection,
   // handshake).
   void raw_finish(bool then_linger);
 
-  // Endings.
-  void account(CloseReason reason);
+  // Endings. A session that ends itself in its own way (an error response,
+  // a close frame and a linger) starts that ending first and then calls
+  // close(reason) to be counted: on_close() leaves a closing phase alone.
   void start_ws_close(std::uint16_t code, const char* why);
   void on_ws_closed(const error_code& ec);
   // wss: writes bytes the session built itself (an error response, a close
@@ -921,22 +919,13 @@ class WebSocketSession final : public Connection,
   // kernel has not taken yet; kNever when none.
   std::int64_t write_since() const noexcept;
 
-  // eof, or (TLS) the peer closing TCP without close_notify.
-  static bool is_eof(const error_code& ec) noexcept {
-    if constexpr (kTls) {
-      return ec == asio::error::eof || ec == ssl::error::stream_truncated;
-    } else {
-      return ec == asio::error::eof;
-    }
-  }
-
   // Plaintext listeners without permessage-deflate do without Beast's
   // stream (~2.3 KiB per connection with its buffers): the session reads
   // the upgrade itself as for any listener, answers it (accept_raw), and the
   // echo runs on WsEchoEngine (ws_echo.hpp). This is all such a connection
-  // holds besides the session: 248 bytes, 88 of them the wait for the next
-  // read (Asio's reactor_op 72, the owner 16), which as an async_wait
-  // handler was an allocation of about that size for each wait.
+  // holds besides the session, 88 bytes of it the wait for the next read
+  // (Asio's reactor_op 72, the owner 16), kept here rather than allocated
+  // per wait.
   struct RawEcho {
     RawEcho(tcp_socket&& s, std::uint64_t max_message_bytes)
         : socket(std::move(s)), engine(max_message_bytes) {}
@@ -950,6 +939,7 @@ class WebSocketSession final : public Connection,
     bool finishing = false;           // in raw_finish(): our last frame is out
     bool linger_after_flush = false;  // raw_finish(): after a failure
   };
+  static_assert(sizeof(RawEcho) <= 248, "RawEcho grew: it is in every idle ws:// connection");
 
   const WebSocketConfig* cfg_;
   std::optional<ws_stream<Layer>> ws_;  // TLS or deflate; else raw_
@@ -963,7 +953,6 @@ class WebSocketSession final : public Connection,
   std::int64_t ping_sent_ms_ = 0;  // 0: no pong awaited
   std::uint64_t messages_read_ = 0;
   Phase phase_ = Phase::handshake;
-  bool closed_ = false;  // counted (account_close done)
   bool writing_ = false;
   bool ping_in_flight_ = false;
   bool close_code_seen_ = false;
@@ -1041,20 +1030,18 @@ void WebSocketSession<Layer>::start() {
 // check) has not failed a handshake; one that sent anything has.
 template <typename Layer>
 void WebSocketSession<Layer>::on_tls_handshake(const error_code& ec) {
-  if (closed_ || phase_ != Phase::handshake) return;
+  if (closed() || phase_ != Phase::handshake) return;
   if (ec) {
     const bool sent_nothing =
         BIO_number_read(SSL_get_rbio(ws_->next_layer().next_layer().native_handle())) == 0;
-    const bool reset = ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-                       ec == asio::error::connection_aborted;
-    if (!(sent_nothing && (is_eof(ec) || reset))) {
+    const CloseReason reason = classify(ec);
+    if (!(sent_nothing && (reason == CloseReason::reset || reason == CloseReason::peer_closed))) {
       stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
       log_debug("conn {}: TLS handshake failed: {}", id_string(), ec.message());
     }
-    account(reset             ? CloseReason::reset
-            : is_eof(ec)      ? CloseReason::peer_closed
-                              : CloseReason::protocol_error);
-    hard_close();
+    // Anything but the peer leaving is a failed handshake, whatever the
+    // error's category.
+    close(reason == CloseReason::error ? CloseReason::protocol_error : reason);
     return;
   }
   read_request_tls();
@@ -1081,13 +1068,12 @@ void WebSocketSession<Layer>::read_request_tls() {
 template <typename Layer>
 void WebSocketSession<Layer>::on_request_read_tls(const error_code& ec, std::size_t have,
                                                   std::size_t n) {
-  if (closed_ || phase_ != Phase::handshake) return;
+  if (closed() || phase_ != Phase::handshake) return;
   partial_->resize(have + n);
   if (ec) {
-    if (is_eof(ec)) {
+    if (classify(ec) == CloseReason::peer_closed) {
       if (have + n > 0) stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
-      account(CloseReason::peer_closed);
-      hard_close();
+      close(CloseReason::peer_closed);
       return;
     }
     end_with_error(ec, "read request");
@@ -1130,7 +1116,7 @@ void WebSocketSession<Layer>::wait_request() {
 // into partial_ (none of its bytes can be frame bytes: its end has not come).
 template <typename Layer>
 void WebSocketSession<Layer>::on_request_readable(const error_code& wait_ec) {
-  if (closed_ || phase_ != Phase::handshake) return;
+  if (closed() || phase_ != Phase::handshake) return;
   if (wait_ec) {
     end_with_error(wait_ec, "wait");
     return;
@@ -1151,8 +1137,7 @@ void WebSocketSession<Layer>::on_request_readable(const error_code& wait_ec) {
   }
   if (peeked == 0) {
     if (have > 0) stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
-    account(CloseReason::peer_closed);
-    hard_close();
+    close(CloseReason::peer_closed);
     return;
   }
   const std::size_t n = static_cast<std::size_t>(peeked);
@@ -1309,7 +1294,8 @@ void WebSocketSession<Layer>::reject(unsigned status, std::string_view phrase, s
                               std::string_view extra_headers, RejectReason why) {
   stats().rejected[static_cast<int>(why)].add();
   log_debug("conn {}: upgrade refused: {} {}", id_string(), status, body);
-  account(CloseReason::protocol_error);
+  phase_ = Phase::closing;  // the response below is this session's ending
+  close(CloseReason::protocol_error);
   partial_.reset();
   auto response = std::make_unique<std::string>(http_error(status, phrase, body, extra_headers));
   if constexpr (kTls) {
@@ -1372,7 +1358,7 @@ void WebSocketSession<Layer>::finish_response_tls(std::int64_t deadline_ms) {
 
 template <typename Layer>
 void WebSocketSession<Layer>::on_accepted(const error_code& ec) {
-  if (closed_) return;
+  if (closed()) return;
   if (ec) {
     stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
     end_with_error(ec, "accept");
@@ -1419,7 +1405,7 @@ void WebSocketSession<Layer>::park() {
 
 template <typename Layer>
 void WebSocketSession<Layer>::on_readable(const error_code& ec) {
-  if (closed_ || phase_ != Phase::open) return;  // a closing handshake reads now
+  if (closed() || phase_ != Phase::open) return;  // a closing handshake reads now
   if (ec) {
     end_with_error(ec, "wait");
     return;
@@ -1460,7 +1446,7 @@ void WebSocketSession<Layer>::do_read() {
 
 template <typename Layer>
 void WebSocketSession<Layer>::on_read(const error_code& ec, std::size_t) {
-  if (closed_) return;
+  if (closed()) return;
   if (ec) {
     on_read_failed(ec);
     return;
@@ -1499,7 +1485,7 @@ template <typename Layer>
 void WebSocketSession<Layer>::on_write(const error_code& ec, std::size_t n) {
   writing_ = false;
   ws_->next_layer().gather(false);
-  if (closed_) return;
+  if (closed()) return;
   if (ec) {
     end_with_error(ec, "write");
     return;
@@ -1526,8 +1512,7 @@ void WebSocketSession<Layer>::on_read_failed(const error_code& ec) {
     // The client's close, echoed by Beast (counted in on_control). With
     // both close frames exchanged the client sends nothing more, and RFC
     // 6455 §7.1.1 asks the server to close TCP at once.
-    account(CloseReason::peer_closed);
-    hard_close();
+    close(CloseReason::peer_closed);
     return;
   }
   if (ec == wse::message_too_big || ec == websocket::condition::protocol_violation) {
@@ -1536,8 +1521,8 @@ void WebSocketSession<Layer>::on_read_failed(const error_code& ec) {
                                                               : 1002;
     count_close_code(code);
     log_debug("conn {}: failed with close {}: {}", id_string(), code, ec.message());
-    account(CloseReason::protocol_error);
     linger(closing_deadline());
+    close(CloseReason::protocol_error);
     return;
   }
   end_with_error(ec, "read");
@@ -1581,7 +1566,8 @@ template <typename Layer>
 void WebSocketSession<Layer>::fail_connection(std::uint16_t code, const char* why,
                                               [[maybe_unused]] bool in_beast_read) {
   log_debug("conn {}: failed with close {}: {}", id_string(), code, why);
-  account(CloseReason::protocol_error);
+  phase_ = Phase::closing;  // what follows is this session's ending
+  close(CloseReason::protocol_error);
   if constexpr (kTls) {
     // Through TLS the frame is an asynchronous write, which must not meet
     // Beast's: inside a Beast read (which goes on to answer the close
@@ -1642,14 +1628,16 @@ void WebSocketSession<Layer>::send_ping() {
   // while a client does not read, and pong_timeout then ends it.
   ws_->async_ping({}, [self = shared_from_this()](const error_code& ec) {
     self->ping_in_flight_ = false;
-    if (ec && ec != asio::error::operation_aborted && !self->closed_) self->end_with_error(ec, "ping");
+    if (ec && ec != asio::error::operation_aborted && !self->closed()) self->end_with_error(ec, "ping");
   });
 }
 
 // --- echo without Beast ------------------------------------------------------
 
-// The shard's buffer for the frames one read produces; whatever the kernel
-// does not take is copied to the connection's own RawEcho::out.
+// Where the frames one read produces are built: one per thread, and so one
+// per shard (each shard is one thread), never held across an asynchronous
+// operation. Whatever the kernel does not take is copied to the
+// connection's own RawEcho::out.
 ByteBuffer& echo_out() {
   thread_local ByteBuffer out;
   return out;
@@ -1825,7 +1813,9 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
       if (phase_ == Phase::open) {
         // Our answer, with the same code, is in the kernel (or waits).
         count_close_code(seen.code == kNoStatus ? 1000 : seen.code);
-        account(CloseReason::peer_closed);
+        raw_finish(/*then_linger=*/false);
+        close(CloseReason::peer_closed);
+        return;
       }
       raw_finish(/*then_linger=*/false);
       return;
@@ -1836,8 +1826,8 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
       }
       log_debug("conn {}: failed with close {}: {}", id_string(), seen.code, seen.why);
       count_close_code(seen.code);
-      account(CloseReason::protocol_error);
       raw_finish(/*then_linger=*/true);
+      close(CloseReason::protocol_error);
       return;
     case WsEchoResult::End::none:
       break;
@@ -1959,20 +1949,14 @@ void WebSocketSession<Layer>::raw_finish(bool then_linger) {
 
 // --- endings -----------------------------------------------------------------
 
+// Closed by the shard (idle sweep, drain) or by a deadline or error of the
+// session's own. An open WebSocket is told why with a close frame (1001
+// going away) for drain and idle_timeout when nothing is being written;
+// otherwise, or before the upgrade is done, the socket closes. A session
+// already ending in its own way (closing) is left to it.
 template <typename Layer>
-void WebSocketSession<Layer>::account(CloseReason reason) {
-  closed_ = true;
-  account_close(reason);
-  log_debug("conn {}: closed ({})", id_string(), to_string(reason));
-}
-
-// Called by the shard: idle sweep (idle_timeout) and drain. An open
-// WebSocket is told why with a close frame (1001 going away) when nothing is
-// being written; otherwise, or before the upgrade is done, the socket closes.
-template <typename Layer>
-void WebSocketSession<Layer>::close(CloseReason reason) {
-  if (closed_) return;
-  account(reason);
+void WebSocketSession<Layer>::on_close(CloseReason reason) {
+  if (phase_ == Phase::closing || phase_ == Phase::done) return;
   const bool writing = raw_ ? !raw_->out.empty() : writing_;
   if (phase_ == Phase::open && !writing &&
       (reason == CloseReason::drain || reason == CloseReason::idle_timeout)) {
@@ -2071,23 +2055,14 @@ void WebSocketSession<Layer>::on_linger_readable(const error_code& wait_ec) {
 
 template <typename Layer>
 void WebSocketSession<Layer>::end_with_error(const error_code& ec, const char* op) {
-  if (closed_) {
+  if (closed()) {
     hard_close();
     return;
   }
-  const bool open = phase_ == Phase::open;
-  if (is_eof(ec)) {
-    if (open) count_close_code(kAbnormal);
-    account(CloseReason::peer_closed);
-  } else if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-             ec == asio::error::connection_aborted) {
-    if (open) count_close_code(kAbnormal);
-    account(CloseReason::reset);
-  } else {
-    log_debug("conn {}: {} failed: {}", id_string(), op, ec.message());
-    account(CloseReason::error);
-  }
-  hard_close();
+  const CloseReason reason = classify(ec);
+  if (phase_ == Phase::open && (reason == CloseReason::peer_closed || reason == CloseReason::reset))
+    count_close_code(kAbnormal);  // TCP ended without a close frame
+  fail(ec, op);  // on_close() closes the socket
 }
 
 template <typename Layer>
@@ -2140,8 +2115,7 @@ void WebSocketSession<Layer>::on_timer(const error_code& ec) {
         // A client that trickles its request, or sends none.
         stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
         log_debug("conn {}: handshake timeout", id_string());
-        account(CloseReason::idle_timeout);
-        hard_close();
+        close(CloseReason::idle_timeout);
         return;
       }
       arm(deadline_ms_);
@@ -2159,8 +2133,7 @@ void WebSocketSession<Layer>::on_timer(const error_code& ec) {
   const std::int64_t write_timeout = cfg_->write_timeout.count();
   if (write_timeout > 0 && now - write_since() >= write_timeout) {
     log_debug("conn {}: write timeout", id_string());
-    account(CloseReason::write_timeout);
-    hard_close();
+    close(CloseReason::write_timeout);
     return;
   }
   const std::int64_t ping_interval = cfg_->ping_interval.count();
@@ -2177,8 +2150,7 @@ void WebSocketSession<Layer>::on_timer(const error_code& ec) {
     } else {
       if (now - ping_sent_ms_ >= pong_timeout) {
         log_debug("conn {}: no pong within {} ms", id_string(), pong_timeout);
-        account(CloseReason::ping_timeout);
-        hard_close();
+        close(CloseReason::ping_timeout);
         return;
       }
     }
@@ -2210,6 +2182,11 @@ void WebSocketSession<Layer>::schedule_open_deadlines(std::int64_t now) {
   }
   if (next != kNever) arm(std::max(next, now));
 }
+
+static_assert(sizeof(WebSocketSession<WsSocket>) <= 288,
+              "WebSocketSession grew: it is in every WebSocket connection");
+static_assert(sizeof(WebSocketSession<WssSocket>) <= 288,
+              "WebSocketSession grew: it is in every WebSocket connection");
 
 }  // namespace
 
