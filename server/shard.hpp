@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/basic_socket_acceptor.hpp>
@@ -99,6 +100,63 @@ struct ListenerShared {
   NewConnectionRate new_connections;
 };
 
+// The admission counts one accepted connection holds (the process's and the
+// listener's active count, and its per-IP entry) from the acceptor's
+// admission until a Connection takes them over, which then gives them back
+// in its destructor. Should the session never start (under `dispatch`, a
+// start posted to a shard that stops first and destroys the handler unrun),
+// the guard's destructor gives them back instead.
+//
+// Move-only; any thread (the counts are atomics), one owner at a time.
+class AdmissionGuard {
+ public:
+  AdmissionGuard() = default;
+  AdmissionGuard(ListenerShared& listener, std::atomic<std::uint64_t>& process_active,
+                 PerIpCounts::Entry* client = nullptr) noexcept
+      : listener_(&listener), process_active_(&process_active), client_(client) {}
+  AdmissionGuard(AdmissionGuard&& other) noexcept
+      : listener_(std::exchange(other.listener_, nullptr)),
+        process_active_(std::exchange(other.process_active_, nullptr)),
+        client_(std::exchange(other.client_, nullptr)) {}
+  AdmissionGuard& operator=(AdmissionGuard&& other) noexcept {
+    if (this != &other) {
+      give_back();
+      listener_ = std::exchange(other.listener_, nullptr);
+      process_active_ = std::exchange(other.process_active_, nullptr);
+      client_ = std::exchange(other.client_, nullptr);
+    }
+    return *this;
+  }
+  ~AdmissionGuard() { give_back(); }
+
+  // The per-IP entry the connection will hold (set once per-IP admission
+  // counted it).
+  void hold_client(PerIpCounts::Entry* client) noexcept { client_ = client; }
+  // Whether the guard still holds counts.
+  bool holds() const noexcept { return listener_ != nullptr; }
+  // Hands the counts over to the Connection about to be constructed with
+  // the returned per-IP entry (nullptr: none); the guard then holds nothing.
+  [[nodiscard]] PerIpCounts::Entry* release() noexcept {
+    listener_ = nullptr;
+    process_active_ = nullptr;
+    return std::exchange(client_, nullptr);
+  }
+
+ private:
+  // In Connection::~Connection's order: the per-IP slot first.
+  void give_back() noexcept {
+    if (listener_ == nullptr) return;
+    if (client_ != nullptr) listener_->per_ip.release(client_);
+    listener_->active.fetch_sub(1, std::memory_order_relaxed);
+    process_active_->fetch_sub(1, std::memory_order_relaxed);
+    listener_ = nullptr;
+  }
+
+  ListenerShared* listener_ = nullptr;
+  std::atomic<std::uint64_t>* process_active_ = nullptr;
+  PerIpCounts::Entry* client_ = nullptr;
+};
+
 // Counters of one listener on one shard, written only by that shard.
 struct alignas(64) ListenerStats {
   ShardCounter accepted;  // by this shard's acceptor (dispatch: one shard accepts for all)
@@ -161,7 +219,8 @@ class Connection
           boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
  public:
   // `client` is the listener's per-IP count this connection holds (released
-  // when it ends), or nullptr when per-IP limiting was off at accept.
+  // when it ends), or nullptr when per-IP limiting was off at accept. The
+  // connection takes over the admission counts (AdmissionGuard::release()).
   Connection(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
@@ -254,8 +313,8 @@ class Shard {
   void start(int cpu);
   // Stops the loop and joins its thread. Handlers still queued are neither
   // run nor destroyed here: io_context::stop() only makes run() return.
-  // They are destroyed, with the sessions they own, when the context is
-  // (~Shard).
+  // They are destroyed, with the sessions and admission guards they own,
+  // when the context is (~Shard).
   void stop_and_join();
 
   // Posts `fn` to run on this shard's thread.

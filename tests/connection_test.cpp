@@ -1,4 +1,5 @@
-// In-process tests of Connection's one way to end, on a Shard that is never started: everything runs on this thread,
+// In-process tests of Connection's one way to end and of the admission
+// guard, on a Shard that is never started: everything runs on this thread,
 // which stands in for the shard's.
 #include <atomic>
 #include <cstdint>
@@ -6,6 +7,7 @@
 #include <vector>
 
 #include <boost/asio/error.hpp>
+#include <boost/asio/ip/address.hpp>
 #include <boost/asio/ssl/error.hpp>
 #include <gtest/gtest.h>
 
@@ -141,6 +143,63 @@ TEST(CloseReason, ClassifyGivesEachErrorItsReason) {
   EXPECT_TRUE(is_expected_ending(asio::error::operation_aborted));
   EXPECT_TRUE(is_expected_ending(asio::error::eof));
   EXPECT_FALSE(is_expected_ending(asio::error::timed_out));
+}
+
+// --- the admission guard -------------------------------------------------------
+
+TEST(AdmissionGuard, GivesTheCountsBackUnlessReleased) {
+  Fixture f;
+  const auto ip = asio::ip::make_address("192.0.2.7");
+  {
+    f.admit();
+    AdmissionGuard g(f.shared, f.process_active, f.shared.per_ip.try_acquire(ip, 10));
+    EXPECT_EQ(f.shared.per_ip.count(ip), 1u);
+  }
+  EXPECT_EQ(f.process_active.load(), 0u);
+  EXPECT_EQ(f.shared.active.load(), 0u);
+  EXPECT_EQ(f.shared.per_ip.count(ip), 0u);
+
+  f.admit();
+  AdmissionGuard g(f.shared, f.process_active, f.shared.per_ip.try_acquire(ip, 10));
+  AdmissionGuard moved = std::move(g);  // the moved-from guard holds nothing
+  EXPECT_FALSE(g.holds());
+  EXPECT_TRUE(moved.holds());
+  int hooks = 0;
+  {
+    // The connection takes the counts over, and gives them back when it ends.
+    InertSession s(*f.shard, moved.release(), &hooks);
+    EXPECT_FALSE(moved.holds());
+    EXPECT_EQ(f.process_active.load(), 1u);
+    EXPECT_EQ(f.shared.per_ip.count(ip), 1u);
+  }
+  EXPECT_EQ(f.process_active.load(), 0u);
+  EXPECT_EQ(f.shared.active.load(), 0u);
+  EXPECT_EQ(f.shared.per_ip.count(ip), 0u);
+}
+
+// dispatch: a session start posted to another shard that stops before
+// running it. Destroying the shard destroys the handler, and the guard in it
+// gives the counts back.
+TEST(AdmissionGuard, SessionStartDestroyedUnrunAtShutdownLeaksNothing) {
+  Fixture f;
+  const auto ip = asio::ip::make_address("192.0.2.8");
+  bool ran = false;
+  for (int i = 0; i < 3; ++i) {
+    f.admit();
+    AdmissionGuard g(f.shared, f.process_active, f.shared.per_ip.try_acquire(ip, 10));
+    f.shard->post([&ran, g = std::move(g)]() mutable {
+      (void)g.release();
+      ran = true;
+    });
+  }
+  EXPECT_EQ(f.process_active.load(), 3u);
+  f.shard->stop_and_join();
+  EXPECT_EQ(f.process_active.load(), 3u) << "stop() destroys no handler";
+  f.shard.reset();
+  EXPECT_FALSE(ran);
+  EXPECT_EQ(f.process_active.load(), 0u);
+  EXPECT_EQ(f.shared.active.load(), 0u);
+  EXPECT_EQ(f.shared.per_ip.count(ip), 0u);
 }
 
 }  // namespace
