@@ -194,25 +194,35 @@ void Acceptor::on_accept(const boost::system::error_code& ec, tcp_socket socket,
     do_accept();
     return;
   }
+  // From here every way out gives back what admit() took, or hands it on.
+  AdmissionGuard admission(*ctx_.shared, *ctx_.process_active);
   PerIpCounts::Entry* client = nullptr;
   if (const std::optional<RejectReason> why = admit_client(socket, client)) {
-    unadmit();
     stats.rejected[static_cast<int>(*why)].add();
     log_refused(*why, socket);
     close_at_once(socket);
     do_accept();
     return;
   }
+  admission.hold_client(client);
   stats.accepted.add();
-  if (&target == &home_) {
-    ctx_.start_session(home_, ctx_.listener_index, std::move(socket), client);
-  } else {
-    target.post([start = &ctx_.start_session, &target, index = ctx_.listener_index,
-                 s = std::move(socket), client]() mutable {
-      (*start)(target, index, std::move(s), client);
-    });
-  }
+  start_session(target, std::move(socket), std::move(admission));
   do_accept();
+}
+
+// One path for both policies. Under `dispatch` the start is a handler queued
+// on another shard, which a shutdown may destroy unrun: the guard in it then
+// gives the counts back. release() hands them to the starter as it is
+// called, and the session's Connection gives them back when it ends.
+void Acceptor::start_session(Shard& target, tcp_socket socket, AdmissionGuard admission) {
+  if (&target == &home_) {
+    ctx_.start_session(home_, ctx_.listener_index, std::move(socket), admission.release());
+    return;
+  }
+  target.post([start = &ctx_.start_session, &target, index = ctx_.listener_index,
+               s = std::move(socket), a = std::move(admission)]() mutable {
+    (*start)(target, index, std::move(s), a.release());
+  });
 }
 
 void Acceptor::backoff(const boost::system::error_code& ec) {

@@ -26,8 +26,9 @@
 namespace shoal {
 
 // Starts a protocol session for an accepted socket on `shard` (called on that
-// shard's thread). The admission counters were already incremented; `client`
-// is the per-IP count the connection holds (nullptr: none).
+// shard's thread). The admission counters were already incremented and are
+// the session's now (its Connection gives them back); `client` is the per-IP
+// count the connection holds (nullptr: none).
 using SessionStarter = std::function<void(Shard& shard, std::size_t listener_index,
                                           tcp_socket socket, PerIpCounts::Entry* client)>;
 
@@ -57,6 +58,9 @@ class Acceptor {
  private:
   void do_accept();
   void on_accept(const boost::system::error_code& ec, tcp_socket socket, Shard& target);
+  // Starts the session on `target`, here or posted there; the guard keeps
+  // the counts until the session's Connection takes them over.
+  void start_session(Shard& target, tcp_socket socket, AdmissionGuard admission);
   bool admit();
   void unadmit();
   // Per-client limits; nullopt when admitted (`client` set when counted).

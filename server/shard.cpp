@@ -5,25 +5,11 @@
 #include <time.h>
 
 #include <algorithm>
+#include <cassert>
 
 #include <spdlog/spdlog.h>
 
 namespace shoal {
-
-const char* to_string(CloseReason r) {
-  switch (r) {
-    case CloseReason::peer_closed: return "peer_closed";
-    case CloseReason::reset: return "reset";
-    case CloseReason::idle_timeout: return "idle_timeout";
-    case CloseReason::drain: return "drain";
-    case CloseReason::error: return "error";
-    case CloseReason::protocol_error: return "protocol_error";
-    case CloseReason::write_timeout: return "write_timeout";
-    case CloseReason::ping_timeout: return "ping_timeout";
-    case CloseReason::count_: break;
-  }
-  return "unknown";
-}
 
 const char* to_string(RejectReason r) {
   switch (r) {
@@ -83,9 +69,21 @@ void Connection::wait_for_peer_to_read() noexcept {
   slot.writers.push_back(*this);
 }
 
-void Connection::account_close(CloseReason reason) noexcept {
+void Connection::close(CloseReason reason) {
+  if (closed_) return;
+  closed_ = true;
   unlink();
   shard_.slots_[listener_index_].stats.closed[static_cast<int>(reason)].add();
+  if (spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("conn {}: closed ({})", id_string(), to_string(reason));
+  on_close(reason);
+}
+
+void Connection::fail(const boost::system::error_code& ec, const char* op) {
+  if (closed_) return;
+  if (!is_expected_ending(ec) && spdlog::should_log(spdlog::level::debug))
+    spdlog::debug("conn {}: {} failed: {}", id_string(), op, ec.message());
+  close(classify(ec));
 }
 
 Shard::Shard(unsigned id, const Config& config, std::vector<ListenerShared*> listeners,
@@ -197,11 +195,20 @@ void Shard::stop_and_join() {
   if (thread_.joinable()) thread_.join();
 }
 
+void Shard::close_and_unlink(Connection& c, CloseReason reason) {
+  c.close(reason);
+  if (c.is_linked()) {
+    // close() unlinks before anything else; a session that linked itself
+    // again in on_close() must not keep the caller's loop on it.
+    assert(!"connection still linked after close()");
+    c.unlink();
+  }
+}
+
 void Shard::close_all(CloseReason reason) {
   for (auto& slot : slots_) {
-    // close() unlinks the connection, so always take the front.
     for (auto* list : {&slot.connections, &slot.writers})
-      while (!list->empty()) list->front().close(reason);
+      while (!list->empty()) close_and_unlink(list->front(), reason);
   }
 }
 
@@ -255,7 +262,7 @@ void Shard::sweep() {
     while (!list.empty()) {
       Connection& c = list.front();
       if (now - c.last_activity_ms_ < timeout_ms) break;
-      c.close(reason);
+      close_and_unlink(c, reason);
     }
   };
   for (auto& slot : slots_) {

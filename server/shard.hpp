@@ -16,6 +16,7 @@
 #include <memory>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <boost/asio/basic_socket_acceptor.hpp>
@@ -29,13 +30,14 @@
 
 #include "active_count.hpp"
 #include "client_limits.hpp"
+#include "close_reason.hpp"
 #include "config.hpp"
 #include "ready_wait.hpp"
 
 namespace shoal {
 
 // Sockets and timers typed with the concrete executor: no type-erased
-// executor copy per handler (measured in PERFORMANCE.md).
+// executor (a heap-allocated copy in every handler that stores one).
 using executor_type = boost::asio::io_context::executor_type;
 using tcp_socket = boost::asio::basic_stream_socket<boost::asio::ip::tcp, executor_type>;
 using tcp_acceptor = boost::asio::basic_socket_acceptor<boost::asio::ip::tcp, executor_type>;
@@ -61,19 +63,6 @@ class ShardCounter {
  private:
   std::atomic<std::uint64_t> v_{0};
 };
-
-enum class CloseReason : std::uint8_t {
-  peer_closed,     // orderly EOF from the client, or its WebSocket close
-  reset,           // connection reset or broken pipe
-  idle_timeout,    // no traffic for the listener's idle_timeout
-  drain,           // closed by a graceful shutdown
-  error,           // any other I/O error
-  protocol_error,  // the peer broke the protocol (WebSocket 1002/1007/1009)
-  write_timeout,   // the peer stopped reading our writes
-  ping_timeout,    // no pong within pong_timeout
-  count_
-};
-const char* to_string(CloseReason r);
 
 // Why a connection was refused before it was served. Counted per listener.
 enum class RejectReason : std::uint8_t {
@@ -110,6 +99,63 @@ struct ListenerShared {
   std::atomic<std::uint64_t> max_connections_per_ip{0};  // 0: none, nothing counted
   PerIpCounts per_ip;
   NewConnectionRate new_connections;
+};
+
+// The admission counts one accepted connection holds (the process's and the
+// listener's active count, and its per-IP entry) from the acceptor's
+// admission until a Connection takes them over, which then gives them back
+// in its destructor. Should the session never start (under `dispatch`, a
+// start posted to a shard that stops first and destroys the handler unrun),
+// the guard's destructor gives them back instead.
+//
+// Move-only; any thread (the counts are atomics), one owner at a time.
+class AdmissionGuard {
+ public:
+  AdmissionGuard() = default;
+  AdmissionGuard(ListenerShared& listener, std::atomic<std::uint64_t>& process_active,
+                 PerIpCounts::Entry* client = nullptr) noexcept
+      : listener_(&listener), process_active_(&process_active), client_(client) {}
+  AdmissionGuard(AdmissionGuard&& other) noexcept
+      : listener_(std::exchange(other.listener_, nullptr)),
+        process_active_(std::exchange(other.process_active_, nullptr)),
+        client_(std::exchange(other.client_, nullptr)) {}
+  AdmissionGuard& operator=(AdmissionGuard&& other) noexcept {
+    if (this != &other) {
+      give_back();
+      listener_ = std::exchange(other.listener_, nullptr);
+      process_active_ = std::exchange(other.process_active_, nullptr);
+      client_ = std::exchange(other.client_, nullptr);
+    }
+    return *this;
+  }
+  ~AdmissionGuard() { give_back(); }
+
+  // The per-IP entry the connection will hold (set once per-IP admission
+  // counted it).
+  void hold_client(PerIpCounts::Entry* client) noexcept { client_ = client; }
+  // Whether the guard still holds counts.
+  bool holds() const noexcept { return listener_ != nullptr; }
+  // Hands the counts over to the Connection about to be constructed with
+  // the returned per-IP entry (nullptr: none); the guard then holds nothing.
+  [[nodiscard]] PerIpCounts::Entry* release() noexcept {
+    listener_ = nullptr;
+    process_active_ = nullptr;
+    return std::exchange(client_, nullptr);
+  }
+
+ private:
+  // In Connection::~Connection's order: the per-IP slot first.
+  void give_back() noexcept {
+    if (listener_ == nullptr) return;
+    if (client_ != nullptr) listener_->per_ip.release(client_);
+    listener_->active.fetch_sub(1, std::memory_order_relaxed);
+    process_active_->fetch_sub(1, std::memory_order_relaxed);
+    listener_ = nullptr;
+  }
+
+  ListenerShared* listener_ = nullptr;
+  std::atomic<std::uint64_t>* process_active_ = nullptr;
+  PerIpCounts::Entry* client_ = nullptr;
 };
 
 // Counters of one listener on one shard, written only by that shard.
@@ -161,42 +207,60 @@ struct alignas(64) LoopStats {
 class Shard;
 
 // Base of every protocol session: its place in the shard's activity-ordered
-// list for the listener, and the accounting that ends with the connection.
+// list for the listener, the accounting that ends with the connection, and
+// the one way to end it (Beast examples' single fail(); GUIDE 21): close()
+// unlinks, counts and logs exactly once, then hands over to the session's
+// on_close() for its part (closing the socket, a close frame, close_notify).
+// A session cannot forget a step, and the shard's loops over its lists
+// always make progress.
 //
-// 56 bytes with GCC 12 on x86-64: vtable pointer 8, list hook 16, shard 8,
-// activity clock 8, per-IP entry 8, sequence 4, listener index 2, and 2
-// bytes of tail padding that a derived class's small members fill (the TCP
-// echo session puts its flag there, so it stays at 104 bytes).
+// Thread safety: the owning shard's thread only.
 class Connection
     : public boost::intrusive::list_base_hook<
           boost::intrusive::link_mode<boost::intrusive::auto_unlink>> {
  public:
   // `client` is the listener's per-IP count this connection holds (released
-  // when it ends), or nullptr when per-IP limiting was off at accept.
+  // when it ends), or nullptr when per-IP limiting was off at accept. The
+  // connection takes over the admission counts (AdmissionGuard::release()).
   Connection(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client);
   Connection(const Connection&) = delete;
   Connection& operator=(const Connection&) = delete;
   virtual ~Connection();
 
-  // Ends the connection for `reason` (counted once, whatever calls it first);
-  // pending operations complete with operation_aborted.
-  virtual void close(CloseReason reason) = 0;
+  // Ends the connection for `reason`. The first call unlinks it from the
+  // shard's lists, counts closed{reason}, logs "conn ID: closed (REASON)" at
+  // debug and calls on_close(reason); later calls do nothing. Pending
+  // operations complete with operation_aborted once on_close has closed the
+  // socket.
+  void close(CloseReason reason);
+
+  // Whether close() has run: the connection is counted and out of the lists.
+  bool closed() const noexcept { return closed_; }
 
   // "shard:sequence", unique within the process, for log lines.
   std::string id_string() const;
 
  protected:
+  // The session's part of close(), called once, after the connection was
+  // unlinked and counted: close the socket, or start an orderly ending
+  // (WebSocket close frame, TLS close_notify) under the session's own
+  // deadline.
+  virtual void on_close(CloseReason reason) = 0;
+
+  // Ends the connection after `op` failed with `ec`: close(classify(ec)),
+  // with "conn ID: OP failed: MESSAGE" at debug unless the error is an
+  // expected ending (is_expected_ending). Nothing once closed.
+  void fail(const boost::system::error_code& ec, const char* op);
+
   // Marks traffic: moves this connection to the back of the idle list.
   void touch() noexcept;
   // Marks a write the peer has not taken yet: moves this connection to the
   // back of the listener's writers list, where the sweep closes it after
   // write_timeout. The next touch() moves it back.
   void wait_for_peer_to_read() noexcept;
-  // Removes this connection from the idle list and counts the reason.
-  void account_close(CloseReason reason) noexcept;
 
-  // Declared in this order, across access sections, so that the 2 bytes
-  // after listener_index_ are tail padding a derived class can use.
+  // Declared in this order, across access sections, so that what follows
+  // listener_index_ and closed_ is tail padding a derived class can use.
   Shard& shard_;
 
  private:
@@ -207,8 +271,16 @@ class Connection
  protected:
   std::uint32_t seq_;
   std::uint16_t listener_index_;  // config validation: at most kMaxListeners
+
+ private:
+  bool closed_ = false;  // close() has run
 };
 static_assert(kMaxListeners <= 0xffff);
+// vtable pointer 8, list hook 16, shard 8, activity clock 8, per-IP entry 8,
+// sequence 4, listener index 2, closed flag 1 (GCC 12, x86-64): one byte of
+// tail padding is left for a derived class. Per-connection memory is a
+// product figure (DESIGN.md, "Connections"): grow it on purpose.
+static_assert(sizeof(Connection) <= 56, "Connection grew: it is in every connection");
 
 // Per listener on one shard: its counters, its connections (least recently
 // active first), those blocked on a peer that does not read (oldest write
@@ -240,7 +312,10 @@ class Shard {
 
   // Starts the thread; pins it to `cpu` when cpu >= 0.
   void start(int cpu);
-  // Stops the loop (pending handlers are destroyed, not run) and joins.
+  // Stops the loop and joins its thread. Handlers still queued are neither
+  // run nor destroyed here: io_context::stop() only makes run() return.
+  // They are destroyed, with the sessions and admission guards they own,
+  // when the context is (~Shard).
   void stop_and_join();
 
   // Posts `fn` to run on this shard's thread.
@@ -282,6 +357,9 @@ class Shard {
 
  private:
   friend class Connection;
+  // close(), and then an unlink should `c` somehow still be in a list
+  // (asserted in debug builds): a loop that takes the front always ends.
+  static void close_and_unlink(Connection& c, CloseReason reason);
   void schedule_sweep();
   std::int64_t sweep_period() const;
   void sweep();

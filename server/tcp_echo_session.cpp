@@ -51,7 +51,7 @@ void TcpEchoSession::ready(owner self, const boost::system::error_code& ec) {
 }
 
 void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wait_ec) {
-  if (closed_) return;
+  if (closed()) return;
   if (wait_ec) {
     fail(wait_ec, "wait");
     return;
@@ -123,7 +123,7 @@ void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wa
 
 void TcpEchoSession::on_written(owner self, const boost::system::error_code& ec, std::size_t n) {
   pending_.reset();
-  if (closed_) return;
+  if (closed()) return;
   if (ec) {
     fail(ec, "write");
     return;
@@ -137,21 +137,7 @@ void TcpEchoSession::on_written(owner self, const boost::system::error_code& ec,
   on_readable(std::move(self), {});
 }
 
-void TcpEchoSession::fail(const boost::system::error_code& ec, const char* op) {
-  if (closed_) return;
-  const bool reset = ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-                     ec == asio::error::connection_aborted;
-  if (!reset && ec != asio::error::operation_aborted) {
-    spdlog::debug("conn {}: {} failed: {}", id_string(), op, ec.message());
-  }
-  close(reset ? CloseReason::reset : CloseReason::error);
-}
-
-void TcpEchoSession::close(CloseReason reason) {
-  if (closed_) return;
-  closed_ = true;
-  account_close(reason);
-  spdlog::debug("conn {}: closed ({})", id_string(), to_string(reason));
+void TcpEchoSession::on_close(CloseReason) {
   boost::system::error_code ignored;
   socket_.close(ignored);
 }

@@ -39,17 +39,6 @@ void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
   if (spdlog::should_log(spdlog::level::debug)) spdlog::debug(fmt, std::forward<Args>(args)...);
 }
 
-bool is_reset(const error_code& ec) {
-  return ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-         ec == asio::error::connection_aborted;
-}
-
-// The peer ended the stream: with close_notify (eof), or by closing TCP
-// without it (stream_truncated; common and harmless for an echo).
-bool is_peer_end(const error_code& ec) {
-  return ec == asio::error::eof || ec == ssl::error::stream_truncated;
-}
-
 class TlsEchoSession final : public Connection,
                              public std::enable_shared_from_this<TlsEchoSession> {
  public:
@@ -61,9 +50,9 @@ class TlsEchoSession final : public Connection,
         timer_(shard.executor()) {}
 
   void start();
-  void close(CloseReason reason) override;
 
  private:
+  void on_close(CloseReason reason) override;
   enum class Phase : std::uint8_t { handshake, open, closing, done };
 
   tcp_socket& socket() noexcept { return stream_.next_layer(); }
@@ -74,7 +63,6 @@ class TlsEchoSession final : public Connection,
   void on_read(const error_code& ec, std::size_t n);
   void on_written(const error_code& ec, std::size_t n);
   void on_timer(const error_code& ec);
-  void account(CloseReason reason);
   void end_with_error(const error_code& ec, const char* op);
   void send_close_notify();
   void hard_close();
@@ -84,7 +72,6 @@ class TlsEchoSession final : public Connection,
   steady_timer timer_;            // handshake deadline, then the close_notify bound
   std::unique_ptr<char[]> out_;   // the record being echoed, only while writing
   Phase phase_ = Phase::handshake;
-  bool closed_ = false;  // counted (account_close done)
   bool writing_ = false;
   char first_ = 0;  // the idle read's one byte
 };
@@ -110,21 +97,19 @@ void TlsEchoSession::start() {
 }
 
 void TlsEchoSession::on_handshake(const error_code& ec) {
-  if (closed_) return;  // timed out or closed by the shard
+  if (closed()) return;  // timed out or closed by the shard
   if (ec) {
     // A client that connects and goes without sending a byte (a port check)
     // has not failed a handshake; one that sent anything has.
     const bool sent_nothing = BIO_number_read(SSL_get_rbio(stream_.native_handle())) == 0;
-    if (sent_nothing && (is_peer_end(ec) || is_reset(ec))) {
-      account(is_reset(ec) ? CloseReason::reset : CloseReason::peer_closed);
-    } else {
+    const CloseReason reason = classify(ec);
+    if (!(sent_nothing && (reason == CloseReason::reset || reason == CloseReason::peer_closed))) {
       stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
       log_debug("conn {}: TLS handshake failed: {}", id_string(), ec.message());
-      account(is_reset(ec)      ? CloseReason::reset
-              : is_peer_end(ec) ? CloseReason::peer_closed
-                                : CloseReason::protocol_error);
     }
-    hard_close();
+    // A handshake that failed for anything but the peer leaving was a
+    // protocol failure, whatever the error's category.
+    close(reason == CloseReason::error ? CloseReason::protocol_error : reason);
     return;
   }
   phase_ = Phase::open;
@@ -142,7 +127,7 @@ void TlsEchoSession::do_read() {
 }
 
 void TlsEchoSession::on_read(const error_code& ec, std::size_t n) {
-  if (closed_) return;
+  if (closed()) return;
   if (ec) {
     end_with_error(ec, "read");
     return;
@@ -172,7 +157,7 @@ void TlsEchoSession::on_read(const error_code& ec, std::size_t n) {
 void TlsEchoSession::on_written(const error_code& ec, std::size_t n) {
   writing_ = false;
   out_.reset();
-  if (closed_) {
+  if (closed()) {
     if (phase_ == Phase::closing) send_close_notify();  // close() waited for this write
     return;
   }
@@ -191,52 +176,30 @@ void TlsEchoSession::on_timer(const error_code& ec) {
   // Cancelled (handshake done, or closed), or a wait that had already
   // completed when the timer was re-armed for closing.
   if (ec || phase_ == Phase::open || timer_.expiry() > std::chrono::steady_clock::now()) return;
-  if (phase_ == Phase::handshake && !closed_) {
+  if (phase_ == Phase::handshake && !closed()) {
     // A client that never sends its ClientHello, or stalls in the middle.
     stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
     log_debug("conn {}: TLS handshake timeout", id_string());
-    account(CloseReason::idle_timeout);
+    close(CloseReason::idle_timeout);
+    return;
   }
   hard_close();  // a close_notify that the peer did not take in time, too
 }
 
-void TlsEchoSession::account(CloseReason reason) {
-  closed_ = true;
-  account_close(reason);
-  log_debug("conn {}: closed ({})", id_string(), to_string(reason));
-}
-
 void TlsEchoSession::end_with_error(const error_code& ec, const char* op) {
-  if (closed_) {
+  if (closed()) {
     hard_close();
     return;
   }
-  if (ec == asio::error::eof) {
-    // The client's close_notify: answered with ours, then TCP closes.
-    account(CloseReason::peer_closed);
-    send_close_notify();
-    return;
-  }
-  if (is_peer_end(ec)) {
-    account(CloseReason::peer_closed);
-  } else if (is_reset(ec)) {
-    account(CloseReason::reset);
-  } else if (ec.category() == asio::error::get_ssl_category()) {
-    log_debug("conn {}: {} failed: {}", id_string(), op, ec.message());
-    account(CloseReason::protocol_error);  // a bad record, an unexpected message
-  } else {
-    log_debug("conn {}: {} failed: {}", id_string(), op, ec.message());
-    account(CloseReason::error);
-  }
-  hard_close();
+  // The client's close_notify (eof) is answered with ours (on_close); after
+  // any other error the stream is unusable, and the socket just closes.
+  if (ec != asio::error::eof) hard_close();
+  fail(ec, op);
 }
 
-// Called by the shard: idle sweep and drain. An established connection is
-// told with a close_notify (after an echo being written, if any); otherwise
-// the socket just closes.
-void TlsEchoSession::close(CloseReason reason) {
-  if (closed_) return;
-  account(reason);
+// An established connection is told with a close_notify (after an echo
+// being written, if any); otherwise the socket just closes.
+void TlsEchoSession::on_close(CloseReason reason) {
   // A peer that stopped reading would never take a close_notify either.
   if (phase_ != Phase::open || reason == CloseReason::write_timeout) {
     hard_close();

@@ -6,8 +6,9 @@
 //   usual case) answer the upgrade themselves and echo with WsEchoEngine
 //   (ws_echo.hpp): one recv() into the shard's scratch buffer, every frame
 //   it brought parsed and echoed into one send(), nothing held while idle
-//   but the session and 160 bytes. Beast's stream (below) serves TLS and
-//   permessage-deflate, whose state it keeps.
+//   but the session and its RawEcho (sizes asserted with the classes).
+//   Beast's stream (below) serves TLS and permessage-deflate, whose state
+//   it keeps.
 // - The upgrade request is read with MSG_PEEK and only its own bytes are
 //   taken from the socket, so the first frame sent in the same segment stays
 //   in the kernel for Beast (Beast's accept(buffers) would copy the request
@@ -24,8 +25,10 @@
 //   under a deadline (no RST over our close frame or error response).
 // - One timer per session, re-armed only when a deadline moves earlier:
 //   handshake_timeout, then keepalive (ping after ping_interval of silence,
-//   close after pong_timeout more), write_timeout while an echo is in flight,
-//   and the closing handshake. Beast's own timeouts stay off.
+//   close after pong_timeout more; pong_timeout 0 is no pong deadline, a
+//   ping every ping_interval, and idle_timeout alone bounds a silent peer),
+//   write_timeout while an echo is in flight, and the closing handshake.
+//   Beast's own timeouts stay off, so both engines keep the same rules.
 // - Echo is read -> write -> read: one message in flight per connection.
 //   The echo's write completes into WsSocket's gather buffer, so the echoes
 //   of all the frames one socket read brought leave in one send (see
@@ -416,7 +419,7 @@ void TeardownAfterFlush<Handler>::resume() {
 }
 template <typename Handler>
 void TeardownAfterFlush<Handler>::fail(const error_code&) {
-  resume();  // as before: the half-close is best effort
+  resume();  // a failed flush still half-closes: the half-close is best effort
 }
 
 template <typename Op>
@@ -437,12 +440,6 @@ void FlushWaiter<Op>::operator()(const error_code& ec) {
 template <typename Handler>
 void async_teardown(beast::role_type, WsSocket& s, Handler&& handler) {
   s.after_flush(TeardownAfterFlush<std::decay_t<Handler>>{&s, std::forward<Handler>(handler)});
-}
-
-inline void teardown(beast::role_type, WsSocket& s, error_code& ec) {
-  (void)s.flush();
-  s.next_layer().shutdown(asio::socket_base::shutdown_send, ec);
-  ec = {};
 }
 
 // --- wss:// -------------------------------------------------------------------
@@ -574,12 +571,6 @@ void async_teardown(beast::role_type, WssSocket& s, Handler&& handler) {
   s.async_close_notify(TlsTeardown<std::decay_t<Handler>>{&s, std::forward<Handler>(handler)});
 }
 
-// Only Beast's synchronous calls use this; the session makes none.
-inline void teardown(beast::role_type, WssSocket& s, error_code& ec) {
-  s.tcp().shutdown(asio::socket_base::shutdown_send, ec);
-  ec = {};
-}
-
 }  // namespace ws_detail
 }  // namespace shoal
 
@@ -671,15 +662,6 @@ constexpr std::size_t kTlsRequestRead = 4096;
 
 // Bound on a closing handshake or linger when handshake_timeout is 0.
 constexpr std::int64_t kFallbackClosingMs = 10'000;
-
-// Keepalive deadlines are whole milliseconds of CLOCK_MONOTONIC, and timers
-// are armed at those absolute times (see arm()), so that the deadlines of
-// connections that went quiet in the same millisecond (all those a load
-// balancer opened at once) fire from one reactor wakeup. A coarser grid
-// (10 ms) gave fewer wakeups but longer bursts of pings: with 19,000
-// connections pinged every 5 s beside 1,900 echoes/s, p99 3.9-4.3 ms
-// against 1.8-3.1 ms at 1 ms.
-constexpr std::int64_t kKeepaliveGridMs = 1;
 
 constexpr std::uint16_t kNoStatus = 1005;  // close frame without a code
 constexpr std::uint16_t kAbnormal = 1006;  // TCP ended without a close frame
@@ -788,7 +770,7 @@ inline std::uint8_t crlf2_step(std::uint8_t s, char c) {
 // The session is a template on the layer under Beast's stream: WsSocket for
 // ws:// and WssSocket for wss://. Everything about the WebSocket protocol is
 // shared; what TLS changes is chosen with `if constexpr (kTls)`, so the
-// plaintext instantiation compiles to what it was before TLS existed:
+// plaintext instantiation carries no TLS code:
 // - the TLS handshake runs first, under the same handshake_timeout as the
 //   upgrade;
 // - the upgrade request is read through TLS (MSG_PEEK cannot see through
@@ -802,17 +784,13 @@ inline std::uint8_t crlf2_step(std::uint8_t s, char c) {
 //   half-close (WssSocket::async_close_notify); lingering after it reads the
 //   raw socket, as for plaintext.
 
-// sizeof(WebSocketSession<WsSocket>) is 272 bytes with GCC 12 on x86-64:
-// Connection 56 (8 of them the per-IP entry pointer), enable_shared_from_this
-// 16, config pointer 8, Beast stream handle 16, flat_buffer 48 (no allocation
-// while empty), timer 72, partial-request
-// pointer 8, four clocks 32, message count 8, flags 8; plus make_shared's
-// control block. Beast's stream implementation, which holds the socket and
-// WsSocket (136 bytes with the tracker and the gather buffer's empty
-// vector), is a separate allocation of ~2.3 KiB
-// (its 1,536-byte read buffer among it). While idle nothing else is
-// allocated: the message and gather buffers are released and the connection waits with
-// async_wait instead of a Beast read.
+// Memory per connection, asserted after the class (GCC 12, x86-64): the
+// session is 288 bytes, plus make_shared's control block. The raw engine adds
+// its RawEcho (248 bytes) and nothing else while idle: the message and
+// gather buffers are released and the connection waits in a ReadyWait. With
+// Beast, its stream implementation (the socket and WsSocket, Beast's
+// 1,536-byte read buffer among it; ~2.3 KiB) is a separate allocation, and an
+// idle connection waits with async_wait instead of a Beast read.
 template <typename Layer>
 class WebSocketSession final : public Connection,
                                public std::enable_shared_from_this<WebSocketSession<Layer>> {
@@ -837,9 +815,9 @@ class WebSocketSession final : public Connection,
   }
 
   void start();
-  void close(CloseReason reason) override;
 
  private:
+  void on_close(CloseReason reason) override;
   void configure_beast();
   enum class Phase : std::uint8_t {
     handshake,  // reading and answering the HTTP upgrade
@@ -916,8 +894,9 @@ class WebSocketSession final : public Connection,
   // handshake).
   void raw_finish(bool then_linger);
 
-  // Endings.
-  void account(CloseReason reason);
+  // Endings. A session that ends itself in its own way (an error response,
+  // a close frame and a linger) starts that ending first and then calls
+  // close(reason) to be counted: on_close() leaves a closing phase alone.
   void start_ws_close(std::uint16_t code, const char* why);
   void on_ws_closed(const error_code& ec);
   // wss: writes bytes the session built itself (an error response, a close
@@ -940,22 +919,13 @@ class WebSocketSession final : public Connection,
   // kernel has not taken yet; kNever when none.
   std::int64_t write_since() const noexcept;
 
-  // eof, or (TLS) the peer closing TCP without close_notify.
-  static bool is_eof(const error_code& ec) noexcept {
-    if constexpr (kTls) {
-      return ec == asio::error::eof || ec == ssl::error::stream_truncated;
-    } else {
-      return ec == asio::error::eof;
-    }
-  }
-
   // Plaintext listeners without permessage-deflate do without Beast's
   // stream (~2.3 KiB per connection with its buffers): the session reads
   // the upgrade itself as for any listener, answers it (accept_raw), and the
   // echo runs on WsEchoEngine (ws_echo.hpp). This is all such a connection
-  // holds besides the session: 248 bytes, 88 of them the wait for the next
-  // read (Asio's reactor_op 72, the owner 16), which as an async_wait
-  // handler was an allocation of about that size for each wait.
+  // holds besides the session, 88 bytes of it the wait for the next read
+  // (Asio's reactor_op 72, the owner 16), kept here rather than allocated
+  // per wait.
   struct RawEcho {
     RawEcho(tcp_socket&& s, std::uint64_t max_message_bytes)
         : socket(std::move(s)), engine(max_message_bytes) {}
@@ -969,6 +939,7 @@ class WebSocketSession final : public Connection,
     bool finishing = false;           // in raw_finish(): our last frame is out
     bool linger_after_flush = false;  // raw_finish(): after a failure
   };
+  static_assert(sizeof(RawEcho) <= 248, "RawEcho grew: it is in every idle ws:// connection");
 
   const WebSocketConfig* cfg_;
   std::optional<ws_stream<Layer>> ws_;  // TLS or deflate; else raw_
@@ -982,7 +953,6 @@ class WebSocketSession final : public Connection,
   std::int64_t ping_sent_ms_ = 0;  // 0: no pong awaited
   std::uint64_t messages_read_ = 0;
   Phase phase_ = Phase::handshake;
-  bool closed_ = false;  // counted (account_close done)
   bool writing_ = false;
   bool ping_in_flight_ = false;
   bool close_code_seen_ = false;
@@ -1005,6 +975,11 @@ void WebSocketSession<Layer>::configure_beast() {
   //   message buffer is a flat_buffer grown in kReadStep steps and released
   //   whenever the connection goes idle.
   ws_->read_message_max(static_cast<std::size_t>(cfg_->max_message_bytes));
+  // Off, as Beast's default: its keep_alive_pings pings at half idle_timeout
+  // and closes at idle_timeout, another rule than ping_interval and
+  // pong_timeout, which the session's own timer applies to both engines.
+  ws_->set_option(websocket::stream_base::timeout{websocket::stream_base::none(),
+                                                  websocket::stream_base::none(), false});
   ws_->auto_fragment(false);
   ws_->write_buffer_bytes(kDeflateWriteBuffer);
   if (cfg_->permessage_deflate.enabled) {
@@ -1055,20 +1030,18 @@ void WebSocketSession<Layer>::start() {
 // check) has not failed a handshake; one that sent anything has.
 template <typename Layer>
 void WebSocketSession<Layer>::on_tls_handshake(const error_code& ec) {
-  if (closed_ || phase_ != Phase::handshake) return;
+  if (closed() || phase_ != Phase::handshake) return;
   if (ec) {
     const bool sent_nothing =
         BIO_number_read(SSL_get_rbio(ws_->next_layer().next_layer().native_handle())) == 0;
-    const bool reset = ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-                       ec == asio::error::connection_aborted;
-    if (!(sent_nothing && (is_eof(ec) || reset))) {
+    const CloseReason reason = classify(ec);
+    if (!(sent_nothing && (reason == CloseReason::reset || reason == CloseReason::peer_closed))) {
       stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
       log_debug("conn {}: TLS handshake failed: {}", id_string(), ec.message());
     }
-    account(reset             ? CloseReason::reset
-            : is_eof(ec)      ? CloseReason::peer_closed
-                              : CloseReason::protocol_error);
-    hard_close();
+    // Anything but the peer leaving is a failed handshake, whatever the
+    // error's category.
+    close(reason == CloseReason::error ? CloseReason::protocol_error : reason);
     return;
   }
   read_request_tls();
@@ -1095,13 +1068,12 @@ void WebSocketSession<Layer>::read_request_tls() {
 template <typename Layer>
 void WebSocketSession<Layer>::on_request_read_tls(const error_code& ec, std::size_t have,
                                                   std::size_t n) {
-  if (closed_ || phase_ != Phase::handshake) return;
+  if (closed() || phase_ != Phase::handshake) return;
   partial_->resize(have + n);
   if (ec) {
-    if (is_eof(ec)) {
+    if (classify(ec) == CloseReason::peer_closed) {
       if (have + n > 0) stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
-      account(CloseReason::peer_closed);
-      hard_close();
+      close(CloseReason::peer_closed);
       return;
     }
     end_with_error(ec, "read request");
@@ -1144,7 +1116,7 @@ void WebSocketSession<Layer>::wait_request() {
 // into partial_ (none of its bytes can be frame bytes: its end has not come).
 template <typename Layer>
 void WebSocketSession<Layer>::on_request_readable(const error_code& wait_ec) {
-  if (closed_ || phase_ != Phase::handshake) return;
+  if (closed() || phase_ != Phase::handshake) return;
   if (wait_ec) {
     end_with_error(wait_ec, "wait");
     return;
@@ -1165,8 +1137,7 @@ void WebSocketSession<Layer>::on_request_readable(const error_code& wait_ec) {
   }
   if (peeked == 0) {
     if (have > 0) stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
-    account(CloseReason::peer_closed);
-    hard_close();
+    close(CloseReason::peer_closed);
     return;
   }
   const std::size_t n = static_cast<std::size_t>(peeked);
@@ -1323,7 +1294,8 @@ void WebSocketSession<Layer>::reject(unsigned status, std::string_view phrase, s
                               std::string_view extra_headers, RejectReason why) {
   stats().rejected[static_cast<int>(why)].add();
   log_debug("conn {}: upgrade refused: {} {}", id_string(), status, body);
-  account(CloseReason::protocol_error);
+  phase_ = Phase::closing;  // the response below is this session's ending
+  close(CloseReason::protocol_error);
   partial_.reset();
   auto response = std::make_unique<std::string>(http_error(status, phrase, body, extra_headers));
   if constexpr (kTls) {
@@ -1386,7 +1358,7 @@ void WebSocketSession<Layer>::finish_response_tls(std::int64_t deadline_ms) {
 
 template <typename Layer>
 void WebSocketSession<Layer>::on_accepted(const error_code& ec) {
-  if (closed_) return;
+  if (closed()) return;
   if (ec) {
     stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
     end_with_error(ec, "accept");
@@ -1433,7 +1405,7 @@ void WebSocketSession<Layer>::park() {
 
 template <typename Layer>
 void WebSocketSession<Layer>::on_readable(const error_code& ec) {
-  if (closed_ || phase_ != Phase::open) return;  // a closing handshake reads now
+  if (closed() || phase_ != Phase::open) return;  // a closing handshake reads now
   if (ec) {
     end_with_error(ec, "wait");
     return;
@@ -1474,7 +1446,7 @@ void WebSocketSession<Layer>::do_read() {
 
 template <typename Layer>
 void WebSocketSession<Layer>::on_read(const error_code& ec, std::size_t) {
-  if (closed_) return;
+  if (closed()) return;
   if (ec) {
     on_read_failed(ec);
     return;
@@ -1513,7 +1485,7 @@ template <typename Layer>
 void WebSocketSession<Layer>::on_write(const error_code& ec, std::size_t n) {
   writing_ = false;
   ws_->next_layer().gather(false);
-  if (closed_) return;
+  if (closed()) return;
   if (ec) {
     end_with_error(ec, "write");
     return;
@@ -1540,8 +1512,7 @@ void WebSocketSession<Layer>::on_read_failed(const error_code& ec) {
     // The client's close, echoed by Beast (counted in on_control). With
     // both close frames exchanged the client sends nothing more, and RFC
     // 6455 §7.1.1 asks the server to close TCP at once.
-    account(CloseReason::peer_closed);
-    hard_close();
+    close(CloseReason::peer_closed);
     return;
   }
   if (ec == wse::message_too_big || ec == websocket::condition::protocol_violation) {
@@ -1550,8 +1521,8 @@ void WebSocketSession<Layer>::on_read_failed(const error_code& ec) {
                                                               : 1002;
     count_close_code(code);
     log_debug("conn {}: failed with close {}: {}", id_string(), code, ec.message());
-    account(CloseReason::protocol_error);
     linger(closing_deadline());
+    close(CloseReason::protocol_error);
     return;
   }
   end_with_error(ec, "read");
@@ -1595,7 +1566,8 @@ template <typename Layer>
 void WebSocketSession<Layer>::fail_connection(std::uint16_t code, const char* why,
                                               [[maybe_unused]] bool in_beast_read) {
   log_debug("conn {}: failed with close {}: {}", id_string(), code, why);
-  account(CloseReason::protocol_error);
+  phase_ = Phase::closing;  // what follows is this session's ending
+  close(CloseReason::protocol_error);
   if constexpr (kTls) {
     // Through TLS the frame is an asynchronous write, which must not meet
     // Beast's: inside a Beast read (which goes on to answer the close
@@ -1656,14 +1628,16 @@ void WebSocketSession<Layer>::send_ping() {
   // while a client does not read, and pong_timeout then ends it.
   ws_->async_ping({}, [self = shared_from_this()](const error_code& ec) {
     self->ping_in_flight_ = false;
-    if (ec && ec != asio::error::operation_aborted && !self->closed_) self->end_with_error(ec, "ping");
+    if (ec && ec != asio::error::operation_aborted && !self->closed()) self->end_with_error(ec, "ping");
   });
 }
 
 // --- echo without Beast ------------------------------------------------------
 
-// The shard's buffer for the frames one read produces; whatever the kernel
-// does not take is copied to the connection's own RawEcho::out.
+// Where the frames one read produces are built: one per thread, and so one
+// per shard (each shard is one thread), never held across an asynchronous
+// operation. Whatever the kernel does not take is copied to the
+// connection's own RawEcho::out.
 ByteBuffer& echo_out() {
   thread_local ByteBuffer out;
   return out;
@@ -1839,7 +1813,9 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
       if (phase_ == Phase::open) {
         // Our answer, with the same code, is in the kernel (or waits).
         count_close_code(seen.code == kNoStatus ? 1000 : seen.code);
-        account(CloseReason::peer_closed);
+        raw_finish(/*then_linger=*/false);
+        close(CloseReason::peer_closed);
+        return;
       }
       raw_finish(/*then_linger=*/false);
       return;
@@ -1850,8 +1826,8 @@ void WebSocketSession<Layer>::raw_on_readable(const error_code& wait_ec) {
       }
       log_debug("conn {}: failed with close {}: {}", id_string(), seen.code, seen.why);
       count_close_code(seen.code);
-      account(CloseReason::protocol_error);
       raw_finish(/*then_linger=*/true);
+      close(CloseReason::protocol_error);
       return;
     case WsEchoResult::End::none:
       break;
@@ -1973,20 +1949,14 @@ void WebSocketSession<Layer>::raw_finish(bool then_linger) {
 
 // --- endings -----------------------------------------------------------------
 
+// Closed by the shard (idle sweep, drain) or by a deadline or error of the
+// session's own. An open WebSocket is told why with a close frame (1001
+// going away) for drain and idle_timeout when nothing is being written;
+// otherwise, or before the upgrade is done, the socket closes. A session
+// already ending in its own way (closing) is left to it.
 template <typename Layer>
-void WebSocketSession<Layer>::account(CloseReason reason) {
-  closed_ = true;
-  account_close(reason);
-  log_debug("conn {}: closed ({})", id_string(), to_string(reason));
-}
-
-// Called by the shard: idle sweep (idle_timeout) and drain. An open
-// WebSocket is told why with a close frame (1001 going away) when nothing is
-// being written; otherwise, or before the upgrade is done, the socket closes.
-template <typename Layer>
-void WebSocketSession<Layer>::close(CloseReason reason) {
-  if (closed_) return;
-  account(reason);
+void WebSocketSession<Layer>::on_close(CloseReason reason) {
+  if (phase_ == Phase::closing || phase_ == Phase::done) return;
   const bool writing = raw_ ? !raw_->out.empty() : writing_;
   if (phase_ == Phase::open && !writing &&
       (reason == CloseReason::drain || reason == CloseReason::idle_timeout)) {
@@ -2085,23 +2055,14 @@ void WebSocketSession<Layer>::on_linger_readable(const error_code& wait_ec) {
 
 template <typename Layer>
 void WebSocketSession<Layer>::end_with_error(const error_code& ec, const char* op) {
-  if (closed_) {
+  if (closed()) {
     hard_close();
     return;
   }
-  const bool open = phase_ == Phase::open;
-  if (is_eof(ec)) {
-    if (open) count_close_code(kAbnormal);
-    account(CloseReason::peer_closed);
-  } else if (ec == asio::error::connection_reset || ec == asio::error::broken_pipe ||
-             ec == asio::error::connection_aborted) {
-    if (open) count_close_code(kAbnormal);
-    account(CloseReason::reset);
-  } else {
-    log_debug("conn {}: {} failed: {}", id_string(), op, ec.message());
-    account(CloseReason::error);
-  }
-  hard_close();
+  const CloseReason reason = classify(ec);
+  if (phase_ == Phase::open && (reason == CloseReason::peer_closed || reason == CloseReason::reset))
+    count_close_code(kAbnormal);  // TCP ended without a close frame
+  fail(ec, op);  // on_close() closes the socket
 }
 
 template <typename Layer>
@@ -2154,8 +2115,7 @@ void WebSocketSession<Layer>::on_timer(const error_code& ec) {
         // A client that trickles its request, or sends none.
         stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
         log_debug("conn {}: handshake timeout", id_string());
-        account(CloseReason::idle_timeout);
-        hard_close();
+        close(CloseReason::idle_timeout);
         return;
       }
       arm(deadline_ms_);
@@ -2173,23 +2133,26 @@ void WebSocketSession<Layer>::on_timer(const error_code& ec) {
   const std::int64_t write_timeout = cfg_->write_timeout.count();
   if (write_timeout > 0 && now - write_since() >= write_timeout) {
     log_debug("conn {}: write timeout", id_string());
-    account(CloseReason::write_timeout);
-    hard_close();
+    close(CloseReason::write_timeout);
     return;
   }
   const std::int64_t ping_interval = cfg_->ping_interval.count();
   if (ping_interval > 0) {
     const std::int64_t last = last_read_ms();
     if (ping_sent_ms_ != 0 && last > ping_sent_ms_) ping_sent_ms_ = 0;  // the peer spoke
-    if (ping_sent_ms_ != 0) {
-      if (now - ping_sent_ms_ >= cfg_->pong_timeout.count()) {
-        log_debug("conn {}: no pong within {} ms", id_string(), cfg_->pong_timeout.count());
-        account(CloseReason::ping_timeout);
-        hard_close();
+    const std::int64_t pong_timeout = cfg_->pong_timeout.count();
+    if (ping_sent_ms_ == 0) {
+      if (now - last >= ping_interval) send_ping();
+    } else if (pong_timeout == 0) {
+      // No pong deadline: the peer is pinged on, and only idle_timeout ends
+      // it (0 means "no limit" like every duration in the config).
+      if (now - ping_sent_ms_ >= ping_interval) send_ping();
+    } else {
+      if (now - ping_sent_ms_ >= pong_timeout) {
+        log_debug("conn {}: no pong within {} ms", id_string(), pong_timeout);
+        close(CloseReason::ping_timeout);
         return;
       }
-    } else if (now - last >= ping_interval) {
-      send_ping();
     }
   }
   schedule_open_deadlines(now);
@@ -2211,13 +2174,19 @@ void WebSocketSession<Layer>::schedule_open_deadlines(std::int64_t now) {
   if (write_timeout > 0 && write_since() != kNever) next = write_since() + write_timeout;
   const std::int64_t ping_interval = cfg_->ping_interval.count();
   if (ping_interval > 0) {
-    const std::int64_t keepalive = ping_sent_ms_ != 0
-                                       ? ping_sent_ms_ + cfg_->pong_timeout.count()
-                                       : last_read_ms() + ping_interval;
-    next = std::min(next, (keepalive + kKeepaliveGridMs - 1) / kKeepaliveGridMs * kKeepaliveGridMs);
+    const std::int64_t pong_timeout = cfg_->pong_timeout.count();
+    const std::int64_t keepalive = ping_sent_ms_ == 0 ? last_read_ms() + ping_interval
+                                   : pong_timeout > 0 ? ping_sent_ms_ + pong_timeout
+                                                      : ping_sent_ms_ + ping_interval;
+    next = std::min(next, keepalive);
   }
   if (next != kNever) arm(std::max(next, now));
 }
+
+static_assert(sizeof(WebSocketSession<WsSocket>) <= 288,
+              "WebSocketSession grew: it is in every WebSocket connection");
+static_assert(sizeof(WebSocketSession<WssSocket>) <= 288,
+              "WebSocketSession grew: it is in every WebSocket connection");
 
 }  // namespace
 

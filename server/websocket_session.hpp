@@ -1,5 +1,11 @@
-// WebSocket echo (RFC 6455) over Boost.Beast: the session starter for a
-// `protocol: websocket-echo` listener.
+// WebSocket echo (RFC 6455): the session starter for a `protocol:
+// websocket-echo` listener.
+//
+// Two engines behind one session. Plain ws:// without permessage-deflate
+// echoes on the session's own frame engine (ws_echo.hpp), answering the
+// upgrade itself; permessage-deflate and wss:// run on Boost.Beast's
+// websocket::stream. Either way the session reads and checks the HTTP
+// upgrade itself (with Beast's HTTP parser).
 //
 // The whole life of one connection (HTTP upgrade, echo, keepalive, closing)
 // is in websocket_session.cpp, which is also the only translation unit that

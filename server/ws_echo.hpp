@@ -4,8 +4,10 @@
 // Used for plaintext listeners without permessage-deflate, where it is the
 // whole data path: the session hands it what one recv() brought and sends
 // what it appended, so that many echoes leave in one send() and nothing is
-// allocated per message. Beast still does the upgrade (websocket_session.cpp)
-// and everything with TLS or compression.
+// allocated per message. The upgrade before it is read, checked and
+// answered by the session (websocket_session.cpp), with Beast's HTTP parser
+// but without Beast's websocket::stream, which serves only TLS and
+// permessage-deflate listeners.
 //
 // The checks are Beast's, with the same close codes: 1002 for a protocol
 // error (RSV bits, a reserved opcode, an unmasked frame, a fragmented or

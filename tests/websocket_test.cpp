@@ -20,6 +20,7 @@
 #include <functional>
 #include <memory>
 #include <optional>
+#include <ostream>
 #include <random>
 #include <regex>
 #include <string>
@@ -732,41 +733,95 @@ TEST(WebSocketTimeouts, TricklingHandshakeIsClosedAfterHandshakeTimeoutWhileOthe
   EXPECT_EQ(good->echo("still here"), "still here");
 }
 
-TEST(WebSocketTimeouts, SilentPeerIsClosedWithinPingIntervalPlusPongTimeout) {
-  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      ping_interval: 300ms\n"
-                                                      "      pong_timeout: 300ms\n"})});
+// Keepalive on both engines: the raw frame engine (plain ws://) and Beast
+// (permessage_deflate enabled, which a client need not negotiate).
+struct KeepaliveCase {
+  const char* name;
+  const char* websocket;  // more lines of the `websocket:` map
+};
+void PrintTo(const KeepaliveCase& c, std::ostream* os) { *os << c.name; }
+
+class WebSocketKeepalive : public ::testing::TestWithParam<KeepaliveCase> {
+ protected:
+  // shoald with pings every 200 ms and this pong_timeout.
+  std::string yaml(const char* pong_timeout, std::string listener = {}) const {
+    return ws_yaml({.websocket = std::string("      ping_interval: 200ms\n      pong_timeout: ") +
+                                 pong_timeout + "\n" + GetParam().websocket,
+                    .listener = std::move(listener)});
+  }
+
+  // A client that answers every ping at once stays connected across
+  // several pings and still echoes.
+  void expect_answering_peer_stays_open(const char* pong_timeout) {
+    ShoaldProcess shoald({.yaml = yaml(pong_timeout)});
+    asio::io_context ioc;
+    auto c = open_raw(ioc, shoald.port("ws"));
+    const auto start = Clock::now();
+    int pings = 0;
+    while (Clock::now() - start < 1200ms) {
+      auto f = c->read_frame();
+      ASSERT_TRUE(f) << "closed after " << pings << " pings";
+      ASSERT_EQ(f->opcode, kPing);
+      ++pings;
+      ASSERT_TRUE(c->send(frame(kPong, f->payload)));
+    }
+    EXPECT_GE(pings, 3);
+    EXPECT_EQ(c->echo("alive"), "alive");
+  }
+};
+
+// pong_timeout 0 is "no pong deadline", not "a pong at once".
+TEST_P(WebSocketKeepalive, PeerAnsweringPingsStaysOpenWithPongTimeoutZero) {
+  expect_answering_peer_stays_open("0");
+}
+
+TEST_P(WebSocketKeepalive, PeerAnsweringPingsStaysOpenWithShortPongTimeout) {
+  expect_answering_peer_stays_open("500ms");
+}
+
+TEST_P(WebSocketKeepalive, SilentPeerIsClosedByPongTimeout) {
+  ShoaldProcess shoald({.yaml = yaml("300ms")});
   asio::io_context ioc;
   auto silent = open_raw(ioc, shoald.port("ws"));
   const auto start = Clock::now();
   int pings = 0;
-  // Reads (and ignores) everything until the server closes.
   while (auto f = silent->read_frame()) {
     if (f->opcode == kPing) ++pings;
   }
   const auto took = Clock::now() - start;
   EXPECT_EQ(pings, 1);
-  EXPECT_GE(took, 550ms);
-  EXPECT_LT(took, 1500ms) << "closed within ping_interval + pong_timeout (+ scheduling slack)";
+  EXPECT_GE(took, 450ms);
+  EXPECT_LT(took, 1500ms) << "ping_interval + pong_timeout (+ scheduling slack)";
 }
 
-TEST(WebSocketTimeouts, PeerAnsweringPingsStaysOpen) {
-  ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      ping_interval: 200ms\n"
-                                                      "      pong_timeout: 1s\n"})});
+// Without a pong deadline a silent peer is pinged every ping_interval, and
+// idle_timeout alone ends it.
+TEST_P(WebSocketKeepalive, SilentPeerWithPongTimeoutZeroIsPingedUntilIdleTimeout) {
+  ShoaldProcess shoald({.yaml = yaml("0", "    idle_timeout: 1500ms\n")});
   asio::io_context ioc;
-  auto c = open_raw(ioc, shoald.port("ws"));
+  auto silent = open_raw(ioc, shoald.port("ws"));
   const auto start = Clock::now();
   int pings = 0;
-  // Eight ping intervals, answering every ping.
-  while (Clock::now() - start < 1600ms) {
-    auto f = c->read_frame();
-    ASSERT_TRUE(f) << "closed after " << pings << " pings";
-    ASSERT_EQ(f->opcode, kPing);
-    ++pings;
-    ASSERT_TRUE(c->send(frame(kPong, f->payload)));
+  std::optional<std::uint16_t> code;
+  while (auto f = silent->read_frame()) {
+    if (f->opcode == kPing) ++pings;
+    if (f->opcode == kClose) {
+      code = f->close_code();
+      break;
+    }
   }
-  EXPECT_GE(pings, 5);
-  EXPECT_EQ(c->echo("alive"), "alive");
+  const auto took = Clock::now() - start;
+  EXPECT_GE(pings, 4) << "a ping every ping_interval, unanswered";
+  EXPECT_EQ(code, 1001) << "closed by idle_timeout (going away)";
+  EXPECT_GE(took, 1400ms);
+  EXPECT_LT(took, 3000ms);
 }
+
+INSTANTIATE_TEST_SUITE_P(
+    Engines, WebSocketKeepalive,
+    ::testing::Values(KeepaliveCase{"raw", ""},
+                      KeepaliveCase{"beast", "      permessage_deflate:\n        enabled: true\n"}),
+    [](const auto& p) { return std::string(p.param.name); });
 
 TEST(WebSocketTimeouts, ClientThatNeverReadsIsClosedByWriteTimeoutAndShoaldStaysResponsive) {
   ShoaldProcess shoald({.yaml = ws_yaml({.websocket = "      write_timeout: 500ms\n"
