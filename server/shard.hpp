@@ -112,7 +112,7 @@ struct ListenerShared {
 class AdmissionGuard {
  public:
   AdmissionGuard() = default;
-  AdmissionGuard(ListenerShared& listener, std::atomic<std::uint64_t>& process_active,
+  AdmissionGuard(ListenerShared& listener, ActiveCount& process_active,
                  PerIpCounts::Entry* client = nullptr) noexcept
       : listener_(&listener), process_active_(&process_active), client_(client) {}
   AdmissionGuard(AdmissionGuard&& other) noexcept
@@ -149,12 +149,12 @@ class AdmissionGuard {
     if (listener_ == nullptr) return;
     if (client_ != nullptr) listener_->per_ip.release(client_);
     listener_->active.fetch_sub(1, std::memory_order_relaxed);
-    process_active_->fetch_sub(1, std::memory_order_relaxed);
+    process_active_->release();
     listener_ = nullptr;
   }
 
   ListenerShared* listener_ = nullptr;
-  std::atomic<std::uint64_t>* process_active_ = nullptr;
+  ActiveCount* process_active_ = nullptr;
   PerIpCounts::Entry* client_ = nullptr;
 };
 

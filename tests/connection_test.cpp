@@ -30,13 +30,13 @@ Config one_listener() {
 struct Fixture {
   Config config = one_listener();
   ListenerShared shared;
-  std::atomic<std::uint64_t> process_active{0};
+  ActiveCount process_active;
   std::unique_ptr<Shard> shard =
       std::make_unique<Shard>(0, config, std::vector<ListenerShared*>{&shared}, process_active);
 
   // The counts admit() takes for one connection.
   void admit() {
-    process_active.fetch_add(1);
+    ASSERT_TRUE(process_active.acquire(1000));
     shared.active.fetch_add(1);
   }
   std::uint64_t closed(CloseReason r) const {
