@@ -787,6 +787,10 @@ void ip_address(const Field& field, const std::string& value) {
   }
 }
 
+Codec<std::uint16_t> port_number() { return integer<std::uint16_t>(0, 65535, "is not a port"); }
+
+Codec<std::string> ip_address_text() { return text(ip_address, "an IP address"); }
+
 Codec<std::vector<std::string>> string_list() {
   return {read_string_list,
           [](YAML::Emitter& out, const std::vector<std::string>& list) {
@@ -914,9 +918,9 @@ const Section<ListenerConfig>& listener_section() {
            "unique name, used in logs and metrics"},
           {"protocol", leaf(&C::protocol, choice<Protocol>(protocol_names)), Reload::restart,
            "what is spoken on the connections"},
-          {"address", leaf(&C::address, text(ip_address, "an IP address")), Reload::restart,
+          {"address", leaf(&C::address, ip_address_text()), Reload::restart,
            "address to bind"},
-          {"port", leaf(&C::port, integer<std::uint16_t>(0, 65535, "is not a port")),
+          {"port", leaf(&C::port, port_number()),
            Reload::restart, "TCP port; 0 lets the kernel pick one"},
           {"backlog", leaf(&C::backlog, integer<int>(1, 1'048'576)), Reload::restart,
            "queue of connections not yet accepted"},
@@ -1069,9 +1073,9 @@ const Section<LoggingConfig>& logging_section() {
 
 const Section<AdminConfig>& admin_section() {
   static const Section<AdminConfig> section{{
-      {"address", leaf(&AdminConfig::address, text(ip_address, "an IP address")),
+      {"address", leaf(&AdminConfig::address, ip_address_text()),
        Reload::restart, "address of the admin HTTP port"},
-      {"port", leaf(&AdminConfig::port, integer<std::uint16_t>(0, 65535, "is not a port")),
+      {"port", leaf(&AdminConfig::port, port_number()),
        Reload::restart, "admin HTTP port; 0 turns it off"},
   }};
   return section;
