@@ -10,8 +10,10 @@
 #include <array>
 #include <cerrno>
 #include <charconv>
+#include <functional>
 #include <limits>
 #include <optional>
+#include <span>
 #include <sstream>
 #include <string_view>
 #include <system_error>
@@ -39,30 +41,9 @@ constexpr std::string_view max_duration_text = "8760h";
 // low enough that the token bucket's arithmetic in nanoseconds stays exact.
 constexpr std::uint64_t kMaxConnectionRate = 1'000'000;
 
-constexpr std::array<std::string_view, 8> top_keys = {
-    "shards",   "cpu_affinity", "sharding", "listeners",
-    "limits",   "shutdown",     "logging",  "admin"};
-constexpr std::array<std::string_view, 13> listener_keys = {
-    "name", "protocol", "address", "port", "backlog", "max_connections",
-    // per-client limits
-    "max_connections_per_ip", "max_new_connections_per_second", "new_connections_burst",
-    "idle_timeout", "write_timeout", "websocket", "tls"};
-constexpr std::array<std::string_view, 10> websocket_keys = {
-    "path",          "max_message_bytes", "max_header_bytes",
-    "handshake_timeout", "ping_interval", "pong_timeout",
-    "write_timeout", "allowed_origins",   "subprotocols",
-    "permessage_deflate"};
-constexpr std::array<std::string_view, 3> deflate_keys = {
-    "enabled", "server_max_window_bits", "client_max_window_bits"};
-constexpr std::array<std::string_view, 4> tls_keys = {
-    "certificate", "private_key", "min_version", "handshake_timeout"};
-constexpr std::array<std::string_view, 2> admin_keys = {"address", "port"};
-constexpr std::array<std::string_view, 3> limits_keys = {
-    "max_connections", "reserved_descriptors", "on_insufficient"};
-constexpr std::array<std::string_view, 1> shutdown_keys = {"drain_timeout"};
-constexpr std::array<std::string_view, 2> logging_keys = {"level", "format"};
 
-// Indexed by the enum's value.
+// The names each enum is written as, indexed by its value: the parser reads
+// them, to_yaml writes them and to_string returns them.
 constexpr std::array<std::string_view, 2> protocol_names = {"tcp-echo",
                                                             "websocket-echo"};
 constexpr std::array<std::string_view, 2> sharding_names = {"reuseport",
@@ -73,6 +54,12 @@ constexpr std::array<std::string_view, 2> log_format_names = {"text", "json"};
 constexpr std::array<std::string_view, 2> tls_version_names = {"1.2", "1.3"};
 constexpr std::array<std::string_view, 7> log_level_names = {
     "trace", "debug", "info", "warn", "error", "critical", "off"};
+
+template <typename Enum, std::size_t N>
+std::string name_of(const std::array<std::string_view, N>& names, Enum value) {
+  const auto index = static_cast<std::size_t>(value);
+  return index < N ? std::string(names[index]) : "unknown";
+}
 
 // Error messages show what they found as one line of text: control
 // characters and bytes that are not UTF-8 as \xNN (found by fuzzing: an
@@ -162,8 +149,7 @@ std::string describe(const YAML::Node& node) {
   return "null";
 }
 
-template <std::size_t N>
-std::string join(const std::array<std::string_view, N>& words) {
+std::string join(std::span<const std::string_view> words) {
   std::string out;
   for (const std::string_view word : words) {
     if (!out.empty()) {
@@ -173,6 +159,7 @@ std::string join(const std::array<std::string_view, N>& words) {
   }
   return out;
 }
+
 
 std::size_t levenshtein(std::string_view a, std::string_view b) {
   std::vector<std::size_t> row(b.size() + 1);
@@ -193,9 +180,8 @@ std::size_t levenshtein(std::string_view a, std::string_view b) {
   return row[b.size()];
 }
 
-template <std::size_t N>
 std::string unknown_key_problem(std::string_view key,
-                                const std::array<std::string_view, N>& known) {
+                                std::span<const std::string_view> known) {
   const std::size_t threshold = std::max<std::size_t>(2, key.size() / 3);
   std::optional<std::string_view> best;
   std::size_t best_distance = 0;
@@ -214,9 +200,9 @@ std::string unknown_key_problem(std::string_view key,
 
 // Calls fn(key, field) for each entry of a map, after rejecting
 // unknown and repeated keys (yaml-cpp keeps both entries of a repeated key).
-template <std::size_t N, typename Fn>
+template <typename Fn>
 void for_each_entry(const YAML::Node& map, const std::string& path,
-                    const std::array<std::string_view, N>& known, Fn&& fn) {
+                    std::span<const std::string_view> known, Fn&& fn) {
   std::vector<std::string> seen;
   for (const auto& entry : map) {
     const YAML::Node& key = entry.first;
@@ -238,18 +224,6 @@ void for_each_entry(const YAML::Node& map, const std::string& path,
   }
 }
 
-// A section left empty (all of its keys commented out) means its defaults.
-template <std::size_t N, typename Fn>
-void read_section(const Field& field,
-                  const std::array<std::string_view, N>& known, Fn&& fn) {
-  if (field.node.IsNull()) {
-    return;
-  }
-  if (!field.node.IsMap()) {
-    fail(field, "expected a map");
-  }
-  for_each_entry(field.node, field.path, known, std::forward<Fn>(fn));
-}
 
 struct Integer {
   bool negative = false;
@@ -275,12 +249,14 @@ std::optional<Integer> parse_integer(std::string_view text) {
   return result;
 }
 
-std::string range_text(std::uint64_t min, std::uint64_t max) {
+// "0-65535", or ">= 1" when only the minimum is a bound.
+std::string bounds_text(std::uint64_t min, std::uint64_t max) {
   if (max == max_u64) {
-    return "(>= " + std::to_string(min) + ")";
+    return ">= " + std::to_string(min);
   }
-  return "(" + std::to_string(min) + "-" + std::to_string(max) + ")";
+  return std::to_string(min) + "-" + std::to_string(max);
 }
+
 
 bool in_range(const Integer& value, std::uint64_t min, std::uint64_t max) {
   if (value.overflow) {
@@ -302,8 +278,8 @@ std::uint64_t read_integer(const Field& field, std::uint64_t min,
     fail(field, "expected an integer, got " + describe(node));
   }
   if (!in_range(*value, min, max)) {
-    fail(field, node.Scalar() + " " + std::string(out_of_range) + " " +
-                    range_text(min, max));
+    fail(field, node.Scalar() + " " + std::string(out_of_range) + " (" +
+                    bounds_text(min, max) + ")");
   }
   return value->magnitude;
 }
@@ -349,9 +325,8 @@ std::string read_string(const Field& field) {
   return text;
 }
 
-template <std::size_t N>
 std::size_t read_choice(const Field& field,
-                        const std::array<std::string_view, N>& choices) {
+                        std::span<const std::string_view> choices) {
   const YAML::Node& node = field.node;
   if (!node.IsScalar()) {
     fail(field, "expected one of " + join(choices) + ", got " + describe(node));
@@ -361,12 +336,6 @@ std::size_t read_choice(const Field& field,
     fail(field, quote(node.Scalar()) + " is not one of " + join(choices));
   }
   return static_cast<std::size_t>(found - choices.begin());
-}
-
-template <typename Enum, std::size_t N>
-Enum read_enum(const Field& field,
-               const std::array<std::string_view, N>& names) {
-  return static_cast<Enum>(read_choice(field, names));
 }
 
 [[noreturn]] void fail_duration(const Field& field) {
@@ -422,12 +391,6 @@ unsigned read_shards(const Field& field) {
   return static_cast<unsigned>(read_integer(field, 1, 1024));
 }
 
-// A bound listener, for the conflict checks between listeners.
-struct Bound {
-  std::string path;
-  ip::address address;
-};
-
 // v4-mapped IPv6 addresses bind the same socket address as their IPv4 form.
 ip::address normalize(const ip::address& address) {
   if (address.is_v6() && address.to_v6().is_v4_mapped()) {
@@ -465,16 +428,6 @@ std::string endpoint(const ListenerConfig& listener,
   return listener.address + ":" + std::to_string(listener.port);
 }
 
-ip::address read_address(const Field& field, std::string& text) {
-  text = read_string(field);
-  boost::system::error_code error;
-  const ip::address address = ip::make_address(text, error);
-  if (error) {
-    fail(field, quote(text) + " is not an IP address");
-  }
-  return normalize(address);
-}
-
 std::vector<std::string> read_string_list(const Field& field) {
   const YAML::Node& node = field.node;
   if (node.IsNull()) {
@@ -496,160 +449,512 @@ std::vector<std::string> read_string_list(const Field& field) {
   return out;
 }
 
-void read_deflate(const Field& field, WebSocketConfig::Deflate& deflate) {
-  const auto read_key = [&](std::string_view key, const Field& value) {
-    if (key == "enabled") {
-      deflate.enabled = read_bool(value);
-    } else if (key == "server_max_window_bits") {
-      deflate.server_max_window_bits = static_cast<int>(read_integer(value, 9, 15));
-    } else if (key == "client_max_window_bits") {
-      deflate.client_max_window_bits = static_cast<int>(read_integer(value, 9, 15));
-    }
-  };
-  read_section(field, deflate_keys, read_key);
+// --- The schema: one row per key ---------------------------------------------
+//
+// Each map of the file (the top level, a listener, its websocket and tls maps,
+// ...) is a Section: its rows in config order, then the checks that involve
+// more than one key. A row alone decides that its key exists, how it is read,
+// written back by to_yaml, documented and reloaded, so that a key cannot be
+// known and yet never parsed or printed.
+
+// Whether a SIGHUP applies a changed value. A section's rows decide for it,
+// except that turning TLS on or off and adding or removing a listener need a
+// restart.
+enum class Reload { live, restart, per_key };
+
+// The listener being written, for the keys that only one protocol takes.
+struct Scope {
+  const ListenerConfig* listener = nullptr;
+};
+
+bool tcp_echo_only(const Scope& scope) {
+  return scope.listener->protocol == Protocol::tcp_echo;
+}
+bool websocket_echo_only(const Scope& scope) {
+  return scope.listener->protocol == Protocol::websocket_echo;
 }
 
-void read_websocket(const Field& field, WebSocketConfig& ws) {
-  const auto read_key = [&](std::string_view key, const Field& value) {
-    if (key == "path") {
-      ws.path = read_string(value);
-      if (ws.path.empty() || ws.path.front() != '/') {
-        fail(value, quote(ws.path) + " is not a path (it must start with /)");
-      }
-    } else if (key == "max_message_bytes") {
-      ws.max_message_bytes = read_integer(value, 1, 1ULL << 31);
-    } else if (key == "max_header_bytes") {
-      ws.max_header_bytes = read_integer(value, 1024, 1024 * 1024);
-    } else if (key == "handshake_timeout") {
-      ws.handshake_timeout = read_duration(value);
-    } else if (key == "ping_interval") {
-      ws.ping_interval = read_duration(value);
-    } else if (key == "pong_timeout") {
-      ws.pong_timeout = read_duration(value);
-    } else if (key == "write_timeout") {
-      ws.write_timeout = read_duration(value);
-    } else if (key == "allowed_origins") {
-      ws.allowed_origins = read_string_list(value);
-    } else if (key == "subprotocols") {
-      ws.subprotocols = read_string_list(value);
-    } else if (key == "permessage_deflate") {
-      read_deflate(value, ws.permessage_deflate);
-    }
-  };
-  read_section(field, websocket_keys, read_key);
-}
-
-// A listener's `tls:` map. Left empty (null) it means no TLS, like any
-// section whose keys are all commented out; a map, even {}, turns TLS on and
-// needs both files. Returns the handshake_timeout entry, if given, for the
-// check against the protocol, which may come later in the listener.
-std::optional<Field> read_tls(const Field& field, std::optional<TlsConfig>& tls) {
-  if (field.node.IsNull()) {
-    tls.reset();
-    return std::nullopt;
+// The entries a map gave, nested ones under their relative path
+// ("tls.handshake_timeout"). The checks between keys run on them once the
+// whole map is read, since the keys come in any order.
+class Given {
+ public:
+  void add(std::string path, const Field& field) {
+    fields_.emplace_back(std::move(path), field);
   }
+  void add_nested(std::string_view key, const Given& nested) {
+    for (const auto& [path, field] : nested.fields_) {
+      add(std::string(key) + "." + path, field);
+    }
+  }
+  const Field* find(std::string_view path) const {
+    for (const auto& [name, field] : fields_) {
+      if (name == path) return &field;
+    }
+    return nullptr;
+  }
+
+ private:
+  std::vector<std::pair<std::string, Field>> fields_;
+};
+
+// How one type of value is read, written and described.
+template <typename T>
+struct Codec {
+  std::function<T(const Field&)> read;
+  std::function<void(YAML::Emitter&, const T&)> emit;
+  std::function<std::string(const T&)> text;  // a default, in describe_keys()
+  std::string range;
+};
+
+// What a row does with the section S it belongs to; leaf() for a value,
+// nested(), optional_section() and listener_list() for what holds keys.
+template <typename S>
+struct Kind {
+  std::function<void(const Field&, S&, Given& nested)> read;
+  std::function<void(YAML::Emitter&, std::string_view key, const S&, const Scope&)> emit;
+  std::function<void(const S& running, const S& next, const std::string& path, Reload,
+                     std::vector<std::string>& restart)>
+      changes;
+  std::function<void(const std::string& path, Reload, std::string_view doc,
+                     std::vector<KeyDoc>& out)>
+      describe;
+};
+
+template <typename S>
+struct Key {
+  std::string_view name;
+  Kind<S> kind;
+  Reload reload;
+  std::string_view doc;
+  bool (*emit_when)(const Scope&) = nullptr;  // to_yaml writes the key only when true
+};
+
+template <typename S>
+struct Section {
+  std::vector<Key<S>> keys;
+  void (*check)(const Field& map, const Given&, S&) = nullptr;
+
+  std::vector<std::string_view> names() const {
+    std::vector<std::string_view> out;
+    for (const Key<S>& key : keys) out.push_back(key.name);
+    return out;
+  }
+};
+
+std::string child_path(const std::string& path, std::string_view key) {
+  return path.empty() ? std::string(key) : path + "." + std::string(key);
+}
+
+// Reads a map's entries over the values already in `out`.
+template <typename S>
+void read_entries(const Field& map, const Section<S>& section, S& out, Given& given) {
+  const std::vector<std::string_view> names = section.names();
+  for_each_entry(map.node, map.path, names, [&](std::string_view name, const Field& value) {
+    const Key<S>& key = section.keys[static_cast<std::size_t>(
+        std::find(names.begin(), names.end(), name) - names.begin())];
+    Given nested;
+    key.kind.read(value, out, nested);
+    given.add(std::string(name), value);
+    given.add_nested(name, nested);
+  });
+  if (section.check) section.check(map, given, out);
+}
+
+template <typename S>
+void read_map(const Field& field, const Section<S>& section, S& out, Given& given) {
   if (!field.node.IsMap()) {
     fail(field, "expected a map");
   }
-  TlsConfig out;
-  std::optional<Field> handshake_timeout;
-  const auto read_file_path = [](const Field& value, std::string& path, SourceMark& mark) {
-    path = read_string(value);
-    if (path.empty()) {
-      fail(value, "must not be empty");
-    }
-    mark.text = position(value.mark);
-  };
-  const auto read_key = [&](std::string_view key, const Field& value) {
-    if (key == "certificate") {
-      read_file_path(value, out.certificate, out.certificate_mark);
-    } else if (key == "private_key") {
-      read_file_path(value, out.private_key, out.private_key_mark);
-    } else if (key == "min_version") {
-      out.min_version = read_enum<TlsVersion>(value, tls_version_names);
-    } else if (key == "handshake_timeout") {
-      handshake_timeout = value;
-      out.handshake_timeout = read_duration(value);
-    }
-  };
-  for_each_entry(field.node, field.path, tls_keys, read_key);
-  if (out.certificate.empty()) {
-    fail(field, "certificate is required (a PEM file)");
-  }
-  if (out.private_key.empty()) {
-    fail(field, "private_key is required (a PEM file)");
-  }
-  tls = std::move(out);
-  return handshake_timeout;
+  read_entries(field, section, out, given);
 }
 
-ListenerConfig read_listener(const Field& field, ip::address& address,
-                             YAML::Mark& name_mark) {
-  if (!field.node.IsMap()) {
-    fail(field, "expected a map");
+template <typename S>
+void emit_map(YAML::Emitter& out, const Section<S>& section, const S& value,
+              const Scope& scope) {
+  out << YAML::BeginMap;
+  for (const Key<S>& key : section.keys) {
+    if (!key.emit_when || key.emit_when(scope)) key.kind.emit(out, key.name, value, scope);
   }
-  ListenerConfig listener;
-  address = normalize(ip::make_address(listener.address));
-  name_mark = field.mark;
-  std::optional<Field> websocket_field;
-  std::optional<Field> write_timeout_field;
-  std::optional<Field> burst_field;
-  std::optional<Field> tls_handshake_timeout;
-  const auto read_key = [&](std::string_view key, const Field& value) {
-    if (key == "name") {
-      listener.name = read_string(value);
-      name_mark = value.mark;
-      if (listener.name.empty()) {
-        fail(value, "must not be empty");
-      }
-    } else if (key == "protocol") {
-      listener.protocol = read_enum<Protocol>(value, protocol_names);
-    } else if (key == "address") {
-      address = read_address(value, listener.address);
-    } else if (key == "port") {
-      listener.port = static_cast<std::uint16_t>(
-          read_integer(value, 0, 65535, "is not a port"));
-    } else if (key == "backlog") {
-      listener.backlog = static_cast<int>(read_integer(value, 1, 1'048'576));
-    } else if (key == "max_connections") {
-      listener.max_connections = read_integer(value, 0, max_u64);
-    } else if (key == "max_connections_per_ip") {
-      listener.max_connections_per_ip = read_integer(value, 0, max_u64);
-    } else if (key == "max_new_connections_per_second") {
-      listener.max_new_connections_per_second = read_integer(value, 0, kMaxConnectionRate);
-    } else if (key == "new_connections_burst") {
-      burst_field = value;
-      listener.new_connections_burst = read_integer(value, 0, kMaxConnectionRate);
-    } else if (key == "idle_timeout") {
-      listener.idle_timeout = read_duration(value);
-    } else if (key == "write_timeout") {
-      write_timeout_field = value;
-      listener.write_timeout = read_duration(value);
-    } else if (key == "websocket") {
-      websocket_field = value;
-      read_websocket(value, listener.websocket);
-    } else if (key == "tls") {
-      tls_handshake_timeout = read_tls(value, listener.tls);
+  out << YAML::EndMap;
+}
+
+template <typename S>
+void collect_changes(const Section<S>& section, const S& running, const S& next,
+                     const std::string& path, std::vector<std::string>& restart) {
+  for (const Key<S>& key : section.keys) {
+    key.kind.changes(running, next, child_path(path, key.name), key.reload, restart);
+  }
+}
+
+// Appends the section's keys; returns whether all of them reload live.
+template <typename S>
+bool describe_section(const Section<S>& section, const std::string& path,
+                      std::vector<KeyDoc>& out) {
+  bool live = true;
+  for (const Key<S>& key : section.keys) {
+    const std::size_t at = out.size();
+    key.kind.describe(child_path(path, key.name), key.reload, key.doc, out);
+    live = live && out[at].live;
+  }
+  return live;
+}
+
+void emit_key(YAML::Emitter& out, std::string_view key) {
+  out << YAML::Key << std::string(key) << YAML::Value;
+}
+
+template <typename S, typename T>
+Kind<S> leaf(T S::*member, Codec<T> codec) {
+  Kind<S> kind;
+  kind.read = [member, read = codec.read](const Field& field, S& s, Given&) {
+    s.*member = read(field);
+  };
+  kind.emit = [member, emit = codec.emit](YAML::Emitter& out, std::string_view key,
+                                          const S& s, const Scope&) {
+    emit_key(out, key);
+    emit(out, s.*member);
+  };
+  kind.changes = [member](const S& running, const S& next, const std::string& path,
+                          Reload reload, std::vector<std::string>& restart) {
+    if (reload == Reload::restart && !(running.*member == next.*member)) {
+      restart.push_back(path);
     }
   };
-  for_each_entry(field.node, field.path, listener_keys, read_key);
-  // Checked after all keys, since `protocol` may come after `websocket`.
-  if (websocket_field && listener.protocol != Protocol::websocket_echo) {
-    fail(*websocket_field, "only a websocket-echo listener takes websocket options");
+  kind.describe = [member, codec](const std::string& path, Reload reload,
+                                  std::string_view doc, std::vector<KeyDoc>& out) {
+    out.push_back({path, codec.text(S{}.*member), codec.range, reload == Reload::live,
+                   std::string(doc), false});
+  };
+  return kind;
+}
+
+KeyDoc section_doc(const std::string& path, std::string_view doc) {
+  return {path, {}, {}, false, std::string(doc), true};
+}
+
+// A map that may be left empty (all of its keys commented out) for its
+// defaults.
+template <typename S, typename T>
+Kind<S> nested(T S::*member, const Section<T>& (*schema)()) {
+  Kind<S> kind;
+  kind.read = [member, schema](const Field& field, S& s, Given& nested) {
+    if (!field.node.IsNull()) read_map(field, schema(), s.*member, nested);
+  };
+  kind.emit = [member, schema](YAML::Emitter& out, std::string_view key, const S& s,
+                               const Scope& scope) {
+    emit_key(out, key);
+    emit_map(out, schema(), s.*member, scope);
+  };
+  kind.changes = [member, schema](const S& running, const S& next, const std::string& path,
+                                  Reload, std::vector<std::string>& restart) {
+    collect_changes(schema(), running.*member, next.*member, path, restart);
+  };
+  kind.describe = [schema](const std::string& path, Reload, std::string_view doc,
+                           std::vector<KeyDoc>& out) {
+    const std::size_t at = out.size();
+    out.push_back(section_doc(path, doc));
+    const bool live = describe_section(schema(), path, out);
+    out[at].live = live;
+  };
+  return kind;
+}
+
+// A map whose presence is itself a setting (tls): left empty it is absent,
+// and any map, even {}, is read from the section's defaults.
+template <typename S, typename T>
+Kind<S> optional_section(std::optional<T> S::*member, const Section<T>& (*schema)()) {
+  Kind<S> kind;
+  kind.read = [member, schema](const Field& field, S& s, Given& nested) {
+    if (field.node.IsNull()) {
+      (s.*member).reset();
+      return;
+    }
+    T value;
+    read_map(field, schema(), value, nested);
+    s.*member = std::move(value);
+  };
+  kind.emit = [member, schema](YAML::Emitter& out, std::string_view key, const S& s,
+                               const Scope& scope) {
+    if (!(s.*member)) return;
+    emit_key(out, key);
+    emit_map(out, schema(), *(s.*member), scope);
+  };
+  kind.changes = [member, schema](const S& running, const S& next, const std::string& path,
+                                  Reload, std::vector<std::string>& restart) {
+    const std::optional<T>& was = running.*member;
+    const std::optional<T>& want = next.*member;
+    if (was.has_value() != want.has_value()) {
+      restart.push_back(path + (want ? " (turned on)" : " (turned off)"));
+    } else if (was) {
+      collect_changes(schema(), *was, *want, path, restart);
+    }
+  };
+  kind.describe = [schema](const std::string& path, Reload, std::string_view doc,
+                           std::vector<KeyDoc>& out) {
+    out.push_back(section_doc(path, doc));
+    describe_section(schema(), path, out);
+  };
+  return kind;
+}
+
+// --- Codecs --------------------------------------------------------------------
+
+template <typename T>
+Codec<T> integer(std::uint64_t min, std::uint64_t max,
+                 std::string_view out_of_range = "is out of range") {
+  return {[=](const Field& field) {
+            return static_cast<T>(read_integer(field, min, max, out_of_range));
+          },
+          [](YAML::Emitter& out, const T& value) { out << value; },
+          [](const T& value) { return std::to_string(value); }, bounds_text(min, max)};
+}
+
+Codec<unsigned> shard_count() {
+  return {read_shards,
+          [](YAML::Emitter& out, const unsigned& shards) {
+            if (shards == 0) {
+              out << "auto";
+            } else {
+              out << shards;
+            }
+          },
+          [](const unsigned& shards) {
+            return shards == 0 ? std::string("auto") : std::to_string(shards);
+          },
+          "auto or 1-1024"};
+}
+
+Codec<Duration> duration() {
+  return {read_duration,
+          [](YAML::Emitter& out, const Duration& value) { out << format_duration(value); },
+          format_duration, "0-" + std::string(max_duration_text)};
+}
+
+Codec<bool> boolean() {
+  return {read_bool, [](YAML::Emitter& out, const bool& value) { out << value; },
+          [](const bool& value) { return std::string(value ? "true" : "false"); },
+          "true or false"};
+}
+
+std::string identity(const std::string& text) { return text; }
+
+void emit_string(YAML::Emitter& out, const std::string& text) { out << text; }
+
+template <typename Enum>
+Codec<Enum> choice(std::span<const std::string_view> names) {
+  const auto text = [names](const Enum& value) {
+    return std::string(names[static_cast<std::size_t>(value)]);
+  };
+  return {[names](const Field& field) { return static_cast<Enum>(read_choice(field, names)); },
+          [text](YAML::Emitter& out, const Enum& value) { out << text(value); }, text,
+          "one of " + join(names)};
+}
+
+// A choice kept as its name (logging.level, which spdlog parses).
+Codec<std::string> named_choice(std::span<const std::string_view> names) {
+  return {[names](const Field& field) { return std::string(names[read_choice(field, names)]); },
+          emit_string, identity, "one of " + join(names)};
+}
+
+// One line of text; `check` rejects what the key does not take.
+Codec<std::string> text(void (*check)(const Field&, const std::string&), std::string range) {
+  return {[check](const Field& field) {
+            std::string value = read_string(field);
+            check(field, value);
+            return value;
+          },
+          emit_string, identity, std::move(range)};
+}
+
+void not_empty(const Field& field, const std::string& value) {
+  if (value.empty()) {
+    fail(field, "must not be empty");
   }
-  if (write_timeout_field && listener.protocol == Protocol::websocket_echo) {
-    fail(*write_timeout_field, "a websocket-echo listener sets websocket.write_timeout instead");
+}
+
+void http_path(const Field& field, const std::string& value) {
+  if (value.empty() || value.front() != '/') {
+    fail(field, quote(value) + " is not a path (it must start with /)");
   }
-  if (burst_field && listener.new_connections_burst != 0 &&
+}
+
+void ip_address(const Field& field, const std::string& value) {
+  boost::system::error_code error;
+  ip::make_address(value, error);
+  if (error) {
+    fail(field, quote(value) + " is not an IP address");
+  }
+}
+
+Codec<std::uint16_t> port_number() { return integer<std::uint16_t>(0, 65535, "is not a port"); }
+
+Codec<std::string> ip_address_text() { return text(ip_address, "an IP address"); }
+
+Codec<std::vector<std::string>> string_list() {
+  return {read_string_list,
+          [](YAML::Emitter& out, const std::vector<std::string>& list) {
+            out << YAML::Flow << list;
+          },
+          [](const std::vector<std::string>& list) {
+            std::vector<std::string_view> words(list.begin(), list.end());
+            return "[" + join(words) + "]";
+          },
+          "a list of strings"};
+}
+
+// A TLS file, with where it was named for the errors found when it loads.
+Kind<TlsConfig> tls_file(std::string TlsConfig::*file, SourceMark TlsConfig::*mark) {
+  Codec<std::string> codec = text(not_empty, "a file path");
+  codec.text = [](const std::string& path) {
+    return path.empty() ? std::string("none (required)") : path;
+  };
+  Kind<TlsConfig> kind = leaf(file, std::move(codec));
+  kind.read = [read = kind.read, mark](const Field& field, TlsConfig& tls, Given& nested) {
+    read(field, tls, nested);
+    (tls.*mark).text = position(field.mark);
+  };
+  return kind;
+}
+
+// --- The sections ----------------------------------------------------------------
+
+const Section<WebSocketConfig::Deflate>& deflate_section() {
+  using D = WebSocketConfig::Deflate;
+  static const Section<D> section{{
+      {"enabled", leaf(&D::enabled, boolean()), Reload::restart,
+       "negotiate permessage-deflate (RFC 7692) with clients that offer it"},
+      {"server_max_window_bits", leaf(&D::server_max_window_bits, integer<int>(9, 15)),
+       Reload::restart, "LZ77 window of what we send, in bits"},
+      {"client_max_window_bits", leaf(&D::client_max_window_bits, integer<int>(9, 15)),
+       Reload::restart, "LZ77 window we ask the client to use, in bits"},
+  }};
+  return section;
+}
+
+const Section<WebSocketConfig>& websocket_section() {
+  using W = WebSocketConfig;
+  static const Section<W> section{{
+      {"path", leaf(&W::path, text(http_path, "a path starting with /")), Reload::restart,
+       "request path that upgrades; any other gets 404"},
+      {"max_message_bytes", leaf(&W::max_message_bytes, integer<std::uint64_t>(1, 1ULL << 31)),
+       Reload::restart, "largest message after reassembly; larger closes with 1009"},
+      {"max_header_bytes",
+       leaf(&W::max_header_bytes, integer<std::uint64_t>(1024, 1024 * 1024)), Reload::restart,
+       "largest upgrade request; larger gets 431"},
+      {"handshake_timeout", leaf(&W::handshake_timeout, duration()), Reload::restart,
+       "time to complete the upgrade, and TLS when on"},
+      {"ping_interval", leaf(&W::ping_interval, duration()), Reload::restart,
+       "ping a peer silent this long; 0 turns keepalive pings off"},
+      {"pong_timeout", leaf(&W::pong_timeout, duration()), Reload::restart,
+       "close a pinged peer without a pong this long; 0: no pong deadline"},
+      {"write_timeout", leaf(&W::write_timeout, duration()), Reload::restart,
+       "close a peer that does not take our echo this long"},
+      {"allowed_origins", leaf(&W::allowed_origins, string_list()), Reload::restart,
+       "Origin values accepted; empty: any"},
+      {"subprotocols", leaf(&W::subprotocols, string_list()), Reload::restart,
+       "subprotocols offered, in order of preference"},
+      {"permessage_deflate", nested(&W::permessage_deflate, deflate_section), Reload::per_key,
+       "compression (RFC 7692)"},
+  }};
+  return section;
+}
+
+void check_tls(const Field& map, const Given&, TlsConfig& tls) {
+  if (tls.certificate.empty()) {
+    fail(map, "certificate is required (a PEM file)");
+  }
+  if (tls.private_key.empty()) {
+    fail(map, "private_key is required (a PEM file)");
+  }
+}
+
+// The files are read again on every SIGHUP (tls.hpp), so all of these apply
+// live; only turning TLS on or off needs a restart.
+const Section<TlsConfig>& tls_section() {
+  static const Section<TlsConfig> section{
+      {
+          {"certificate", tls_file(&TlsConfig::certificate, &TlsConfig::certificate_mark),
+           Reload::live, "PEM file: the certificate, then any intermediates"},
+          {"private_key", tls_file(&TlsConfig::private_key, &TlsConfig::private_key_mark),
+           Reload::live, "PEM file: its unencrypted private key"},
+          {"min_version", leaf(&TlsConfig::min_version, choice<TlsVersion>(tls_version_names)),
+           Reload::live, "oldest TLS version accepted"},
+          {"handshake_timeout", leaf(&TlsConfig::handshake_timeout, duration()), Reload::live,
+           "time for a tcp-echo client to complete the TLS handshake", tcp_echo_only},
+      },
+      check_tls};
+  return section;
+}
+
+// After all keys, since `protocol` may come after the keys it restricts.
+void check_listener(const Field&, const Given& given, ListenerConfig& listener) {
+  const bool websocket = listener.protocol == Protocol::websocket_echo;
+  if (const Field* field = given.find("websocket"); field && !websocket) {
+    fail(*field, "only a websocket-echo listener takes websocket options");
+  }
+  if (const Field* field = given.find("write_timeout"); field && websocket) {
+    fail(*field, "a websocket-echo listener sets websocket.write_timeout instead");
+  }
+  if (const Field* field = given.find("new_connections_burst");
+      field && listener.new_connections_burst != 0 &&
       listener.max_new_connections_per_second == 0) {
-    fail(*burst_field, "has no effect without max_new_connections_per_second");
+    fail(*field, "has no effect without max_new_connections_per_second");
   }
-  if (tls_handshake_timeout && listener.protocol == Protocol::websocket_echo) {
-    fail(*tls_handshake_timeout,
+  if (const Field* field = given.find("tls.handshake_timeout"); field && websocket) {
+    fail(*field,
          "a websocket-echo listener's TLS handshake is covered by websocket.handshake_timeout");
   }
-  return listener;
 }
+
+// Apart from websocket (read by sessions on their own shards without
+// synchronisation), what a reload can change is what Server::apply_reload
+// hands to the shards: limits and timeouts.
+const Section<ListenerConfig>& listener_section() {
+  using C = ListenerConfig;
+  static const Section<C> section{
+      {
+          {"name", leaf(&C::name, text(not_empty, "a non-empty string")), Reload::restart,
+           "unique name, used in logs and metrics"},
+          {"protocol", leaf(&C::protocol, choice<Protocol>(protocol_names)), Reload::restart,
+           "what is spoken on the connections"},
+          {"address", leaf(&C::address, ip_address_text()), Reload::restart,
+           "address to bind"},
+          {"port", leaf(&C::port, port_number()),
+           Reload::restart, "TCP port; 0 lets the kernel pick one"},
+          {"backlog", leaf(&C::backlog, integer<int>(1, 1'048'576)), Reload::restart,
+           "queue of connections not yet accepted"},
+          {"max_connections", leaf(&C::max_connections, integer<std::uint64_t>(0, max_u64)),
+           Reload::live, "connections open at once on this listener; 0: no limit of its own"},
+          {"max_connections_per_ip",
+           leaf(&C::max_connections_per_ip, integer<std::uint64_t>(0, max_u64)), Reload::live,
+           "connections open at once from one client address; 0: no limit"},
+          {"max_new_connections_per_second",
+           leaf(&C::max_new_connections_per_second,
+                integer<std::uint64_t>(0, kMaxConnectionRate)),
+           Reload::live, "new connections served per second; 0: no limit"},
+          {"new_connections_burst",
+           leaf(&C::new_connections_burst, integer<std::uint64_t>(0, kMaxConnectionRate)),
+           Reload::live, "new connections at once above the rate; 0: the rate"},
+          {"idle_timeout", leaf(&C::idle_timeout, duration()), Reload::live,
+           "close a connection silent both ways this long; 0: never"},
+          {"write_timeout", leaf(&C::write_timeout, duration()), Reload::live,
+           "tcp-echo: close a peer that does not take our echo this long; 0: never",
+           tcp_echo_only},
+          {"websocket", nested(&C::websocket, websocket_section), Reload::per_key,
+           "options of a websocket-echo listener", websocket_echo_only},
+          {"tls", optional_section(&C::tls, tls_section), Reload::per_key,
+           "TLS on the connections; absent: plaintext"},
+      },
+      check_listener};
+  return section;
+}
+
+// A bound listener, for the conflict checks between listeners.
+struct Bound {
+  std::string path;
+  ip::address address;
+};
 
 std::vector<ListenerConfig> read_listeners(const Field& field) {
   const YAML::Node& node = field.node;
@@ -669,12 +974,14 @@ std::vector<ListenerConfig> read_listeners(const Field& field) {
     const YAML::Node entry = node[i];
     const Field entry_field{entry, field.path + "[" + std::to_string(i) + "]",
                             entry.Mark()};
-    ip::address address;
-    YAML::Mark name_mark;
-    ListenerConfig listener = read_listener(entry_field, address, name_mark);
+    ListenerConfig listener;
+    Given given;
+    read_map(entry_field, listener_section(), listener, given);
+    const ip::address address = normalize(ip::make_address(listener.address));
     for (std::size_t j = 0; j < listeners.size(); ++j) {
       if (listeners[j].name == listener.name) {
-        fail(entry_field.path + ".name", name_mark,
+        const Field* name = given.find("name");
+        fail(entry_field.path + ".name", name ? name->mark : entry_field.mark,
              quote(listener.name) + " is already used by " + bound[j].path);
       }
     }
@@ -697,49 +1004,128 @@ std::vector<ListenerConfig> read_listeners(const Field& field) {
   return listeners;
 }
 
-void read_limits(const Field& field, LimitsConfig& limits) {
-  const auto read_key = [&](std::string_view key, const Field& value) {
-    if (key == "max_connections") {
-      limits.max_connections = read_integer(value, 1, max_u64);
-    } else if (key == "reserved_descriptors") {
-      limits.reserved_descriptors = read_integer(value, 0, 1'000'000);
-    } else if (key == "on_insufficient") {
-      limits.on_insufficient =
-          read_enum<OnInsufficient>(value, on_insufficient_names);
+Kind<Config> listener_list() {
+  Kind<Config> kind;
+  kind.read = [](const Field& field, Config& config, Given&) {
+    config.listeners = read_listeners(field);
+  };
+  kind.emit = [](YAML::Emitter& out, std::string_view key, const Config& config,
+                 const Scope&) {
+    emit_key(out, key);
+    out << YAML::BeginSeq;
+    for (const ListenerConfig& listener : config.listeners) {
+      emit_map(out, listener_section(), listener, Scope{&listener});
+    }
+    out << YAML::EndSeq;
+  };
+  // Listeners are matched by position: which one a connection belongs to is
+  // its index (shard.hpp), so a changed count needs a restart whatever moved.
+  kind.changes = [](const Config& running, const Config& next, const std::string& path,
+                    Reload, std::vector<std::string>& restart) {
+    if (running.listeners.size() != next.listeners.size()) {
+      restart.push_back(path + " (added or removed)");
+      return;
+    }
+    for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+      collect_changes(listener_section(), running.listeners[i], next.listeners[i],
+                      path + "[" + std::to_string(i) + "]", restart);
     }
   };
-  read_section(field, limits_keys, read_key);
-}
-
-void read_shutdown(const Field& field, ShutdownConfig& shutdown) {
-  const auto read_key = [&](std::string_view, const Field& value) {
-    shutdown.drain_timeout = read_duration(value);
+  kind.describe = [](const std::string& path, Reload, std::string_view doc,
+                     std::vector<KeyDoc>& out) {
+    out.push_back(section_doc(path, doc));
+    describe_section(listener_section(), path + "[]", out);
   };
-  read_section(field, shutdown_keys, read_key);
+  return kind;
 }
 
-void read_admin(const Field& field, AdminConfig& admin) {
-  const auto read_key = [&](std::string_view key, const Field& value) {
-    if (key == "address") {
-      read_address(value, admin.address);
-    } else if (key == "port") {
-      admin.port = static_cast<std::uint16_t>(
-          read_integer(value, 0, 65535, "is not a port"));
+const Section<LimitsConfig>& limits_section() {
+  using C = LimitsConfig;
+  static const Section<C> section{{
+      {"max_connections", leaf(&C::max_connections, integer<std::uint64_t>(1, max_u64)),
+       Reload::live, "client connections open at once across all listeners"},
+      {"reserved_descriptors",
+       leaf(&C::reserved_descriptors, integer<std::uint64_t>(0, 1'000'000)), Reload::restart,
+       "descriptors kept for everything but client connections"},
+      {"on_insufficient", leaf(&C::on_insufficient, choice<OnInsufficient>(on_insufficient_names)),
+       Reload::live, "what to do when the host cannot honour max_connections"},
+  }};
+  return section;
+}
+
+const Section<ShutdownConfig>& shutdown_section() {
+  static const Section<ShutdownConfig> section{{
+      {"drain_timeout", leaf(&ShutdownConfig::drain_timeout, duration()), Reload::live,
+       "how long a stop waits for open connections to close"},
+  }};
+  return section;
+}
+
+const Section<LoggingConfig>& logging_section() {
+  static const Section<LoggingConfig> section{{
+      {"level", leaf(&LoggingConfig::level, named_choice(log_level_names)), Reload::live,
+       "least severe messages written"},
+      {"format", leaf(&LoggingConfig::format, choice<LogFormat>(log_format_names)),
+       Reload::live, "text lines or JSON lines"},
+  }};
+  return section;
+}
+
+const Section<AdminConfig>& admin_section() {
+  static const Section<AdminConfig> section{{
+      {"address", leaf(&AdminConfig::address, ip_address_text()),
+       Reload::restart, "address of the admin HTTP port"},
+      {"port", leaf(&AdminConfig::port, port_number()),
+       Reload::restart, "admin HTTP port; 0 turns it off"},
+  }};
+  return section;
+}
+
+// The admin port must not collide with a listener, whether it was written
+// out or is the default.
+void check_config(const Field&, const Given& given, Config& config) {
+  if (config.admin.port == 0) {
+    return;
+  }
+  const ip::address admin_address = normalize(ip::make_address(config.admin.address));
+  ListenerConfig as_listener;
+  as_listener.address = config.admin.address;
+  as_listener.port = config.admin.port;
+  for (const ListenerConfig& l : config.listeners) {
+    if (!conflicts(as_listener, admin_address, l, normalize(ip::make_address(l.address)))) {
+      continue;
     }
-  };
-  read_section(field, admin_keys, read_key);
+    const std::string problem =
+        endpoint(as_listener, admin_address) + " is already used by listener " + quote(l.name);
+    if (const Field* admin = given.find("admin")) {
+      fail("admin", admin->mark, problem);
+    }
+    fail("admin", YAML::Mark::null_mark(),
+         "the default " + problem + "; set admin.port (0 turns it off)");
+  }
 }
 
-void read_logging(const Field& field, LoggingConfig& logging) {
-  const auto read_key = [&](std::string_view key, const Field& value) {
-    if (key == "level") {
-      logging.level =
-          std::string(log_level_names[read_choice(value, log_level_names)]);
-    } else if (key == "format") {
-      logging.format = read_enum<LogFormat>(value, log_format_names);
-    }
-  };
-  read_section(field, logging_keys, read_key);
+const Section<Config>& config_section() {
+  using C = Config;
+  static const Section<C> section{
+      {
+          {"shards", leaf(&C::shards, shard_count()), Reload::restart,
+           "event loops, each on its own thread"},
+          {"cpu_affinity", leaf(&C::cpu_affinity, boolean()), Reload::restart,
+           "pin shard N to the N-th CPU this process may run on"},
+          {"sharding", leaf(&C::sharding, choice<Sharding>(sharding_names)), Reload::restart,
+           "how connections reach the shards"},
+          {"listeners", listener_list(), Reload::per_key, "the sockets to listen on"},
+          {"limits", nested(&C::limits, limits_section), Reload::per_key,
+           "connection limits"},
+          {"shutdown", nested(&C::shutdown, shutdown_section), Reload::per_key,
+           "the drain on SIGTERM"},
+          {"logging", nested(&C::logging, logging_section), Reload::per_key, "log output"},
+          {"admin", nested(&C::admin, admin_section), Reload::per_key,
+           "the admin HTTP port: /metrics, /healthz, /readyz, /status"},
+      },
+      check_config};
+  return section;
 }
 
 Config read_config(const YAML::Node& root) {
@@ -751,50 +1137,8 @@ Config read_config(const YAML::Node& root) {
     fail({}, root.Mark(),
          "expected a map at the top level, got " + describe(root));
   }
-  std::optional<Field> admin_field;
-  const auto read_key = [&](std::string_view key, const Field& value) {
-    if (key == "shards") {
-      config.shards = read_shards(value);
-    } else if (key == "cpu_affinity") {
-      config.cpu_affinity = read_bool(value);
-    } else if (key == "sharding") {
-      config.sharding = read_enum<Sharding>(value, sharding_names);
-    } else if (key == "listeners") {
-      config.listeners = read_listeners(value);
-    } else if (key == "limits") {
-      read_limits(value, config.limits);
-    } else if (key == "shutdown") {
-      read_shutdown(value, config.shutdown);
-    } else if (key == "logging") {
-      read_logging(value, config.logging);
-    } else if (key == "admin") {
-      admin_field = value;
-      read_admin(value, config.admin);
-    }
-  };
-  for_each_entry(root, {}, top_keys, read_key);
-  // The admin port must not collide with a listener, whether it was written
-  // out or is the default.
-  if (config.admin.port != 0) {
-    const ip::address admin_address =
-        normalize(ip::make_address(config.admin.address));
-    ListenerConfig as_listener;
-    as_listener.address = config.admin.address;
-    as_listener.port = config.admin.port;
-    for (const ListenerConfig& l : config.listeners) {
-      if (!conflicts(as_listener, admin_address, l,
-                     normalize(ip::make_address(l.address)))) {
-        continue;
-      }
-      const std::string problem = endpoint(as_listener, admin_address) +
-                                  " is already used by listener " + quote(l.name);
-      if (admin_field) {
-        fail("admin", admin_field->mark, problem);
-      }
-      fail("admin", YAML::Mark::null_mark(),
-           "the default " + problem + "; set admin.port (0 turns it off)");
-    }
-  }
+  Given given;
+  read_entries(Field{root, {}, root.Mark()}, config_section(), config, given);
   return config;
 }
 
@@ -919,101 +1263,22 @@ Config load_config_file(const std::string& path) {
   }
   return parse_config(text, path);
 }
-
 std::string to_yaml(const Config& config) {
   YAML::Emitter out;
-  out << YAML::BeginMap;
-  out << YAML::Key << "shards" << YAML::Value;
-  if (config.shards == 0) {
-    out << "auto";
-  } else {
-    out << config.shards;
-  }
-  out << YAML::Key << "cpu_affinity" << YAML::Value << config.cpu_affinity;
-  out << YAML::Key << "sharding" << YAML::Value << to_string(config.sharding);
-  out << YAML::Key << "listeners" << YAML::Value << YAML::BeginSeq;
-  for (const ListenerConfig& listener : config.listeners) {
-    out << YAML::BeginMap;
-    out << YAML::Key << "name" << YAML::Value << listener.name;
-    out << YAML::Key << "protocol" << YAML::Value
-        << to_string(listener.protocol);
-    out << YAML::Key << "address" << YAML::Value << listener.address;
-    out << YAML::Key << "port" << YAML::Value << listener.port;
-    out << YAML::Key << "backlog" << YAML::Value << listener.backlog;
-    out << YAML::Key << "max_connections" << YAML::Value
-        << listener.max_connections;
-    out << YAML::Key << "max_connections_per_ip" << YAML::Value
-        << listener.max_connections_per_ip;
-    out << YAML::Key << "max_new_connections_per_second" << YAML::Value
-        << listener.max_new_connections_per_second;
-    out << YAML::Key << "new_connections_burst" << YAML::Value
-        << listener.new_connections_burst;
-    out << YAML::Key << "idle_timeout" << YAML::Value
-        << format_duration(listener.idle_timeout);
-    if (listener.protocol == Protocol::tcp_echo) {
-      out << YAML::Key << "write_timeout" << YAML::Value
-          << format_duration(listener.write_timeout);
-    }
-    if (listener.protocol == Protocol::websocket_echo) {
-      const WebSocketConfig& ws = listener.websocket;
-      out << YAML::Key << "websocket" << YAML::Value << YAML::BeginMap;
-      out << YAML::Key << "path" << YAML::Value << ws.path;
-      out << YAML::Key << "max_message_bytes" << YAML::Value << ws.max_message_bytes;
-      out << YAML::Key << "max_header_bytes" << YAML::Value << ws.max_header_bytes;
-      out << YAML::Key << "handshake_timeout" << YAML::Value
-          << format_duration(ws.handshake_timeout);
-      out << YAML::Key << "ping_interval" << YAML::Value << format_duration(ws.ping_interval);
-      out << YAML::Key << "pong_timeout" << YAML::Value << format_duration(ws.pong_timeout);
-      out << YAML::Key << "write_timeout" << YAML::Value << format_duration(ws.write_timeout);
-      out << YAML::Key << "allowed_origins" << YAML::Value << YAML::Flow << ws.allowed_origins;
-      out << YAML::Key << "subprotocols" << YAML::Value << YAML::Flow << ws.subprotocols;
-      out << YAML::Key << "permessage_deflate" << YAML::Value << YAML::BeginMap;
-      out << YAML::Key << "enabled" << YAML::Value << ws.permessage_deflate.enabled;
-      out << YAML::Key << "server_max_window_bits" << YAML::Value
-          << ws.permessage_deflate.server_max_window_bits;
-      out << YAML::Key << "client_max_window_bits" << YAML::Value
-          << ws.permessage_deflate.client_max_window_bits;
-      out << YAML::EndMap;
-      out << YAML::EndMap;
-    }
-    if (listener.tls) {
-      const TlsConfig& tls = *listener.tls;
-      out << YAML::Key << "tls" << YAML::Value << YAML::BeginMap;
-      out << YAML::Key << "certificate" << YAML::Value << tls.certificate;
-      out << YAML::Key << "private_key" << YAML::Value << tls.private_key;
-      out << YAML::Key << "min_version" << YAML::Value << to_string(tls.min_version);
-      if (listener.protocol != Protocol::websocket_echo) {
-        out << YAML::Key << "handshake_timeout" << YAML::Value
-            << format_duration(tls.handshake_timeout);
-      }
-      out << YAML::EndMap;
-    }
-    out << YAML::EndMap;
-  }
-  out << YAML::EndSeq;
-  out << YAML::Key << "limits" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "max_connections" << YAML::Value
-      << config.limits.max_connections;
-  out << YAML::Key << "reserved_descriptors" << YAML::Value
-      << config.limits.reserved_descriptors;
-  out << YAML::Key << "on_insufficient" << YAML::Value
-      << to_string(config.limits.on_insufficient);
-  out << YAML::EndMap;
-  out << YAML::Key << "shutdown" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "drain_timeout" << YAML::Value
-      << format_duration(config.shutdown.drain_timeout);
-  out << YAML::EndMap;
-  out << YAML::Key << "logging" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "level" << YAML::Value << config.logging.level;
-  out << YAML::Key << "format" << YAML::Value
-      << to_string(config.logging.format);
-  out << YAML::EndMap;
-  out << YAML::Key << "admin" << YAML::Value << YAML::BeginMap;
-  out << YAML::Key << "address" << YAML::Value << config.admin.address;
-  out << YAML::Key << "port" << YAML::Value << config.admin.port;
-  out << YAML::EndMap;
-  out << YAML::EndMap;
+  emit_map(out, config_section(), config, Scope{});
   return std::string(out.c_str()) + "\n";
+}
+
+std::vector<std::string> restart_required(const Config& running, const Config& next) {
+  std::vector<std::string> restart;
+  collect_changes(config_section(), running, next, {}, restart);
+  return restart;
+}
+
+std::vector<KeyDoc> describe_keys() {
+  std::vector<KeyDoc> out;
+  describe_section(config_section(), {}, out);
+  return out;
 }
 
 std::vector<ListenerConfig> default_listeners() {
@@ -1041,45 +1306,10 @@ std::string format_duration(Duration d) {
   }
   return std::to_string(ms) + "ms";
 }
-
-std::string to_string(Protocol p) {
-  switch (p) {
-    case Protocol::tcp_echo: return "tcp-echo";
-    case Protocol::websocket_echo: return "websocket-echo";
-  }
-  return "unknown";
-}
-
-std::string to_string(Sharding s) {
-  switch (s) {
-    case Sharding::reuseport: return "reuseport";
-    case Sharding::dispatch: return "dispatch";
-  }
-  return "unknown";
-}
-
-std::string to_string(OnInsufficient o) {
-  switch (o) {
-    case OnInsufficient::warn: return "warn";
-    case OnInsufficient::fail: return "fail";
-  }
-  return "unknown";
-}
-
-std::string to_string(TlsVersion v) {
-  switch (v) {
-    case TlsVersion::tls1_2: return "1.2";
-    case TlsVersion::tls1_3: return "1.3";
-  }
-  return "unknown";
-}
-
-std::string to_string(LogFormat f) {
-  switch (f) {
-    case LogFormat::text: return "text";
-    case LogFormat::json: return "json";
-  }
-  return "unknown";
-}
+std::string to_string(Protocol p) { return name_of(protocol_names, p); }
+std::string to_string(Sharding s) { return name_of(sharding_names, s); }
+std::string to_string(OnInsufficient o) { return name_of(on_insufficient_names, o); }
+std::string to_string(TlsVersion v) { return name_of(tls_version_names, v); }
+std::string to_string(LogFormat f) { return name_of(log_format_names, f); }
 
 }  // namespace shoal

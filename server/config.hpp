@@ -28,9 +28,12 @@ struct WebSocketConfig {
   std::uint64_t max_message_bytes = 1024 * 1024;  // larger: close 1009
   std::uint64_t max_header_bytes = 8 * 1024;       // upgrade request headers
   Duration handshake_timeout = std::chrono::seconds(10);
-  // Ping a silent peer after ping_interval; close if no pong within
-  // pong_timeout. 0 disables keepalive pings.
+  // Ping a peer that has been silent for ping_interval. 0: keepalive pings
+  // off entirely, and pong_timeout then has no effect.
   Duration ping_interval = std::chrono::seconds(30);
+  // Close a pinged peer whose pong has not come within pong_timeout.
+  // 0: no pong deadline (pings are still sent; a silent peer is then bounded
+  // by idle_timeout only).
   Duration pong_timeout = std::chrono::seconds(10);
   // A peer that does not read our echo for this long is closed.
   Duration write_timeout = std::chrono::seconds(10);
@@ -176,6 +179,30 @@ std::string to_yaml(const Config& config);
 // "30s", "250ms", "5m", "1h" or a plain number of seconds -> Duration;
 // formatting picks the largest unit that represents the value exactly.
 std::string format_duration(Duration d);
+
+// The keys whose value differs between `running` and `next` and that do not
+// reload live, as full paths ("shards", "listeners[1].port",
+// "listeners[0].websocket.ping_interval", "admin.port", ...), in config order.
+// A change in the number of listeners is reported once as
+// "listeners (added or removed)" and the per-listener keys are then not compared.
+// TLS turned on or off on a listener is "listeners[N].tls (turned on)" or
+// "listeners[N].tls (turned off)"; the TLS keys themselves reload live.
+std::vector<std::string> restart_required(const Config& running, const Config& next);
+
+// One key of the configuration, as config/shoal.yaml documents it.
+struct KeyDoc {
+  std::string path;          // "listeners[].websocket.ping_interval"
+  std::string default_text;  // as --print-config writes it: "30s"; empty for a section
+  std::string range_text;    // "0-8760h", ">= 1", "one of warn, fail"; empty for a section
+  bool live = false;         // a change applies on SIGHUP (a section: all of it does)
+  std::string doc;           // one line
+  bool section = false;      // a map or list of keys (listeners, websocket, tls, ...)
+
+  bool operator==(const KeyDoc&) const = default;
+};
+
+// Every key in config order, sections before their keys.
+std::vector<KeyDoc> describe_keys();
 
 std::string to_string(Protocol p);
 std::string to_string(Sharding s);

@@ -5,10 +5,15 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
+#include <cctype>
 #include <chrono>
 #include <cstdio>
 #include <fstream>
+#include <map>
+#include <optional>
 #include <string>
+#include <vector>
 
 namespace shoal {
 namespace {
@@ -36,6 +41,222 @@ std::string file_error_of(const std::string& path) {
 
 TEST(Config, ShippedFileEqualsBuiltInDefaults) {
   EXPECT_EQ(load_config_file(SHOAL_SOURCE_DIR "/config/shoal.yaml"), Config{});
+}
+
+// How config/shoal.yaml documents a key (its header says the same): the key's
+// line, `key: value` or `- key: value`, possibly commented out by "# " put
+// where its indentation ends ("    # tls:", "    #   certificate: c.pem");
+// prose never starts a line with a lower-case `word:` (a list of choices is
+// "* choice: ..."). The comment lines right above a key document it: they
+// contain "Default: <default_text>." and, case aside, its range_text, as
+// describe_keys() gives them.
+struct DocumentedKey {
+  std::size_t line = 0;  // 1-based
+  std::string doc;       // the comment lines above it, joined by spaces
+};
+
+std::map<std::string, DocumentedKey> keys_in_shipped_file() {
+  std::ifstream in(SHOAL_SOURCE_DIR "/config/shoal.yaml");
+  std::vector<std::string> lines;
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  EXPECT_FALSE(lines.empty());
+
+  struct Parsed {
+    std::size_t column = 0;
+    std::string key;
+    bool item = false;
+  };
+  const auto parse = [](const std::string& line) -> std::optional<Parsed> {
+    std::string text = line;
+    const std::size_t indent = text.find_first_not_of(' ');
+    if (indent == std::string::npos) return std::nullopt;
+    if (text.compare(indent, 2, "# ") == 0) text.erase(indent, 2);
+    Parsed parsed;
+    parsed.column = text.find_first_not_of(' ');
+    if (parsed.column == std::string::npos) return std::nullopt;
+    if (text.compare(parsed.column, 2, "- ") == 0) {
+      parsed.item = true;
+      parsed.column += 2;
+    }
+    std::size_t end = parsed.column;
+    while (end < text.size() && ((text[end] >= 'a' && text[end] <= 'z') || text[end] == '_')) ++end;
+    if (end == parsed.column || end >= text.size() || text[end] != ':' ||
+        (end + 1 < text.size() && text[end + 1] != ' ')) {
+      return std::nullopt;
+    }
+    parsed.key = text.substr(parsed.column, end - parsed.column);
+    return parsed;
+  };
+  const auto is_comment = [](const std::string& line) {
+    const std::size_t at = line.find_first_not_of(' ');
+    return at != std::string::npos && line[at] == '#';
+  };
+
+  struct Open {
+    std::size_t column;
+    std::string path;
+    bool sequence = false;
+  };
+  std::vector<Open> open;
+  std::map<std::string, DocumentedKey> keys;
+  for (std::size_t i = 0; i < lines.size(); ++i) {
+    const std::optional<Parsed> parsed = parse(lines[i]);
+    if (!parsed) continue;
+    while (!open.empty() && open.back().column >= parsed->column) open.pop_back();
+    std::string path = parsed->key;
+    if (!open.empty()) {
+      open.back().sequence = open.back().sequence || parsed->item;
+      path = open.back().path + (open.back().sequence ? "[]." : ".") + parsed->key;
+    }
+    open.push_back({parsed->column, path});
+    DocumentedKey key{i + 1, {}};
+    for (std::size_t j = i; j > 0 && is_comment(lines[j - 1]) && !parse(lines[j - 1]); --j) {
+      const std::string& line = lines[j - 1];
+      key.doc = line.substr(line.find_first_not_of(" #")) + " " + key.doc;
+    }
+    keys.emplace(path, key);  // the first one documents it
+  }
+  return keys;
+}
+
+std::string lower(std::string text) {
+  std::transform(text.begin(), text.end(), text.begin(),
+                 [](unsigned char c) { return static_cast<char>(std::tolower(c)); });
+  return text;
+}
+
+TEST(Config, EveryKeyIsDocumentedInTheShippedFileWithItsDefaultAndRange) {
+  const std::map<std::string, DocumentedKey> documented = keys_in_shipped_file();
+  for (const KeyDoc& key : describe_keys()) {
+    const auto found = documented.find(key.path);
+    if (found == documented.end()) {
+      ADD_FAILURE() << key.path << " is not in config/shoal.yaml";
+      continue;
+    }
+    if (key.section) continue;
+    const std::string& doc = found->second.doc;
+    EXPECT_NE(doc.find("Default: " + key.default_text + "."), std::string::npos)
+        << key.path << " (line " << found->second.line << ") does not say \"Default: "
+        << key.default_text << ".\": " << doc;
+    EXPECT_NE(lower(doc).find(lower(key.range_text)), std::string::npos)
+        << key.path << " (line " << found->second.line << ") does not say \"" << key.range_text
+        << "\": " << doc;
+  }
+}
+
+TEST(Config, EveryKeyInTheShippedFileIsKnown) {
+  std::vector<std::string> known;
+  for (const KeyDoc& key : describe_keys()) known.push_back(key.path);
+  for (const auto& [path, key] : keys_in_shipped_file()) {
+    EXPECT_NE(std::find(known.begin(), known.end(), path), known.end())
+        << "config/shoal.yaml line " << key.line << ": " << path << " is not a key";
+  }
+}
+
+TEST(Config, DescribeKeys) {
+  const std::vector<KeyDoc> keys = describe_keys();
+  const auto find = [&](const std::string& path) {
+    const auto at = std::find_if(keys.begin(), keys.end(),
+                                 [&](const KeyDoc& k) { return k.path == path; });
+    return at == keys.end() ? KeyDoc{} : *at;
+  };
+  EXPECT_EQ(find("shards"), (KeyDoc{"shards", "auto", "auto or 1-1024", false,
+                                    "event loops, each on its own thread", false}));
+  EXPECT_EQ(find("listeners[].port").range_text, "0-65535");
+  EXPECT_EQ(find("listeners[].port").default_text, "7000");
+  EXPECT_EQ(find("listeners[].websocket.ping_interval").default_text, "30s");
+  EXPECT_EQ(find("listeners[].websocket.ping_interval").range_text, "0-8760h");
+  EXPECT_EQ(find("limits.max_connections").range_text, ">= 1");
+  EXPECT_EQ(find("logging.format").range_text, "one of text, json");
+  EXPECT_TRUE(find("logging").section);
+  EXPECT_TRUE(find("logging").live);
+  EXPECT_FALSE(find("listeners[].tls").live);  // turning it on or off
+  EXPECT_TRUE(find("listeners[].tls.certificate").live);
+  for (const KeyDoc& key : keys) {
+    EXPECT_FALSE(key.doc.empty()) << key.path;
+    EXPECT_EQ(std::count_if(keys.begin(), keys.end(),
+                            [&](const KeyDoc& k) { return k.path == key.path; }),
+              1)
+        << key.path;
+  }
+}
+
+// What Server::apply_reload applies on SIGHUP: the limits, the timeouts,
+// logging, and the TLS files and settings.
+TEST(ConfigReload, LiveChangesNeedNoRestart) {
+  const Config running;
+  Config next = running;
+  next.limits.max_connections = 5;
+  next.limits.on_insufficient = OnInsufficient::fail;
+  next.logging.level = "debug";
+  next.logging.format = LogFormat::json;
+  next.shutdown.drain_timeout = 1s;
+  for (ListenerConfig& l : next.listeners) {
+    l.max_connections = 1;
+    l.max_connections_per_ip = 2;
+    l.max_new_connections_per_second = 3;
+    l.new_connections_burst = 4;
+    l.idle_timeout = 1s;
+    l.write_timeout = 2s;
+  }
+  EXPECT_EQ(restart_required(running, next), std::vector<std::string>{});
+
+  Config with_tls = running;
+  with_tls.listeners[0].tls = TlsConfig{"a.pem", "a.key"};
+  Config renewed = with_tls;
+  renewed.listeners[0].tls = TlsConfig{"b.pem", "b.key", TlsVersion::tls1_3, 1s};
+  EXPECT_EQ(restart_required(with_tls, renewed), std::vector<std::string>{});
+}
+
+TEST(ConfigReload, RestartOnlyChangesAreNamedPerKeyInConfigOrder) {
+  const Config running;
+  Config next = running;
+  next.admin.port = 7071;
+  next.limits.reserved_descriptors = 10;
+  next.listeners[1].websocket.permessage_deflate.enabled = true;
+  next.listeners[1].websocket.ping_interval = 5s;
+  next.listeners[1].websocket.allowed_origins = {"https://example.com"};
+  next.listeners[0].port = 7100;
+  next.listeners[0].backlog = 10;
+  next.sharding = Sharding::dispatch;
+  next.cpu_affinity = true;
+  next.shards = 4;
+  next.logging.level = "debug";  // live: not named
+  EXPECT_EQ(restart_required(running, next),
+            (std::vector<std::string>{"shards", "cpu_affinity", "sharding", "listeners[0].port",
+                                      "listeners[0].backlog",
+                                      "listeners[1].websocket.ping_interval",
+                                      "listeners[1].websocket.allowed_origins",
+                                      "listeners[1].websocket.permessage_deflate.enabled",
+                                      "limits.reserved_descriptors", "admin.port"}));
+  Config renamed = running;
+  renamed.listeners[1].name = "wss";
+  renamed.listeners[1].protocol = Protocol::tcp_echo;
+  renamed.admin.address = "::1";
+  EXPECT_EQ(restart_required(running, renamed),
+            (std::vector<std::string>{"listeners[1].name", "listeners[1].protocol",
+                                      "admin.address"}));
+}
+
+TEST(ConfigReload, ListenerCountChangeIsReportedOnce) {
+  const Config running;
+  Config next = running;
+  next.listeners.pop_back();
+  next.listeners[0].port = 7100;  // not compared once the count differs
+  next.shards = 2;
+  next.admin.port = 0;
+  EXPECT_EQ(restart_required(running, next),
+            (std::vector<std::string>{"shards", "listeners (added or removed)", "admin.port"}));
+}
+
+TEST(ConfigReload, TlsTurnedOnOrOff) {
+  const Config plain;
+  Config with_tls = plain;
+  with_tls.listeners[1].tls = TlsConfig{"c.pem", "k.pem"};
+  EXPECT_EQ(restart_required(plain, with_tls),
+            std::vector<std::string>{"listeners[1].tls (turned on)"});
+  EXPECT_EQ(restart_required(with_tls, plain),
+            std::vector<std::string>{"listeners[1].tls (turned off)"});
 }
 
 TEST(Config, DefaultListenersServeTcpAndWebSocketEchoSideBySide) {
@@ -311,6 +532,8 @@ TEST(Config, EnumNames) {
   EXPECT_EQ(to_string(OnInsufficient::fail), "fail");
   EXPECT_EQ(to_string(LogFormat::text), "text");
   EXPECT_EQ(to_string(LogFormat::json), "json");
+  EXPECT_EQ(to_string(Protocol::websocket_echo), "websocket-echo");
+  EXPECT_EQ(to_string(TlsVersion::tls1_3), "1.3");
 }
 
 TEST(Config, ToYamlRoundTrips) {
