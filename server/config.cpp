@@ -519,6 +519,8 @@ struct Kind {
   std::function<void(const std::string& path, Reload, std::string_view doc,
                      std::vector<KeyDoc>& out)>
       describe;
+  // Copies what reloads live from `next` into `running`.
+  std::function<void(S& running, const S& next, Reload)> apply;
 };
 
 template <typename S>
@@ -587,6 +589,11 @@ void collect_changes(const Section<S>& section, const S& running, const S& next,
   }
 }
 
+template <typename S>
+void apply_section(const Section<S>& section, S& running, const S& next) {
+  for (const Key<S>& key : section.keys) key.kind.apply(running, next, key.reload);
+}
+
 // Appends the section's keys; returns whether all of them reload live.
 template <typename S>
 bool describe_section(const Section<S>& section, const std::string& path,
@@ -626,6 +633,9 @@ Kind<S> leaf(T S::*member, Codec<T> codec) {
     out.push_back({path, codec.text(S{}.*member), codec.range, reload == Reload::live,
                    std::string(doc), false});
   };
+  kind.apply = [member](S& running, const S& next, Reload reload) {
+    if (reload == Reload::live) running.*member = next.*member;
+  };
   return kind;
 }
 
@@ -656,6 +666,9 @@ Kind<S> nested(T S::*member, const Section<T>& (*schema)()) {
     out.push_back(section_doc(path, doc));
     const bool live = describe_section(schema(), path, out);
     out[at].live = live;
+  };
+  kind.apply = [member, schema](S& running, const S& next, Reload) {
+    apply_section(schema(), running.*member, next.*member);
   };
   return kind;
 }
@@ -694,6 +707,12 @@ Kind<S> optional_section(std::optional<T> S::*member, const Section<T>& (*schema
                            std::vector<KeyDoc>& out) {
     out.push_back(section_doc(path, doc));
     describe_section(schema(), path, out);
+  };
+  // Turned on or off: a restart does it, the running state stays.
+  kind.apply = [member, schema](S& running, const S& next, Reload) {
+    std::optional<T>& was = running.*member;
+    const std::optional<T>& want = next.*member;
+    if (was && want) apply_section(schema(), *was, *want);
   };
   return kind;
 }
@@ -1036,6 +1055,12 @@ Kind<Config> listener_list() {
     out.push_back(section_doc(path, doc));
     describe_section(listener_section(), path + "[]", out);
   };
+  kind.apply = [](Config& running, const Config& next, Reload) {
+    if (running.listeners.size() != next.listeners.size()) return;
+    for (std::size_t i = 0; i < next.listeners.size(); ++i) {
+      apply_section(listener_section(), running.listeners[i], next.listeners[i]);
+    }
+  };
   return kind;
 }
 
@@ -1057,6 +1082,8 @@ const Section<ShutdownConfig>& shutdown_section() {
   static const Section<ShutdownConfig> section{{
       {"drain_timeout", leaf(&ShutdownConfig::drain_timeout, duration()), Reload::live,
        "how long a stop waits for open connections to close"},
+      {"drain_spread", leaf(&ShutdownConfig::drain_spread, duration()), Reload::live,
+       "window over which a stop closes WebSocket connections (1001); capped by drain_timeout"},
   }};
   return section;
 }
@@ -1273,6 +1300,12 @@ std::vector<std::string> restart_required(const Config& running, const Config& n
   std::vector<std::string> restart;
   collect_changes(config_section(), running, next, {}, restart);
   return restart;
+}
+
+Config apply_live(const Config& running, const Config& next) {
+  Config out = running;
+  apply_section(config_section(), out, next);
+  return out;
 }
 
 std::vector<KeyDoc> describe_keys() {

@@ -120,6 +120,12 @@ struct LimitsConfig {
 
 struct ShutdownConfig {
   Duration drain_timeout = std::chrono::seconds(30);
+  // WebSocket connections are closed with 1001 (going away) evenly over this
+  // window from the start of a stop, least recently active first, so that
+  // their clients do not reconnect elsewhere in lock-step. Capped by
+  // drain_timeout; 0 closes them all at once. TCP echo connections are left
+  // to end by themselves within drain_timeout.
+  Duration drain_spread = std::chrono::seconds(10);
 
   bool operator==(const ShutdownConfig&) const = default;
 };
@@ -188,6 +194,11 @@ std::string format_duration(Duration d);
 // TLS turned on or off on a listener is "listeners[N].tls (turned on)" or
 // "listeners[N].tls (turned off)"; the TLS keys themselves reload live.
 std::vector<std::string> restart_required(const Config& running, const Config& next);
+
+// `running` with the keys of `next` that reload live: what runs after a
+// reload of `next`. The keys restart_required() names keep their running
+// values, and so does a listener's TLS turned on or off.
+Config apply_live(const Config& running, const Config& next);
 
 // One key of the configuration, as config/shoal.yaml documents it.
 struct KeyDoc {

@@ -12,6 +12,7 @@
 #include <boost/asio/ip/address.hpp>
 #include <spdlog/spdlog.h>
 
+#include "drain_spread.hpp"
 #include "tcp_echo_session.hpp"
 #include "tls_echo_session.hpp"
 #include "websocket_session.hpp"
@@ -211,6 +212,19 @@ DrainOutcome Server::drain(Duration timeout, int interrupt_fd) {
   stop_accepting();
   out.open_at_start = active_.load();
   spdlog::info("draining {} connections (up to {})", out.open_at_start, format_duration(timeout));
+  // WebSocket clients are told to go (1001) over the spread window, so that
+  // they do not all reconnect to the other instances in one moment.
+  std::vector<std::size_t> websocket_listeners;
+  for (std::size_t i = 0; i < startup_.listeners.size(); ++i) {
+    if (startup_.listeners[i].protocol == Protocol::websocket_echo) websocket_listeners.push_back(i);
+  }
+  if (!websocket_listeners.empty()) {
+    const Duration spread = std::min(running().config.shutdown.drain_spread, timeout);
+    for (auto& s : shards_) {
+      Shard* shard = s.get();
+      shard->post([shard, websocket_listeners, spread] { spread_close(*shard, websocket_listeners, spread); });
+    }
+  }
   if (!wait_idle(deadline, interrupt_fd, out.interrupted)) {
     out.forced = active_.load();
     if (!out.interrupted) {
@@ -238,68 +252,12 @@ void Server::stop() {
 }  // namespace shoal
 
 namespace shoal {
-namespace {
-
-// TEMPORARY until the config descriptors land (restart_required in config.hpp).
-std::vector<std::string> restart_required(const Config& now, const Config& next) {
-  std::vector<std::string> restart;
-  auto needs_restart = [&](bool changed, const std::string& what) {
-    if (changed) restart.push_back(what);
-  };
-  needs_restart(next.shards != now.shards, "shards");
-  needs_restart(next.cpu_affinity != now.cpu_affinity, "cpu_affinity");
-  needs_restart(next.sharding != now.sharding, "sharding");
-  needs_restart(next.admin != now.admin, "admin");
-  needs_restart(next.limits.reserved_descriptors != now.limits.reserved_descriptors,
-                "limits.reserved_descriptors");
-  if (next.listeners.size() != now.listeners.size()) {
-    restart.push_back("listeners (added or removed)");
-    return restart;
-  }
-  for (std::size_t i = 0; i < next.listeners.size(); ++i) {
-    const ListenerConfig& a = now.listeners[i];
-    const ListenerConfig& b = next.listeners[i];
-    const std::string path = "listeners[" + std::to_string(i) + "]";
-    needs_restart(a.name != b.name || a.protocol != b.protocol || a.address != b.address ||
-                      a.port != b.port || a.backlog != b.backlog,
-                  path + " name, protocol, address, port or backlog");
-    needs_restart(a.websocket != b.websocket, path + ".websocket");
-    if (a.tls.has_value() != b.tls.has_value())
-      restart.push_back(path + ".tls (" + (b.tls ? "turned on" : "turned off") + ")");
-  }
-  return restart;
-}
-
-// The running configuration after a reload: `next`'s live keys over
-// `running`, whose restart-only keys stay.
-Config live_part_of(const Config& running, const Config& next) {
-  Config out = running;
-  out.limits.max_connections = next.limits.max_connections;
-  out.limits.on_insufficient = next.limits.on_insufficient;
-  out.logging = next.logging;
-  out.shutdown = next.shutdown;
-  if (next.listeners.size() != running.listeners.size()) return out;
-  for (std::size_t i = 0; i < next.listeners.size(); ++i) {
-    ListenerConfig& l = out.listeners[i];
-    const ListenerConfig& n = next.listeners[i];
-    l.max_connections = n.max_connections;
-    l.max_connections_per_ip = n.max_connections_per_ip;
-    l.max_new_connections_per_second = n.max_new_connections_per_second;
-    l.new_connections_burst = n.new_connections_burst;
-    l.idle_timeout = n.idle_timeout;
-    l.write_timeout = n.write_timeout;
-    if (l.tls && n.tls) l.tls = n.tls;
-  }
-  return out;
-}
-
-}  // namespace
 
 std::vector<std::string> Server::reload(const Config& next, const PreflightResult& preflight,
                                         const std::vector<TlsSettingsPtr>& tls) {
   RunningState now = running();
   std::vector<std::string> restart = restart_required(now.config, next);
-  const Config applied = live_part_of(now.config, next);
+  const Config applied = apply_live(now.config, next);
 
   max_connections_.store(preflight.effective_max_connections, std::memory_order_relaxed);
   for (std::size_t i = 0; i < applied.listeners.size(); ++i) {

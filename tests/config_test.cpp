@@ -614,6 +614,7 @@ limits:
   on_insufficient: warn
 shutdown:
   drain_timeout: 30s
+  drain_spread: 10s
 logging:
   level: info
   format: text
@@ -804,7 +805,7 @@ TEST(ConfigError, UnknownKeyWithoutSuggestion) {
             "new_connections_burst, idle_timeout, write_timeout, websocket, tls "
             "(line 4, column 5)");
   EXPECT_EQ(error_of("shutdown:\n  grace: 5s\n"),
-            "shutdown.grace: unknown key; known keys: drain_timeout "
+            "shutdown.grace: unknown key; known keys: drain_timeout, drain_spread "
             "(line 2, column 3)");
 }
 
@@ -997,6 +998,47 @@ TEST(ConfigError, OnlyConfigErrorEscapes) {
                            "\"\\xzz\"", "a: &x [*x]", "listeners:\n  -\n"}) {
     EXPECT_THROW(parse_config(text), ConfigError) << text;
   }
+}
+
+}  // namespace
+}  // namespace shoal
+
+namespace shoal {
+namespace {
+
+TEST(ConfigReload, ApplyLiveTakesTheLiveKeysAndKeepsTheRest) {
+  const Config running;
+  Config next;
+  next.shards = 4;                                  // restart
+  next.limits.max_connections = 5;                  // live
+  next.shutdown.drain_spread = std::chrono::seconds(2);  // live
+  next.listeners[0].port = 9999;                    // restart
+  next.listeners[0].max_connections = 7;            // live
+  next.listeners[1].websocket.ping_interval = std::chrono::seconds(1);  // restart
+  next.listeners[1].idle_timeout = std::chrono::seconds(9);             // live
+
+  const Config applied = apply_live(running, next);
+  EXPECT_EQ(applied.shards, 0u);
+  EXPECT_EQ(applied.limits.max_connections, 5u);
+  EXPECT_EQ(applied.shutdown.drain_spread, std::chrono::seconds(2));
+  EXPECT_EQ(applied.listeners[0].port, 7000);
+  EXPECT_EQ(applied.listeners[0].max_connections, 7u);
+  EXPECT_EQ(applied.listeners[1].websocket.ping_interval, std::chrono::seconds(30));
+  EXPECT_EQ(applied.listeners[1].idle_timeout, std::chrono::seconds(9));
+  // What was kept is exactly what restart_required names.
+  EXPECT_EQ(restart_required(running, next),
+            (std::vector<std::string>{"shards", "listeners[0].port",
+                                      "listeners[1].websocket.ping_interval"}));
+  EXPECT_TRUE(restart_required(applied, next) == restart_required(running, next));
+
+  // Listeners added: none of the listener keys apply, the others still do.
+  Config more = next;
+  more.listeners.push_back(more.listeners[0]);
+  more.listeners.back().name = "third";
+  more.listeners.back().port = 7002;
+  const Config kept = apply_live(running, more);
+  EXPECT_EQ(kept.listeners, running.listeners);
+  EXPECT_EQ(kept.limits.max_connections, 5u);
 }
 
 }  // namespace
