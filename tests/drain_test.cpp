@@ -25,16 +25,8 @@ using namespace std::chrono_literals;
 using clock_type = std::chrono::steady_clock;
 
 std::string drain_yaml(const std::string& spread, const std::string& timeout = "5s") {
-  return "shards: 2\n"
-         "listeners:\n"
-         "  - name: ws\n"
-         "    protocol: websocket-echo\n"
-         "    address: 127.0.0.1\n"
-         "    port: 0\n"
-         "  - name: echo\n"
-         "    protocol: tcp-echo\n"
-         "    address: 127.0.0.1\n"
-         "    port: 0\n"
+  return "shards: 2\nlisteners:\n" + loopback_listener("ws", "websocket-echo") +
+         loopback_listener("echo", "tcp-echo") +
          "shutdown:\n"
          "  drain_timeout: " + timeout + "\n"
          "  drain_spread: " + spread + "\n";

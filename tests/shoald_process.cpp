@@ -76,6 +76,12 @@ std::vector<std::uint64_t> served_per_shard(const std::string& output) {
   return served;
 }
 
+std::string loopback_listener(const std::string& name, const std::string& protocol,
+                              const std::string& extra) {
+  return "  - name: " + name + "\n    protocol: " + protocol +
+         "\n    address: 127.0.0.1\n    port: 0\n" + extra;
+}
+
 std::string write_temp_file(const std::string& text, const std::string& suffix) {
   std::string path = temp_dir() + "/shoal-test-XXXXXX" + suffix;
   const int fd = mkstemps(path.data(), static_cast<int>(suffix.size()));

@@ -41,6 +41,11 @@ RunResult run_command(const std::string& command);
 // process exit is not attempted (files live under the test's temp dir).
 std::string write_temp_file(const std::string& text, const std::string& suffix = ".yaml");
 
+// One entry of a config's `listeners:` list on 127.0.0.1 port 0; `extra`
+// holds more of its keys, each line indented by four spaces.
+std::string loopback_listener(const std::string& name, const std::string& protocol,
+                              const std::string& extra = "");
+
 // Connections served by each shard, from the "shard N: served M
 // connections" lines shoald prints when it stops.
 std::vector<std::uint64_t> served_per_shard(const std::string& output);
