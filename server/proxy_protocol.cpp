@@ -283,6 +283,9 @@ void put_bytes(std::string& out, const ip::address& a, bool v4) {
 }  // namespace
 
 ProxyParse parse_proxy_header(std::string_view bytes, ProxyProtocol accept, std::size_t max_bytes) {
+  // Nothing past the limit is looked at, so once `max_bytes` have come the
+  // answer, problem included, is the same however many more come.
+  bytes = bytes.substr(0, max_bytes);
   ProxyParse p;
   switch (accept) {
     case ProxyProtocol::off:
