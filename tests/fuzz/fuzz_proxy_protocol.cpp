@@ -14,7 +14,8 @@
 //   parses alike on its own.
 // - A done header with addresses re-encodes: make_proxy_v2 with the same
 //   TLVs gives back the very bytes of a TCP v2 header, make_proxy_v1 those
-//   of a TCP4 line, and both parse to the same endpoints.
+//   of a TCP4 line, and both parse to the same endpoints. Its TLVs, where
+//   the address block has a size, end exactly at its end.
 #include <cstddef>
 #include <cstdint>
 #include <cstring>
@@ -87,10 +88,18 @@ void check_done(std::string_view bytes, ProxyProtocol accept, std::size_t max_by
     const auto family = static_cast<unsigned char>(header[13]);
     const bool tcp = command == 0x21 && (family == 0x11 || family == 0x21);
     if (h.local == tcp) finding("v2 local is not LOCAL or a family other than TCP", bytes, p);
+    const std::size_t address_bytes = family >> 4 == 1 ? 12 : family >> 4 == 2 ? 36 : family >> 4 == 3 ? 216 : 0;
     if (tcp) {
-      const std::size_t address_bytes = family == 0x11 ? 12 : 36;
       if (shoal::make_proxy_v2(&h.source, &h.destination, header.substr(16 + address_bytes)) != header)
         finding("a TCP v2 header does not re-encode to itself", bytes, p);
+    }
+    // Where the address block has a known size, the rest splits into whole
+    // TLVs (type, 16-bit length, value) ending exactly at the header's end.
+    if (command == 0x21 && address_bytes != 0) {
+      std::size_t at = 16 + address_bytes;
+      while (at + 3 <= h.length)
+        at += 3 + (static_cast<unsigned char>(header[at + 1]) << 8 | static_cast<unsigned char>(header[at + 2]));
+      if (at != h.length) finding("a done v2 header whose TLVs do not end at its end", bytes, p);
     }
   }
   if (!h.local) {
