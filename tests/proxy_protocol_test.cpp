@@ -63,27 +63,29 @@ void expect_incremental(const std::string& header, ProxyProtocol accept = ProxyP
   }
 }
 
+// A whole header carrying these endpoints.
+void expect_proxied(const std::string& h, ProxyHeader::Version version, const tcp::endpoint& src,
+                    const tcp::endpoint& dst, ProxyProtocol accept = ProxyProtocol::any) {
+  const ProxyParse p = parse(h, accept);
+  ASSERT_EQ(p.status, Status::done) << p.problem << " for " << testing::PrintToString(h);
+  EXPECT_EQ(p.header.version, version);
+  EXPECT_FALSE(p.header.local);
+  EXPECT_EQ(p.header.source, src);
+  EXPECT_EQ(p.header.destination, dst);
+  EXPECT_EQ(p.header.length, h.size());
+}
+
 // --- v1 -----------------------------------------------------------------------
 
 TEST(ProxyV1, Tcp4) {
   const std::string h = "PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n";
-  const ProxyParse p = parse(h);
-  ASSERT_EQ(p.status, Status::done) << p.problem;
-  EXPECT_EQ(p.header.version, ProxyHeader::Version::v1);
-  EXPECT_FALSE(p.header.local);
-  EXPECT_EQ(p.header.source, ep("192.168.0.1", 56324));
-  EXPECT_EQ(p.header.destination, ep("192.168.0.11", 443));
-  EXPECT_EQ(p.header.length, h.size());
-  EXPECT_EQ(parse(h, ProxyProtocol::v1).status, Status::done);
+  for (auto accept : {ProxyProtocol::any, ProxyProtocol::v1})
+    expect_proxied(h, ProxyHeader::Version::v1, ep("192.168.0.1", 56324), ep("192.168.0.11", 443), accept);
 }
 
 TEST(ProxyV1, Tcp6) {
-  const std::string h = "PROXY TCP6 2001:db8::1 ::ffff:10.0.0.2 0 65535\r\n";
-  const ProxyParse p = parse(h);
-  ASSERT_EQ(p.status, Status::done) << p.problem;
-  EXPECT_EQ(p.header.source, ep("2001:db8::1", 0));
-  EXPECT_EQ(p.header.destination, ep("::ffff:10.0.0.2", 65535));
-  EXPECT_EQ(p.header.length, h.size());
+  expect_proxied("PROXY TCP6 2001:db8::1 ::ffff:10.0.0.2 0 65535\r\n", ProxyHeader::Version::v1,
+                 ep("2001:db8::1", 0), ep("::ffff:10.0.0.2", 65535));
 }
 
 TEST(ProxyV1, LongestTcp6AndUnknownFillingAll107Bytes) {
@@ -202,14 +204,9 @@ TEST(ProxyV1, MaxBytesBelow107) {
 
 TEST(ProxyV2, ProxyTcp4) {
   const std::string h = v2(0x21, 0x11, kV4Block);
-  const ProxyParse p = parse(h);
-  ASSERT_EQ(p.status, Status::done) << p.problem;
-  EXPECT_EQ(p.header.version, ProxyHeader::Version::v2);
-  EXPECT_FALSE(p.header.local);
-  EXPECT_EQ(p.header.source, ep("10.0.0.1", 12345));
-  EXPECT_EQ(p.header.destination, ep("192.168.1.2", 8080));
-  EXPECT_EQ(p.header.length, 28u);
-  EXPECT_EQ(parse(h, ProxyProtocol::v2).status, Status::done);
+  EXPECT_EQ(h.size(), 28u);
+  for (auto accept : {ProxyProtocol::any, ProxyProtocol::v2})
+    expect_proxied(h, ProxyHeader::Version::v2, ep("10.0.0.1", 12345), ep("192.168.1.2", 8080), accept);
 }
 
 TEST(ProxyV2, ProxyTcp6) {
@@ -217,11 +214,7 @@ TEST(ProxyV2, ProxyTcp6) {
   block[0] = '\x20', block[1] = '\x01', block[15] = '\x01';  // 2001::1
   block[16 + 15] = '\x02';                                   // ::2
   block[32] = '\xff', block[33] = '\xfe', block[34] = '\x00', block[35] = '\x50';
-  const ProxyParse p = parse(v2(0x21, 0x21, block));
-  ASSERT_EQ(p.status, Status::done) << p.problem;
-  EXPECT_EQ(p.header.source, ep("2001::1", 65534));
-  EXPECT_EQ(p.header.destination, ep("::2", 80));
-  EXPECT_EQ(p.header.length, 52u);
+  expect_proxied(v2(0x21, 0x21, block), ProxyHeader::Version::v2, ep("2001::1", 65534), ep("::2", 80));
 }
 
 TEST(ProxyV2, LocalAndUnspecAndUnusableFamiliesAreLocal) {
@@ -329,12 +322,7 @@ TEST(ProxyMake, V1RoundTrips) {
   for (const auto& [src, dst] : {std::pair{ep("203.0.113.7", 40000), ep("10.0.0.1", 7000)},
                                  std::pair{ep("2001:db8::7", 1), ep("::1", 65535)},
                                  std::pair{ep("0.0.0.0", 0), ep("255.255.255.255", 65535)}}) {
-    const std::string h = shoal::make_proxy_v1(src, dst);
-    const ProxyParse p = parse(h, ProxyProtocol::v1);
-    ASSERT_EQ(p.status, Status::done) << h << p.problem;
-    EXPECT_EQ(p.header.source, src);
-    EXPECT_EQ(p.header.destination, dst);
-    EXPECT_EQ(p.header.length, h.size());
+    expect_proxied(shoal::make_proxy_v1(src, dst), ProxyHeader::Version::v1, src, dst, ProxyProtocol::v1);
   }
   EXPECT_EQ(shoal::make_proxy_v1(ep("203.0.113.7", 40000), ep("10.0.0.1", 7000)),
             "PROXY TCP4 203.0.113.7 10.0.0.1 40000 7000\r\n");
@@ -350,13 +338,7 @@ TEST(ProxyMake, V2RoundTrips) {
   const tcp::endpoint src6 = ep("2001:db8::7", 1), dst6 = ep("::ffff:10.0.0.1", 2);
   const std::string tlvs = tlv(0x01, "h2") + tlv(0xEA, "\x01vpce-1"s);
   for (const auto& [s, d] : {std::pair{&src, &dst}, std::pair{&src6, &dst6}}) {
-    const std::string h = shoal::make_proxy_v2(s, d, tlvs);
-    const ProxyParse p = parse(h, ProxyProtocol::v2);
-    ASSERT_EQ(p.status, Status::done) << p.problem;
-    EXPECT_FALSE(p.header.local);
-    EXPECT_EQ(p.header.source, *s);
-    EXPECT_EQ(p.header.destination, *d);
-    EXPECT_EQ(p.header.length, h.size());
+    expect_proxied(shoal::make_proxy_v2(s, d, tlvs), ProxyHeader::Version::v2, *s, *d, ProxyProtocol::v2);
   }
   const std::string local = shoal::make_proxy_v2(nullptr, nullptr);
   EXPECT_EQ(local, v2(0x20, 0x00, ""));
