@@ -5,7 +5,7 @@ Run it again after changing it; the files it writes are committed, so that
 the replay tests and `make fuzz` need no Python. Each seed is a real input:
 the shipped configs and variants of them, valid WebSocket frames (masked
 text, binary, ping, pong, close, fragmented, compressed), valid and
-near-valid upgrade requests, and admin requests.
+near-valid upgrade requests, admin requests, and PROXY protocol headers.
 """
 import os
 import shutil
@@ -192,10 +192,69 @@ def admin_seeds():
         write("admin_http", name, text)
 
 
+# --- PROXY protocol headers ------------------------------------------------------
+
+V2_SIG = b"\r\n\r\n\x00\r\nQUIT\n"
+
+
+def proxy_v2(command, family, body):
+    return V2_SIG + bytes([command, family]) + struct.pack("!H", len(body)) + body
+
+
+def tlv(kind, value):
+    return bytes([kind]) + struct.pack("!H", len(value)) + value
+
+
+def proxy_protocol_seeds():
+    # First byte: the accepted version in bits 0-1 (0 off, 1 v1, 2 v2, 3 any),
+    # the byte limit in bits 2-4 (see kLimits in fuzz_proxy_protocol.cpp).
+    v4 = bytes([10, 0, 0, 1, 192, 168, 1, 2]) + struct.pack("!HH", 12345, 8080)
+    v6 = bytes(15) + b"\x01" + b"\x20\x01\x0d\xb8" + bytes(11) + b"\x02" + struct.pack("!HH", 1, 65535)
+    ssl = tlv(0x20, b"\x01\x00\x00\x00\x00" + tlv(0x21, b"TLSv1.3") + tlv(0x22, b"client.example"))
+    tlvs = tlv(0xEA, b"\x01vpce-08d2bf15fac5001c9") + tlv(0x01, b"h2") + tlv(0x02, b"example.com") + ssl
+    seeds = {
+        "v1-tcp4": (3, b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"),
+        "v1-tcp4-then-data": (1, b"PROXY TCP4 203.0.113.7 10.0.0.1 40000 7000\r\nhello\n"),
+        "v1-tcp6": (3, b"PROXY TCP6 2001:db8::1 ::ffff:10.0.0.2 0 65535\r\n"),
+        "v1-tcp6-longest": (3, b"PROXY TCP6 " + b"ffff:" * 7 + b"ffff " + b"ffff:" * 7 + b"ffff 65535 65535\r\n"),
+        "v1-unknown": (3, b"PROXY UNKNOWN\r\n"),
+        "v1-unknown-addresses": (3, b"PROXY UNKNOWN ffff::1 ::1 1 2\r\nGET / HTTP/1.1\r\n\r\n"),
+        "v1-two-spaces": (3, b"PROXY TCP4  1.2.3.4 5.6.7.8 1 2\r\n"),
+        "v1-port-65536": (3, b"PROXY TCP4 1.2.3.4 5.6.7.8 65536 2\r\n"),
+        "v1-tcp4-v6-text": (3, b"PROXY TCP4 ::1 ::1 1 2\r\n"),
+        "v1-no-crlf": (3, b"PROXY UNKNOWN " + b"z" * 100),
+        "v1-on-v2-listener": (2, b"PROXY TCP4 1.2.3.4 5.6.7.8 1 2\r\n"),
+        "v1-small-limit": (3 | 5 << 2, b"PROXY TCP4 192.168.0.1 192.168.0.11 56324 443\r\n"),
+        "v2-tcp4": (3, proxy_v2(0x21, 0x11, v4)),
+        "v2-tcp4-nlb-with-data": (2, proxy_v2(0x21, 0x11, v4 + tlv(0xEA, b"\x01vpce-1")) + b"first bytes"),
+        "v2-tcp6": (3, proxy_v2(0x21, 0x21, v6)),
+        "v2-tcp6-tlvs": (2, proxy_v2(0x21, 0x21, v6 + tlvs)),
+        "v2-tcp4-tlvs": (3, proxy_v2(0x21, 0x11, v4 + tlvs)),
+        "v2-local": (3, proxy_v2(0x20, 0x00, b"")),
+        "v2-local-with-block": (3, proxy_v2(0x20, 0x11, v4)),
+        "v2-unspec": (3, proxy_v2(0x21, 0x00, b"")),
+        "v2-udp4": (3, proxy_v2(0x21, 0x12, v4)),
+        "v2-unix": (3, proxy_v2(0x21, 0x31, b"/run/a.sock".ljust(108, b"\x00") + b"/run/b".ljust(108, b"\x00"))),
+        "v2-bad-tlv": (3, proxy_v2(0x21, 0x11, v4 + b"\x01\x00\x05ab")),
+        "v2-bad-version": (3, proxy_v2(0x11, 0x11, v4)),
+        "v2-bad-command": (3, proxy_v2(0x22, 0x11, v4)),
+        "v2-bad-family": (3, proxy_v2(0x21, 0x13, v4)),
+        "v2-above-limit": (3, proxy_v2(0x21, 0x11, v4 + tlv(0xE0, b"g" * 3000))),
+        "v2-at-limit-28": (3 | 4 << 2, proxy_v2(0x21, 0x11, v4)),
+        "v2-on-v1-listener": (1, proxy_v2(0x21, 0x11, v4)),
+        "tls-client-hello": (3, b"\x16\x03\x01\x02\x00\x01\x00\x01\xfc\x03\x03" + bytes(32)),
+        "http-get": (3, b"GET / HTTP/1.1\r\nHost: x\r\n\r\n"),
+        "off": (0, b"PROXY UNKNOWN\r\n"),
+    }
+    for name, (selector, data) in seeds.items():
+        write("proxy_protocol", name, bytes([selector]) + data)
+
+
 if __name__ == "__main__":
-    for t in ["config", "websocket", "http_upgrade", "admin_http"]:
+    for t in ["config", "websocket", "http_upgrade", "admin_http", "proxy_protocol"]:
         shutil.rmtree(os.path.join(CORPUS, t), ignore_errors=True)
     config_seeds()
     websocket_seeds()
     http_upgrade_seeds()
     admin_seeds()
+    proxy_protocol_seeds()
