@@ -47,18 +47,38 @@ bool same(const ProxyParse& a, const ProxyParse& b) {
          a.header.length == b.header.length;
 }
 
+std::string endpoint_text(const boost::asio::ip::tcp::endpoint& e) {
+  std::string out = e.address().to_string();
+  out += ':';
+  out += std::to_string(e.port());
+  return out;
+}
+
+// Built by appending: GCC 12 at -O3 warns (-Wrestrict, a false positive)
+// on a chain of operator+ here.
 std::string describe(const ProxyParse& p) {
+  std::string out;
   switch (p.status) {
     case Status::need_more: return "need_more";
-    case Status::invalid: return std::string("invalid (") + p.problem + ")";
+    case Status::invalid:
+      out = "invalid (";
+      out += p.problem;
+      out += ')';
+      return out;
     case Status::done: break;
   }
-  return std::string("done v") + (p.header.version == ProxyHeader::Version::v1 ? "1" : "2") +
-         (p.header.local ? " local" : " " + p.header.source.address().to_string() + ":" +
-                                          std::to_string(p.header.source.port()) + " -> " +
-                                          p.header.destination.address().to_string() + ":" +
-                                          std::to_string(p.header.destination.port())) +
-         " length " + std::to_string(p.header.length);
+  out = p.header.version == ProxyHeader::Version::v1 ? "done v1" : "done v2";
+  if (p.header.local) {
+    out += " local";
+  } else {
+    out += ' ';
+    out += endpoint_text(p.header.source);
+    out += " -> ";
+    out += endpoint_text(p.header.destination);
+  }
+  out += " length ";
+  out += std::to_string(p.header.length);
+  return out;
 }
 
 [[noreturn]] void finding(const std::string& why, std::string_view bytes, const ProxyParse& p) {
