@@ -23,6 +23,7 @@
 #include <yaml-cpp/yaml.h>
 #include <boost/asio/ip/address.hpp>
 
+#include "cidr.hpp"
 #include "utf8.hpp"
 
 namespace shoal {
@@ -44,6 +45,7 @@ constexpr std::uint64_t kMaxConnectionRate = 1'000'000;
 
 // The names each enum is written as, indexed by its value: the parser reads
 // them, to_yaml writes them and to_string returns them.
+constexpr std::array<std::string_view, 4> proxy_protocol_names = {"off", "v1", "v2", "any"};
 constexpr std::array<std::string_view, 2> protocol_names = {"tcp-echo",
                                                             "websocket-echo"};
 constexpr std::array<std::string_view, 2> sharding_names = {"reuseport",
@@ -822,6 +824,27 @@ Codec<std::vector<std::string>> string_list() {
           "a list of strings"};
 }
 
+// proxy_trusted: each entry a CIDR range CidrSet takes; an empty list
+// would trust no balancer at all, so it is refused.
+Codec<std::vector<std::string>> cidr_list() {
+  Codec<std::vector<std::string>> codec = string_list();
+  codec.read = [](const Field& field) {
+    std::vector<std::string> list = read_string_list(field);
+    if (list.empty()) fail(field, "must list at least one address range");
+    for (std::size_t i = 0; i < list.size(); ++i) {
+      try {
+        CidrSet::parse(list[i]);
+      } catch (const std::invalid_argument& e) {
+        const YAML::Node item = field.node[i];
+        fail(field.path + "[" + std::to_string(i) + "]", item.Mark(), e.what());
+      }
+    }
+    return list;
+  };
+  codec.range = "a list of CIDR ranges";
+  return codec;
+}
+
 // A TLS file, with where it was named for the errors found when it loads.
 Kind<TlsConfig> tls_file(std::string TlsConfig::*file, SourceMark TlsConfig::*mark) {
   Codec<std::string> codec = text(not_empty, "a file path");
@@ -960,6 +983,11 @@ const Section<ListenerConfig>& listener_section() {
           {"write_timeout", leaf(&C::write_timeout, duration()), Reload::live,
            "tcp-echo: close a peer that does not take our echo this long; 0: never",
            tcp_echo_only},
+          {"proxy_protocol",
+           leaf(&C::proxy_protocol, choice<ProxyProtocol>(proxy_protocol_names)),
+           Reload::restart, "PROXY protocol header required from the balancer in front"},
+          {"proxy_trusted", leaf(&C::proxy_trusted, cidr_list()), Reload::live,
+           "balancer addresses allowed to send a PROXY header"},
           {"websocket", nested(&C::websocket, websocket_section), Reload::per_key,
            "options of a websocket-echo listener", websocket_echo_only},
           {"tls", optional_section(&C::tls, tls_section), Reload::per_key,
@@ -1340,6 +1368,7 @@ std::string format_duration(Duration d) {
   return std::to_string(ms) + "ms";
 }
 std::string to_string(Protocol p) { return name_of(protocol_names, p); }
+std::string to_string(ProxyProtocol p) { return name_of(proxy_protocol_names, p); }
 std::string to_string(Sharding s) { return name_of(sharding_names, s); }
 std::string to_string(OnInsufficient o) { return name_of(on_insufficient_names, o); }
 std::string to_string(TlsVersion v) { return name_of(tls_version_names, v); }

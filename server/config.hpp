@@ -18,6 +18,9 @@ namespace shoal {
 using Duration = std::chrono::milliseconds;
 
 enum class Protocol { tcp_echo, websocket_echo };
+// Which PROXY protocol header (proxy_protocol.hpp) a listener requires
+// before the client's first byte.
+enum class ProxyProtocol { off, v1, v2, any };
 enum class Sharding { reuseport, dispatch };
 enum class OnInsufficient { warn, fail };
 enum class LogFormat { text, json };
@@ -101,6 +104,11 @@ struct ListenerConfig {
   // stopped reading) is closed. 0: never. WebSocket listeners use
   // websocket.write_timeout, which also bounds their closing handshake.
   Duration write_timeout = std::chrono::seconds(10);
+  // A PROXY protocol header from the balancer in front: required (v1, v2, or
+  // either) or not read at all (off). Only peers in proxy_trusted may send
+  // one; the client address it carries is the one limits and logs use.
+  ProxyProtocol proxy_protocol = ProxyProtocol::off;
+  std::vector<std::string> proxy_trusted = {"127.0.0.0/8", "::1/128"};  // CIDR ranges
   WebSocketConfig websocket;  // used when protocol is websocket_echo
   std::optional<TlsConfig> tls;  // absent: plaintext
 
@@ -216,6 +224,7 @@ struct KeyDoc {
 std::vector<KeyDoc> describe_keys();
 
 std::string to_string(Protocol p);
+std::string to_string(ProxyProtocol p);
 std::string to_string(Sharding s);
 std::string to_string(OnInsufficient o);
 std::string to_string(LogFormat f);

@@ -25,10 +25,10 @@
 
 #include <boost/asio/ip/tcp.hpp>
 
+#include "config.hpp"  // ProxyProtocol
+
 namespace shoal {
 
-// Which header a listener requires before the client's first byte.
-enum class ProxyProtocol { off, v1, v2, any };
 
 // The longest header accepted by default. A v1 header is at most 107 bytes
 // (the spec's own bound). A v2 header is 16 bytes, an address block of at

@@ -20,6 +20,8 @@
 namespace shoal {
 namespace {
 
+using boost::asio::ip::tcp;
+
 // How long the connections closed by a drain may take to end their closing
 // handshakes, and how long a reload waits for every shard to apply it.
 constexpr std::chrono::seconds kForcedCloseBound{2};
@@ -32,24 +34,40 @@ SessionStarter starter_for(const ListenerConfig& lc, const TlsSlot* tls) {
     case Protocol::tcp_echo:
       if (tls) {
         return [tls](Shard& shard, std::size_t index, tcp_socket socket,
-                     PerIpCounts::Entry* client) {
-          start_tls_echo_session(shard, index, std::move(socket), client, tls->get());
+                     PerIpCounts::Entry* client, const tcp::endpoint& peer) {
+          start_tls_echo_session(shard, index, std::move(socket), client, peer, tls->get());
         };
       }
       return start_tcp_echo_session;
     case Protocol::websocket_echo:
       if (tls) {
         return [ws = &lc.websocket, tls](Shard& shard, std::size_t index, tcp_socket socket,
-                                         PerIpCounts::Entry* client) {
-          start_websocket_session(shard, index, std::move(socket), client, *ws, tls->get());
+                                         PerIpCounts::Entry* client, const tcp::endpoint& peer) {
+          start_websocket_session(shard, index, std::move(socket), client, peer, *ws,
+                                  tls->get());
         };
       }
       return [ws = &lc.websocket](Shard& shard, std::size_t index, tcp_socket socket,
-                                  PerIpCounts::Entry* client) {
-        start_websocket_session(shard, index, std::move(socket), client, *ws);
+                                  PerIpCounts::Entry* client, const tcp::endpoint& peer) {
+        start_websocket_session(shard, index, std::move(socket), client, peer, *ws);
       };
   }
   throw std::logic_error("no session type for protocol");
+}
+
+// proxy_trusted as the accept path matches it (validated by the config).
+std::shared_ptr<const CidrSet> trusted_of(const ListenerConfig& lc) {
+  auto set = std::make_shared<CidrSet>();
+  for (const std::string& text : lc.proxy_trusted) set->add(CidrSet::parse(text));
+  return set;
+}
+
+// How long a balancer has to send the PROXY header: the listener's
+// handshake deadline, or 10 s for plaintext TCP echo, which has none.
+Duration proxy_timeout_of(const ListenerConfig& lc) {
+  if (lc.protocol == Protocol::websocket_echo) return lc.websocket.handshake_timeout;
+  if (lc.tls) return lc.tls->handshake_timeout;
+  return std::chrono::seconds(10);
 }
 
 // The CPUs this process may run on, in order, for pinning shard i to the
@@ -84,6 +102,7 @@ Server::Server(const Config& config, const PreflightResult& preflight,
     s->max_connections = l.max_connections;
     s->max_connections_per_ip = l.max_connections_per_ip;
     s->new_connections.configure(l.max_new_connections_per_second, l.new_connections_burst);
+    s->proxy_trusted.set(trusted_of(l));
     shared.push_back(s.get());
     listener_shared_.push_back(std::move(s));
   }
@@ -110,6 +129,8 @@ void Server::start() {
     base.process_active = &active_;
     base.process_max_connections = &max_connections_;
     base.start_session = starter_for(lc, tls_slots_[li].get());
+    base.proxy_protocol = lc.proxy_protocol;
+    base.proxy_timeout = proxy_timeout_of(lc);
 
     if (reuseport) {
       for (auto& shard : shards_) {
@@ -268,6 +289,7 @@ std::vector<std::string> Server::reload(const Config& next, const PreflightResul
     // those counted go on being released when they end, whatever the limit.
     shared.max_connections_per_ip.store(l.max_connections_per_ip, std::memory_order_relaxed);
     shared.new_connections.configure(l.max_new_connections_per_second, l.new_connections_burst);
+    shared.proxy_trusted.set(trusted_of(l));
     if (tls_slots_[i] && l.tls && i < tls.size() && tls[i]) tls_slots_[i]->set(tls[i]);
   }
   // By value: a shard that answers after the bound runs them still.

@@ -19,6 +19,7 @@ const char* to_string(RejectReason r) {
     case RejectReason::origin: return "origin";
     case RejectReason::per_ip_limit: return "per_ip_limit";
     case RejectReason::rate_limit: return "rate_limit";
+    case RejectReason::proxy_protocol: return "proxy_protocol";
     case RejectReason::count_: break;
   }
   return "unknown";

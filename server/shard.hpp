@@ -29,6 +29,8 @@
 #include <boost/intrusive/list.hpp>
 
 #include "active_count.hpp"
+#include "cidr.hpp"
+#include "shared_value.hpp"
 #include "client_limits.hpp"
 #include "close_reason.hpp"
 #include "config.hpp"
@@ -72,6 +74,7 @@ enum class RejectReason : std::uint8_t {
   origin,            // Origin not in allowed_origins
   per_ip_limit,      // max_connections_per_ip reached for the client's address
   rate_limit,        // above max_new_connections_per_second (and its burst)
+  proxy_protocol,    // PROXY header missing, malformed, too long, or from an untrusted peer
   count_
 };
 const char* to_string(RejectReason r);
@@ -99,6 +102,9 @@ struct ListenerShared {
   std::atomic<std::uint64_t> max_connections_per_ip{0};  // 0: none, nothing counted
   PerIpCounts per_ip;
   NewConnectionRate new_connections;
+  // The balancers allowed to send a PROXY header (proxy_trusted); a reload
+  // swaps it while acceptors read it.
+  SharedValue<const CidrSet> proxy_trusted{std::make_shared<const CidrSet>(loopback_cidrs())};
 };
 
 // The admission counts one accepted connection holds (the process's and the

@@ -16,13 +16,13 @@ TcpEchoSession::TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_soc
     : Connection(shard, listener_index, client), socket_(std::move(socket)) {}
 
 void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                            PerIpCounts::Entry* client) {
+                            PerIpCounts::Entry* client, const asio::ip::tcp::endpoint& peer) {
   auto session = std::make_unique<TcpEchoSession>(shard, listener_index, std::move(socket), client);
   TcpEchoSession* const s = session.get();
-  s->start(std::move(session));
+  s->start(std::move(session), peer);
 }
 
-void TcpEchoSession::start(owner self) {
+void TcpEchoSession::start(owner self, const asio::ip::tcp::endpoint& peer) {
   boost::system::error_code ec;
   // Synchronous reads and writes below must never block the shard.
   socket_.non_blocking(true, ec);
@@ -33,9 +33,7 @@ void TcpEchoSession::start(owner self) {
     return;  // deletes the session
   }
   if (spdlog::should_log(spdlog::level::debug)) {
-    boost::system::error_code ignored;
-    spdlog::debug("conn {}: accepted from {}", id_string(),
-                  socket_.remote_endpoint(ignored).address().to_string());
+    spdlog::debug("conn {}: accepted from {}", id_string(), peer.address().to_string());
   }
   do_wait(std::move(self));
 }

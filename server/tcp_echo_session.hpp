@@ -34,7 +34,8 @@ class TcpEchoSession final : public Connection {
   TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
                  PerIpCounts::Entry* client);
 
-  void start(owner self);
+  // `peer`: the client, for the log (the PROXY header's when there was one).
+  void start(owner self, const boost::asio::ip::tcp::endpoint& peer);
 
  private:
   void on_close(CloseReason reason) override;
@@ -53,6 +54,6 @@ static_assert(sizeof(TcpEchoSession) <= 184,
 
 // SessionStarter for `protocol: tcp-echo`.
 void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                            PerIpCounts::Entry* client);
+                            PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer);
 
 }  // namespace shoal

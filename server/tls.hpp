@@ -16,11 +16,11 @@
 
 #include <cstddef>
 #include <memory>
-#include <mutex>
 #include <string>
 #include <vector>
 
 #include "config.hpp"
+#include "shared_value.hpp"
 
 namespace boost::asio::ssl {
 class context;
@@ -53,22 +53,6 @@ std::vector<TlsSettingsPtr> load_tls_settings(const Config& config);
 
 // The current settings of one TLS listener. get() is called once per accepted
 // connection (never per message); set() by a reload.
-class TlsSlot {
- public:
-  explicit TlsSlot(TlsSettingsPtr settings) : settings_(std::move(settings)) {}
-  TlsSettingsPtr get() const {
-    std::lock_guard lock(mu_);
-    return settings_;
-  }
-  void set(TlsSettingsPtr settings) {
-    std::lock_guard lock(mu_);
-    settings_.swap(settings);
-  }  // the old settings are released after the lock, by the parameter; sessions
-     // that started with them hold their own reference
-
- private:
-  mutable std::mutex mu_;
-  TlsSettingsPtr settings_;
-};
+using TlsSlot = SharedValue<const TlsSettings>;
 
 }  // namespace shoal

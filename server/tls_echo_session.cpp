@@ -49,7 +49,7 @@ class TlsEchoSession final : public Connection,
         stream_(std::move(socket), *tls_->context),
         timer_(shard.executor()) {}
 
-  void start();
+  void start(const asio::ip::tcp::endpoint& peer);
 
  private:
   void on_close(CloseReason reason) override;
@@ -76,7 +76,7 @@ class TlsEchoSession final : public Connection,
   char first_ = 0;  // the idle read's one byte
 };
 
-void TlsEchoSession::start() {
+void TlsEchoSession::start(const asio::ip::tcp::endpoint& peer) {
   error_code ec;
   socket().set_option(asio::ip::tcp::no_delay(true), ec);
   if (ec) {
@@ -84,9 +84,7 @@ void TlsEchoSession::start() {
     return;
   }
   if (spdlog::should_log(spdlog::level::debug)) {
-    error_code ignored;
-    spdlog::debug("conn {}: accepted from {} (tls)", id_string(),
-                  socket().remote_endpoint(ignored).address().to_string());
+    spdlog::debug("conn {}: accepted from {} (tls)", id_string(), peer.address().to_string());
   }
   if (tls_->handshake_timeout.count() > 0) {
     timer_.expires_after(tls_->handshake_timeout);
@@ -243,10 +241,11 @@ void TlsEchoSession::hard_close() {
 }  // namespace
 
 void start_tls_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                            PerIpCounts::Entry* client, TlsSettingsPtr tls) {
+                            PerIpCounts::Entry* client, const asio::ip::tcp::endpoint& peer,
+                            TlsSettingsPtr tls) {
   std::make_shared<TlsEchoSession>(shard, listener_index, std::move(socket), client,
                                    std::move(tls))
-      ->start();
+      ->start(peer);
 }
 
 }  // namespace shoal

@@ -24,6 +24,7 @@ namespace shoal {
 // session keeps `tls` (and with it the certificate it was accepted with)
 // for its whole life.
 void start_tls_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                            PerIpCounts::Entry* client, TlsSettingsPtr tls);
+                            PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
+                            TlsSettingsPtr tls);
 
 }  // namespace shoal

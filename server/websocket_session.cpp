@@ -814,7 +814,7 @@ class WebSocketSession final : public Connection,
     ws_.emplace(std::move(socket), std::forward<LayerArgs>(layer_args)...);
   }
 
-  void start();
+  void start(const asio::ip::tcp::endpoint& peer);
 
  private:
   void on_close(CloseReason reason) override;
@@ -996,7 +996,7 @@ void WebSocketSession<Layer>::configure_beast() {
 }
 
 template <typename Layer>
-void WebSocketSession<Layer>::start() {
+void WebSocketSession<Layer>::start(const asio::ip::tcp::endpoint& peer) {
   error_code ec;
   // The handshake and the linger use synchronous non-blocking calls.
   socket().non_blocking(true, ec);
@@ -1006,9 +1006,8 @@ void WebSocketSession<Layer>::start() {
     return;
   }
   if (spdlog::should_log(spdlog::level::debug)) {
-    error_code ignored;
     spdlog::debug("conn {}: accepted from {} (websocket)", id_string(),
-                  socket().remote_endpoint(ignored).address().to_string());
+                  peer.address().to_string());
   }
 
   if (ws_) configure_beast();
@@ -2191,18 +2190,19 @@ static_assert(sizeof(WebSocketSession<WssSocket>) <= 288,
 }  // namespace
 
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                             PerIpCounts::Entry* client, const WebSocketConfig& config) {
+                             PerIpCounts::Entry* client, const asio::ip::tcp::endpoint& peer,
+                             const WebSocketConfig& config) {
   std::make_shared<WebSocketSession<WsSocket>>(shard, listener_index, std::move(socket), client,
                                                config)
-      ->start();
+      ->start(peer);
 }
 
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                             PerIpCounts::Entry* client, const WebSocketConfig& config,
-                             TlsSettingsPtr tls) {
+                             PerIpCounts::Entry* client, const asio::ip::tcp::endpoint& peer,
+                             const WebSocketConfig& config, TlsSettingsPtr tls) {
   std::make_shared<WebSocketSession<WssSocket>>(shard, listener_index, std::move(socket), client,
                                                 config, std::move(tls))
-      ->start();
+      ->start(peer);
 }
 
 }  // namespace shoal

@@ -584,6 +584,8 @@ listeners:
     new_connections_burst: 0
     idle_timeout: 5m
     write_timeout: 10s
+    proxy_protocol: off
+    proxy_trusted: [127.0.0.0/8, ::1/128]
   - name: ws
     protocol: websocket-echo
     address: 0.0.0.0
@@ -594,6 +596,8 @@ listeners:
     max_new_connections_per_second: 0
     new_connections_burst: 0
     idle_timeout: 5m
+    proxy_protocol: off
+    proxy_trusted: [127.0.0.0/8, ::1/128]
     websocket:
       path: /
       max_message_bytes: 1048576
@@ -802,7 +806,8 @@ TEST(ConfigError, UnknownKeyWithoutSuggestion) {
             "listeners[0].zzzzz: unknown key; known keys: name, protocol, "
             "address, port, backlog, max_connections, "
             "max_connections_per_ip, max_new_connections_per_second, "
-            "new_connections_burst, idle_timeout, write_timeout, websocket, tls "
+            "new_connections_burst, idle_timeout, write_timeout, proxy_protocol, proxy_trusted, "
+            "websocket, tls "
             "(line 4, column 5)");
   EXPECT_EQ(error_of("shutdown:\n  grace: 5s\n"),
             "shutdown.grace: unknown key; known keys: drain_timeout, drain_spread "

@@ -37,6 +37,7 @@
 #include <gtest/gtest.h>
 
 #include "echo_client.hpp"
+#include "proxy_protocol.hpp"
 #include "raw_ws.hpp"
 #include "shoald_process.hpp"
 
@@ -914,6 +915,20 @@ TEST(WebSocketDrain, SigtermSendsGoingAwayToOpenWebSocketsThenExits) {
     EXPECT_TRUE(c->closed_by_peer());
   }
   EXPECT_EQ(shoald.wait_exit(5s), 0) << shoald.output();
+}
+
+// Behind a balancer: the PROXY header comes before the HTTP upgrade (the
+// accept path's tests are in proxy_test.cpp).
+TEST(WebSocketProxyProtocol, TheUpgradeFollowsTheHeader) {
+  ShoaldProcess shoald({.yaml = "listeners:\n" +
+                                loopback_listener("ws", "websocket-echo", "    proxy_protocol: v1\n")});
+  asio::io_context ioc;
+  RawWs ws(ioc, shoald.port("ws"));
+  const tcp::endpoint client(asio::ip::make_address("203.0.113.4"), 40000);
+  ASSERT_TRUE(ws.send(make_proxy_v1(client, loopback(shoald.port("ws")))));
+  const HttpResponse r = ws.upgrade();
+  EXPECT_EQ(r.status, 101) << r.head;
+  EXPECT_EQ(ws.echo("through a balancer"), "through a balancer");
 }
 
 // --- an independent client: Debian's python3-websockets ---------------------------
