@@ -16,7 +16,7 @@ build_pkgs="
   libgtest-dev
   clang libclang-rt-14-dev
   python3 python3-websockets python3-yaml prometheus
-  procps systemd
+  procps systemd haproxy
 "
 runtime_pkgs="
   libboost-program-options1.81.0 libyaml-cpp0.7 libspdlog1.10 libfmt9
