@@ -4,6 +4,8 @@
 # present. Used by the Makefile, the Dockerfile and .ci/run.
 #
 #   deploy/install-deps.sh            build + test dependencies (default)
+#   deploy/install-deps.sh docker-build   only what compiling shoald needs (the
+#                                     Dockerfile's build stage: no test tools)
 #   deploy/install-deps.sh runtime    the shared libraries shoald loads, and the
 #                                     openssl command (certificates for TLS listeners)
 set -eu
@@ -18,6 +20,14 @@ build_pkgs="
   python3 python3-websockets python3-yaml prometheus
   procps systemd haproxy
 "
+# Compilers, cmake and the -dev libraries, nothing else: no clang, no test
+# tools. Every one of them is in build_pkgs too.
+docker_build_pkgs="
+  make cmake g++ pkg-config ccache
+  libboost1.81-dev libboost-program-options1.81-dev
+  libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
+  prometheus-cpp-dev libsystemd-dev libssl-dev
+"
 runtime_pkgs="
   libboost-program-options1.81.0 libyaml-cpp0.7 libspdlog1.10 libfmt9
   libprometheus-cpp-core1.0 libsystemd0 libssl3 ca-certificates openssl
@@ -25,8 +35,9 @@ runtime_pkgs="
 
 case "${1:-build}" in
   build) want=$build_pkgs ;;
+  docker-build) want=$docker_build_pkgs ;;
   runtime) want=$runtime_pkgs ;;
-  *) echo "usage: $0 [build|runtime]" >&2; exit 2 ;;
+  *) echo "usage: $0 [build|docker-build|runtime]" >&2; exit 2 ;;
 esac
 
 missing=""
