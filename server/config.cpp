@@ -814,8 +814,12 @@ Codec<std::string> ip_address_text() { return text(ip_address, "an IP address");
 
 Codec<std::vector<std::string>> string_list() {
   return {read_string_list,
+          // Quoted: an origin or an IPv6 range holds ':', which other YAML
+          // readers take for a mapping inside a flow sequence.
           [](YAML::Emitter& out, const std::vector<std::string>& list) {
-            out << YAML::Flow << list;
+            out << YAML::Flow << YAML::BeginSeq;
+            for (const std::string& item : list) out << YAML::DoubleQuoted << item;
+            out << YAML::EndSeq;
           },
           [](const std::vector<std::string>& list) {
             std::vector<std::string_view> words(list.begin(), list.end());

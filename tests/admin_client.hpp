@@ -3,6 +3,8 @@
 // black-box tests that scrape the real shoald's /metrics.
 #pragma once
 
+#include <arpa/inet.h>
+
 #include <netinet/in.h>
 #include <sys/socket.h>
 #include <sys/time.h>
@@ -95,7 +97,8 @@ inline std::size_t parse_response(const std::string& raw, bool to_eof, HttpRespo
   return taken;
 }
 
-inline int connect_loopback(std::uint16_t port, std::chrono::milliseconds timeout) {
+inline int connect_loopback(std::uint16_t port, std::chrono::milliseconds timeout,
+                            const char* address = "127.0.0.1") {
   const int fd = socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
   if (fd < 0) return -1;
   timeval tv{static_cast<time_t>(timeout.count() / 1000),
@@ -104,7 +107,7 @@ inline int connect_loopback(std::uint16_t port, std::chrono::milliseconds timeou
   setsockopt(fd, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof tv);
   sockaddr_in addr{};
   addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  inet_pton(AF_INET, address, &addr.sin_addr);
   addr.sin_port = htons(port);
   if (connect(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) != 0) {
     close(fd);
@@ -126,9 +129,10 @@ inline bool send_text(int fd, const std::string& text) {
 // One request on a fresh connection with `Connection: close`, read to EOF.
 inline HttpResponse http(std::uint16_t port, const std::string& method,
                          const std::string& target, const std::string& extra_headers = "",
-                         std::chrono::milliseconds timeout = std::chrono::seconds(5)) {
+                         std::chrono::milliseconds timeout = std::chrono::seconds(5),
+                         const char* address = "127.0.0.1") {
   HttpResponse r;
-  const int fd = connect_loopback(port, timeout);
+  const int fd = connect_loopback(port, timeout, address);
   if (fd < 0) return r;
   const std::string request = method + " " + target + " HTTP/1.1\r\nHost: 127.0.0.1:" +
                               std::to_string(port) + "\r\n" + extra_headers +
@@ -144,8 +148,9 @@ inline HttpResponse http(std::uint16_t port, const std::string& method,
   return r;
 }
 
-inline HttpResponse get(std::uint16_t port, const std::string& target) {
-  return http(port, "GET", target);
+inline HttpResponse get(std::uint16_t port, const std::string& target,
+                        const char* address = "127.0.0.1") {
+  return http(port, "GET", target, "", std::chrono::seconds(5), address);
 }
 
 // ---- the text format ----------------------------------------------------

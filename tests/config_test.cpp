@@ -585,7 +585,7 @@ listeners:
     idle_timeout: 5m
     write_timeout: 10s
     proxy_protocol: off
-    proxy_trusted: [127.0.0.0/8, ::1/128]
+    proxy_trusted: ["127.0.0.0/8", "::1/128"]
   - name: ws
     protocol: websocket-echo
     address: 0.0.0.0
@@ -597,7 +597,7 @@ listeners:
     new_connections_burst: 0
     idle_timeout: 5m
     proxy_protocol: off
-    proxy_trusted: [127.0.0.0/8, ::1/128]
+    proxy_trusted: ["127.0.0.0/8", "::1/128"]
     websocket:
       path: /
       max_message_bytes: 1048576

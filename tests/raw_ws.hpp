@@ -101,7 +101,7 @@ struct Upgrade {
   }
 };
 
-struct HttpResponse {
+struct UpgradeResponse {
   int status = 0;
   std::string head;
   std::optional<std::string> header(const std::string& name) const {
@@ -132,8 +132,8 @@ class RawWs {
   bool send(std::string_view bytes) { return send_all(socket, bytes.data(), bytes.size()); }
 
   // Reads the response head (through the blank line).
-  HttpResponse read_response() {
-    HttpResponse r;
+  UpgradeResponse read_response() {
+    UpgradeResponse r;
     std::size_t end;
     while ((end = in_.find("\r\n\r\n")) == std::string::npos) {
       if (!fill_some()) return r;
@@ -145,13 +145,13 @@ class RawWs {
   }
 
   // Sends `request` (or the default upgrade) and reads the response head.
-  HttpResponse upgrade(const Upgrade& request = {}) {
+  UpgradeResponse upgrade(const Upgrade& request = {}) {
     if (!send(request.str())) return {};
     return read_response();
   }
 
   // Reads the body of a response with Content-Length.
-  std::string read_body(const HttpResponse& r) {
+  std::string read_body(const UpgradeResponse& r) {
     const auto len = r.header("Content-Length");
     if (!len) return {};
     const std::size_t n = std::stoul(*len);

@@ -36,6 +36,7 @@
 #include "admin_client.hpp"
 #include "config.hpp"
 #include "echo_client.hpp"
+#include "proxy_protocol.hpp"
 #include "shoald_process.hpp"
 #include "tls.hpp"
 
@@ -156,6 +157,13 @@ class TlsClient {
     run(20s);
     out.resize(got);
     return out;
+  }
+
+  // Bytes on the TCP connection before any TLS (a PROXY header).
+  bool send_plain(const std::string& bytes) {
+    error_code ec;
+    asio::write(stream_.next_layer(), asio::buffer(bytes), ec);
+    return !ec;
   }
 
   bool write(const std::string& bytes) {
@@ -534,6 +542,25 @@ TEST(TlsEcho, ClientThatNeverReadsIsClosedByWriteTimeoutWhileOthersEcho) {
   EXPECT_TRUE(shoald.wait_for_output("closed (write_timeout)", 5s)) << shoald.output();
   EXPECT_LT(std::chrono::steady_clock::now() - start, 8s);
   EXPECT_EQ(other.echo("still served"), "still served");
+}
+
+// Behind a balancer the PROXY header comes first, in the clear, then the
+// ClientHello.
+TEST(TlsProxyProtocol, TheHeaderComesBeforeTheClientHello) {
+  TempDir dir;
+  const CertFiles a = make_cert(dir, "a", "alpha");
+  const std::string yaml =
+      std::regex_replace(tls_yaml(a), std::regex("(name: tls\n)"), "$1    proxy_protocol: v2\n");
+  ShoaldProcess shoald({.yaml = yaml});
+  const tcp::endpoint client(asio::ip::make_address("192.0.2.10"), 50000);
+  const tcp::endpoint server = loopback(shoald.port("tls"));
+  TlsClient proxied(shoald.port("tls"), {.cafile = a.certificate});
+  ASSERT_TRUE(proxied.send_plain(make_proxy_v2(&client, &server)));
+  ASSERT_FALSE(proxied.handshake());
+  EXPECT_EQ(proxied.echo("behind a balancer"), "behind a balancer");
+  // Without the header the ClientHello is not a PROXY header: refused.
+  TlsClient direct(shoald.port("tls"), {.cafile = a.certificate});
+  EXPECT_TRUE(direct.handshake());
 }
 
 TEST(TlsEcho, MinVersion13RefusesATls12Client) {

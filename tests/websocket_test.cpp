@@ -513,7 +513,7 @@ class WebSocketHandshake : public ::testing::Test {
   // Sends `request`; returns the response, its body, and whether the server
   // then closed the connection.
   struct Outcome {
-    HttpResponse response;
+    UpgradeResponse response;
     std::string body;
     bool closed = false;
   };
@@ -926,7 +926,7 @@ TEST(WebSocketProxyProtocol, TheUpgradeFollowsTheHeader) {
   RawWs ws(ioc, shoald.port("ws"));
   const tcp::endpoint client(asio::ip::make_address("203.0.113.4"), 40000);
   ASSERT_TRUE(ws.send(make_proxy_v1(client, loopback(shoald.port("ws")))));
-  const HttpResponse r = ws.upgrade();
+  const UpgradeResponse r = ws.upgrade();
   EXPECT_EQ(r.status, 101) << r.head;
   EXPECT_EQ(ws.echo("through a balancer"), "through a balancer");
 }
