@@ -152,6 +152,35 @@ TEST(ProxyProtocol, OnlyTrustedPeersMaySendAHeader) {
   EXPECT_EQ(echo_once(again, "trusted now"), "trusted now");
 }
 
+// Under `dispatch` one shard accepts and the header is read on the shard
+// that will serve the connection.
+TEST(ProxyProtocol, DispatchModeReadsTheHeaderOnTheServingShard) {
+  auto shoald = start_with_admin_port([](std::uint16_t admin) {
+    return "sharding: dispatch\n" + proxy_yaml(admin, "v1", "    max_connections_per_ip: 4\n");
+  });
+  asio::io_context ioc;
+  std::vector<tcp::socket> open;
+  for (int i = 0; i < 8; ++i) {
+    tcp::socket s = connect_to(ioc, shoald->port("echo"));
+    const std::string header =
+        make_proxy_v1(client_at("192.0.2." + std::to_string(1 + i % 2)), client_at("127.0.0.1", 7000));
+    ASSERT_TRUE(send_all(s, header.data(), header.size()));
+    ASSERT_EQ(echo_once(s, "dispatched " + std::to_string(i)), "dispatched " + std::to_string(i));
+    open.push_back(std::move(s));
+  }
+  // Four of each client are open; a fifth of 192.0.2.1 is one too many.
+  tcp::socket fifth = connect_to(ioc, shoald->port("echo"));
+  const std::string header = make_proxy_v1(client_at("192.0.2.1"), client_at("127.0.0.1", 7000));
+  send_all(fifth, header.data(), header.size());
+  EXPECT_TRUE(peer_closed(fifth));
+  const std::string metrics = get(shoald->admin_port(), "/metrics").body;
+  EXPECT_EQ(value_of(metrics, "shoal_connections_active", {{"listener", "echo"}, {"shard", "0"}}).value_or(0) +
+                value_of(metrics, "shoal_connections_active", {{"listener", "echo"}, {"shard", "1"}}).value_or(0),
+            8);
+  EXPECT_GE(value_of(metrics, "shoal_connections_active", {{"listener", "echo"}, {"shard", "1"}}).value_or(0), 1)
+      << "the connections are spread over both shards";
+}
+
 TEST(ProxyProtocolConfig, BadRangesAndModesNameTheKey) {
   const auto check = [](const std::string& listener_extra) {
     const std::string path = write_temp_file(
