@@ -248,6 +248,20 @@ struct EchoLoop {
   }
 };
 
+// The clients' counters added up.
+EchoLoop totals(const std::vector<EchoLoop>& clients) {
+  EchoLoop t;
+  for (const EchoLoop& c : clients) {
+    t.attempts += c.attempts;
+    t.failed += c.failed;
+    t.echoes += c.echoes;
+    t.going_away += c.going_away;
+    t.resent += c.resent;
+    t.lost += c.lost;
+  }
+  return t;
+}
+
 struct RollingRestart {
   std::vector<EchoLoop> clients;
   clock_type::time_point signalled;
@@ -295,15 +309,9 @@ RollingRestart rolling_restart(Deployment& d, int n, std::chrono::milliseconds p
 TEST(HaproxyRollingRestart, SigtermUnderLoadLosesNoConnectAndNoEcho) {
   Deployment d("2s");
   const RollingRestart r = rolling_restart(d, 20);
-  int attempts = 0, failed = 0, echoes = 0, going_away = 0, resent = 0, lost = 0;
-  for (const EchoLoop& c : r.clients) {
-    attempts += c.attempts;
-    failed += c.failed;
-    echoes += c.echoes;
-    going_away += c.going_away;
-    resent += c.resent;
-    lost += c.lost;
-  }
+  const EchoLoop t = totals(r.clients);
+  const int attempts = t.attempts, failed = t.failed, echoes = t.echoes,
+            going_away = t.going_away, resent = t.resent, lost = t.lost;
   std::printf("rolling restart: %d connects attempted, %d failed, %d echoes, %d told to go (1001), "
               "%d resent after reconnecting, %d lost\n",
               attempts, failed, echoes, going_away, resent, lost);
@@ -329,12 +337,11 @@ TEST(DISABLED_RollingRestartBench, PeakReconnectsPer100msWithAndWithoutTheSpread
     Deployment d(spread);
     const RollingRestart r = rolling_restart(d, n, 100ms);
     std::vector<clock_type::duration> at;
-    int failed = 0, lost = 0;
     for (const EchoLoop& c : r.clients) {
-      failed += c.failed;
-      lost += c.lost;
       for (const auto t : c.reconnected) at.push_back(t - r.signalled);
     }
+    const EchoLoop sum = totals(r.clients);
+    const int failed = sum.failed, lost = sum.lost;
     std::sort(at.begin(), at.end());
     int peak = 0;
     for (std::size_t i = 0, j = 0; i < at.size(); ++i) {
