@@ -26,10 +26,10 @@
 #include <nlohmann/json.hpp>
 
 #include "admin_client.hpp"
-#include "admin_server.hpp"
+#include "admin/admin_server.hpp"
 #include "echo_client.hpp"
-#include "metrics.hpp"
-#include "server.hpp"
+#include "admin/metrics.hpp"
+#include "runtime/server.hpp"
 #include "shoal/version.hpp"
 #include "shoald_process.hpp"
 

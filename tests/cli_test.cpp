@@ -4,7 +4,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
 
-#include "config.hpp"
+#include "config/config.hpp"
 #include "shoald_process.hpp"
 
 namespace shoal::test {

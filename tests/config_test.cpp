@@ -1,7 +1,7 @@
 // Unit tests of config.cpp: the shipped file, parsing, round-tripping, and the
 // exact text of each kind of error. YAML texts start right after R"( so that
 // their first line is line 1 of the expected positions.
-#include "config.hpp"
+#include "config/config.hpp"
 
 #include <gtest/gtest.h>
 

@@ -11,9 +11,9 @@
 #include <boost/asio/ssl/error.hpp>
 #include <gtest/gtest.h>
 
-#include "close_reason.hpp"
-#include "config.hpp"
-#include "shard.hpp"
+#include "runtime/close_reason.hpp"
+#include "config/config.hpp"
+#include "runtime/shard.hpp"
 
 namespace shoal {
 namespace {

@@ -14,10 +14,10 @@
 #include <gtest/gtest.h>
 
 #include "admin_client.hpp"
-#include "client_limits.hpp"
+#include "runtime/client_limits.hpp"
 #include "echo_client.hpp"
 #include "shoald_process.hpp"
-#include "tcp_echo_session.hpp"
+#include "sessions/tcp_echo_session.hpp"
 
 namespace shoal::test {
 namespace {

@@ -1,7 +1,7 @@
 // run_preflight() against injected host limits, the cgroup parsers, and a
 // light check that reading the real host works. Configs are built in C++ so
 // these tests do not depend on the YAML parser.
-#include "preflight.hpp"
+#include "daemon/preflight.hpp"
 
 #include <gtest/gtest.h>
 

@@ -5,8 +5,8 @@
 #include <string>
 #include <string_view>
 
-#include "cidr.hpp"
-#include "proxy_protocol.hpp"
+#include "protocol/cidr.hpp"
+#include "protocol/proxy_protocol.hpp"
 
 namespace {
 

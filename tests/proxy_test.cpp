@@ -14,7 +14,7 @@
 
 #include "admin_client.hpp"
 #include "echo_client.hpp"
-#include "proxy_protocol.hpp"
+#include "protocol/proxy_protocol.hpp"
 #include "shoald_process.hpp"
 
 namespace shoal::test {

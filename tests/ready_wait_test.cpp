@@ -10,7 +10,7 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <gtest/gtest.h>
 
-#include "ready_wait.hpp"
+#include "runtime/ready_wait.hpp"
 
 namespace shoal {
 namespace {

@@ -12,8 +12,8 @@
 #include <memory>
 #include <thread>
 
-#include "daemon.hpp"
-#include "server.hpp"
+#include "daemon/daemon.hpp"
+#include "runtime/server.hpp"
 
 namespace {
 

@@ -34,11 +34,11 @@
 #include <openssl/x509.h>
 
 #include "admin_client.hpp"
-#include "config.hpp"
+#include "config/config.hpp"
 #include "echo_client.hpp"
-#include "proxy_protocol.hpp"
+#include "protocol/proxy_protocol.hpp"
 #include "shoald_process.hpp"
-#include "tls.hpp"
+#include "tls/tls.hpp"
 
 namespace shoal::test {
 namespace {

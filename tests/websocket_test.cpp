@@ -37,7 +37,7 @@
 #include <gtest/gtest.h>
 
 #include "echo_client.hpp"
-#include "proxy_protocol.hpp"
+#include "protocol/proxy_protocol.hpp"
 #include "raw_ws.hpp"
 #include "shoald_process.hpp"
 

@@ -1,7 +1,7 @@
 // WsEchoEngine, the WebSocket echo without Beast, fed bytes directly: how it
 // treats frames cut anywhere by a read, and what it answers. The checks a
 // client sees end to end (every close code) are in websocket_test.cpp.
-#include "ws_echo.hpp"
+#include "protocol/ws_echo.hpp"
 
 #include <gtest/gtest.h>
 

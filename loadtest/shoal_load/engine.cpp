@@ -14,7 +14,7 @@
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
 
-#include "ready_wait.hpp"
+#include "runtime/ready_wait.hpp"
 #include "ws_frame.hpp"
 
 namespace shoal::load {

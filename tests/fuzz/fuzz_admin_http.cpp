@@ -19,7 +19,7 @@
 #include <boost/beast/http/parser.hpp>
 #include <boost/beast/http/string_body.hpp>
 
-#include "admin_server.hpp"
+#include "admin/admin_server.hpp"
 #include "fuzz_support.hpp"
 
 using namespace shoal::fuzz;

@@ -8,9 +8,9 @@
 #include <exception>
 #include <string>
 
-#include "config.hpp"
+#include "config/config.hpp"
 #include "fuzz_support.hpp"
-#include "utf8.hpp"
+#include "protocol/utf8.hpp"
 
 using shoal::fuzz::excerpt;
 using shoal::fuzz::fail;

@@ -23,7 +23,7 @@
 #include <string_view>
 
 #include "fuzz_support.hpp"
-#include "proxy_protocol.hpp"
+#include "protocol/proxy_protocol.hpp"
 
 using shoal::fuzz::excerpt;
 using shoal::fuzz::fail;

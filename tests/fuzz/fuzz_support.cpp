@@ -18,8 +18,8 @@
 
 #include <spdlog/spdlog.h>
 
-#include "preflight.hpp"
-#include "server.hpp"
+#include "daemon/preflight.hpp"
+#include "runtime/server.hpp"
 
 namespace shoal::fuzz {
 

@@ -20,9 +20,9 @@
 #include <utility>
 #include <vector>
 
-#include "admin_server.hpp"
-#include "config.hpp"
-#include "utf8.hpp"
+#include "admin/admin_server.hpp"
+#include "config/config.hpp"
+#include "protocol/utf8.hpp"
 
 namespace shoal::fuzz {
 

@@ -1,3 +1,0 @@
-#include "daemon.hpp"
-
-int main(int argc, char** argv) { return shoal::shoald_main(argc, argv); }
