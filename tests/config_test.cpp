@@ -324,6 +324,7 @@ TEST(Config, TlsOptions) {
       certificate: /etc/shoal/tls/chain.pem
       private_key: /etc/shoal/tls/key.pem
       min_version: 1.3
+      ktls: off
       handshake_timeout: 2s
   - name: wss
     protocol: websocket-echo
@@ -341,6 +342,7 @@ admin:
   EXPECT_EQ(tls.private_key, "/etc/shoal/tls/key.pem");
   EXPECT_EQ(tls.min_version, TlsVersion::tls1_3);
   EXPECT_EQ(tls.handshake_timeout, 2s);
+  EXPECT_EQ(tls.ktls, KtlsMode::off);
   // Where the files were named, for errors found when they are loaded.
   EXPECT_EQ(tls.certificate_mark.text, " (line 5, column 20)");
   EXPECT_EQ(tls.private_key_mark.text, " (line 6, column 20)");
@@ -349,6 +351,7 @@ admin:
   EXPECT_EQ(config.listeners[1].tls->certificate, "c.pem");
   EXPECT_EQ(config.listeners[1].tls->min_version, TlsVersion::tls1_2);  // the default
   EXPECT_EQ(config.listeners[1].tls->handshake_timeout, 10s);
+  EXPECT_EQ(config.listeners[1].tls->ktls, KtlsMode::auto_);  // the default
   // `tls:` left empty is no TLS, like any section whose keys are commented out.
   EXPECT_FALSE(config.listeners.at(2).tls);
   EXPECT_FALSE(Config{}.listeners[0].tls);
@@ -360,6 +363,7 @@ admin:
       certificate: /etc/shoal/tls/chain.pem
       private_key: /etc/shoal/tls/key.pem
       min_version: 1.3
+      ktls: off
       handshake_timeout: 2s
 )"),
             std::string::npos)
@@ -369,6 +373,7 @@ admin:
       certificate: c.pem
       private_key: k.pem
       min_version: 1.2
+      ktls: auto
   - name: plain)"),
             std::string::npos)
       << yaml;
@@ -385,6 +390,8 @@ TEST(ConfigError, TlsOptions) {
             "listeners[0].tls.certificate: must not be empty (line 2, column 24)");
   EXPECT_EQ(error_of("listeners:\n  - tls: {certificate: c, private_key: k, min_version: 1.1}\n"),
             R"(listeners[0].tls.min_version: "1.1" is not one of 1.2, 1.3 (line 2, column 56))");
+  EXPECT_EQ(error_of("listeners:\n  - tls: {certificate: c, private_key: k, ktls: on}\n"),
+            R"(listeners[0].tls.ktls: "on" is not one of auto, off (line 2, column 49))");
   EXPECT_EQ(error_of("listeners:\n  - tls: {certificate: c, private_key: k, handshake_timeout: soon}\n"),
             R"(listeners[0].tls.handshake_timeout: expected a duration like 30s, 250ms, 5m or 1h, got "soon" (line 2, column 62))");
   EXPECT_EQ(error_of("listeners:\n  - tls: {certifcate: c}\n"),

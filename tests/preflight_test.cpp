@@ -410,3 +410,63 @@ TEST(HostLimitsTest, RaiseNofileLeavesSoftAtHard) {
 
 }  // namespace
 }  // namespace shoal
+
+// --- kTLS --------------------------------------------------------------------
+
+TEST(Ktls, OfferedOnlyWhenTheKernelListsTheTlsUlp) {
+  EXPECT_TRUE(ktls_support("espintcp mptcp tls\n", true).available);
+  EXPECT_TRUE(ktls_support("tls", true).available);
+  EXPECT_EQ(ktls_support("espintcp mptcp tls\n", true).detail, "tcp_available_ulp: espintcp mptcp tls");
+  // This workplace's kernel: no tls ULP.
+  const KtlsSupport none = ktls_support("espintcp mptcp\n", true);
+  EXPECT_FALSE(none.available);
+  EXPECT_EQ(none.detail, "tcp_available_ulp: espintcp mptcp");
+  // A word that merely contains "tls" is not the ULP.
+  EXPECT_FALSE(ktls_support("mytls tls2", true).available);
+  EXPECT_EQ(ktls_support("", true).detail, "tcp_available_ulp: (empty)");
+  const KtlsSupport unreadable = ktls_support({}, false);
+  EXPECT_FALSE(unreadable.available);
+  EXPECT_EQ(unreadable.detail, "tcp_available_ulp cannot be read");
+  EXPECT_FALSE(probe_ktls("/nonexistent/tcp_available_ulp").available);
+}
+
+TEST(Ktls, UsedWhenAutoAndOfferedNeverWhenOff) {
+  const KtlsSupport offered = ktls_support("tls", true);
+  const KtlsSupport absent = ktls_support("mptcp", true);
+  EXPECT_TRUE(use_ktls(KtlsMode::auto_, offered));
+  EXPECT_FALSE(use_ktls(KtlsMode::auto_, absent));
+  EXPECT_FALSE(use_ktls(KtlsMode::off, offered));
+  EXPECT_FALSE(use_ktls(KtlsMode::off, absent));
+}
+
+// The preflight's kTLS finding (empty when there is none).
+std::string ktls_line(const PreflightResult& result) {
+  for (const PreflightFinding& f : result.findings)
+    if (contains(f.what, "ktls")) return f.what;
+  return {};
+}
+
+TEST(RunPreflight, SaysWhichPathTlsConnectionsTakeWhenAListenerHasTls) {
+  Config config;
+  // No TLS listener: nothing said about kTLS.
+  for (const PreflightFinding& f : run_preflight(config, ample_host()).findings)
+    EXPECT_FALSE(contains(f.what, "ktls")) << f.what;
+
+  config.listeners[0].tls = TlsConfig{.certificate = "c.pem", .private_key = "k.pem"};
+  HostLimits host = ample_host();
+  host.ktls = ktls_support("espintcp mptcp", true);
+  std::string report = ktls_line(run_preflight(config, host));
+  EXPECT_TRUE(contains(report, "not offered by this kernel (tcp_available_ulp: espintcp mptcp)"))
+      << report;
+  EXPECT_TRUE(contains(report, "user space")) << report;
+
+  host.ktls = ktls_support("mptcp tls", true);
+  report = ktls_line(run_preflight(config, host));
+  EXPECT_TRUE(contains(report, "available (tcp_available_ulp: mptcp tls)")) << report;
+  EXPECT_TRUE(contains(report, "handed to the kernel")) << report;
+
+  config.listeners[0].tls->ktls = KtlsMode::off;
+  report = ktls_line(run_preflight(config, host));
+  EXPECT_TRUE(contains(report, "off (tls.ktls: off)")) << report;
+  EXPECT_TRUE(run_preflight(config, host).ok);
+}

@@ -70,12 +70,13 @@ nlohmann::ordered_json build_status(const Server& server) {
   const auto& configs = running.config.listeners;
   const auto& bound = server.bound();
   for (std::size_t li = 0; li < bound.size() && li < configs.size(); ++li) {
-    std::uint64_t active = 0, accepted = 0;
+    std::uint64_t active = 0, accepted = 0, ktls = 0;
     for (const auto& shard : server.shards()) {
       active += shard->slot(li).stats.active.load();
       accepted += shard->slot(li).stats.accepted.load();
+      ktls += shard->slot(li).stats.ktls_connections.load();
     }
-    listeners.push_back({
+    json entry = {
         {"name", bound[li].name},
         {"protocol", to_string(bound[li].protocol)},
         {"address", bound[li].endpoint.address().to_string()},
@@ -85,7 +86,10 @@ nlohmann::ordered_json build_status(const Server& server) {
         {"max_connections", configs[li].max_connections},
         {"max_connections_per_ip", configs[li].max_connections_per_ip},
         {"max_new_connections_per_second", configs[li].max_new_connections_per_second},
-    });
+    };
+    // TLS listeners: how many open connections the kernel encrypts (kTLS).
+    if (configs[li].tls) entry["ktls_connections"] = ktls;
+    listeners.push_back(std::move(entry));
   }
 
   const std::optional<ProcessStats> process = read_process_stats();

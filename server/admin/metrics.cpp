@@ -70,6 +70,7 @@ struct ListenerTotals {
   std::uint64_t messages_received = 0;
   std::uint64_t messages_sent = 0;
   std::uint64_t close_codes[kCloseCodeSlots] = {};
+  std::uint64_t ktls_connections = 0;
 };
 
 // Reads the per-shard counters at scrape time.
@@ -136,6 +137,12 @@ class ShardCollector final : public prometheus::Collectable {
         "1000-1011: other).",
         MetricType::Counter);
 
+    MetricFamily ktls = make_family(
+        "shoal_tls_ktls_connections",
+        "Open TLS connections whose records the kernel encrypts (kTLS), by TLS listener; 0 where "
+        "the kernel offers no kTLS or tls.ktls is off (see the preflight).",
+        MetricType::Gauge);
+
     for (std::size_t li = 0; li < listeners.size(); ++li) {
       const std::string& name = listeners[li].name;
       ListenerTotals t;
@@ -154,7 +161,9 @@ class ShardCollector final : public prometheus::Collectable {
         t.messages_received += s.messages_received.load();
         t.messages_sent += s.messages_sent.load();
         for (std::size_t c = 0; c < kCloseCodeSlots; ++c) t.close_codes[c] += s.close_codes[c].load();
+        t.ktls_connections += s.ktls_connections.load();
       }
+      if (listeners[li].tls) add_gauge(ktls, {{"listener", name}}, as_double(t.ktls_connections));
       add_counter(accepted, {{"listener", name}}, as_double(t.accepted));
       for (int r = 0; r < static_cast<int>(RejectReason::count_); ++r)
         add_counter(rejected, {{"listener", name}, {"reason", to_string(static_cast<RejectReason>(r))}},
@@ -238,7 +247,7 @@ class ShardCollector final : public prometheus::Collectable {
 
     std::vector<MetricFamily> out;
     for (MetricFamily* f : {&active, &served, &accepted, &rejected, &closed, &msg_in, &msg_out,
-                            &bytes_in, &bytes_out, &close_codes, &lag, &handlers, &exceptions,
+                            &bytes_in, &bytes_out, &close_codes, &ktls, &lag, &handlers, &exceptions,
                             &healthy, &draining}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }

@@ -54,6 +54,7 @@ constexpr std::array<std::string_view, 2> on_insufficient_names = {"warn",
                                                                    "fail"};
 constexpr std::array<std::string_view, 2> log_format_names = {"text", "json"};
 constexpr std::array<std::string_view, 2> tls_version_names = {"1.2", "1.3"};
+constexpr std::array<std::string_view, 2> ktls_names = {"auto", "off"};
 constexpr std::array<std::string_view, 7> log_level_names = {
     "trace", "debug", "info", "warn", "error", "critical", "off"};
 
@@ -926,6 +927,8 @@ const Section<TlsConfig>& tls_section() {
            Reload::live, "PEM file: its unencrypted private key"},
           {"min_version", leaf(&TlsConfig::min_version, choice<TlsVersion>(tls_version_names)),
            Reload::live, "oldest TLS version accepted"},
+          {"ktls", leaf(&TlsConfig::ktls, choice<KtlsMode>(ktls_names)), Reload::live,
+           "kernel TLS after the handshake: auto (when the kernel offers it) or off"},
           {"handshake_timeout", leaf(&TlsConfig::handshake_timeout, duration()), Reload::live,
            "time for a tcp-echo client to complete the TLS handshake", tcp_echo_only},
       },
@@ -1376,6 +1379,7 @@ std::string to_string(ProxyProtocol p) { return name_of(proxy_protocol_names, p)
 std::string to_string(Sharding s) { return name_of(sharding_names, s); }
 std::string to_string(OnInsufficient o) { return name_of(on_insufficient_names, o); }
 std::string to_string(TlsVersion v) { return name_of(tls_version_names, v); }
+std::string to_string(KtlsMode m) { return name_of(ktls_names, m); }
 std::string to_string(LogFormat f) { return name_of(log_format_names, f); }
 
 }  // namespace shoal

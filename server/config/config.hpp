@@ -55,6 +55,9 @@ struct WebSocketConfig {
 // --- TLS (a listener's `tls:` map) ------------------------------------------
 
 enum class TlsVersion { tls1_2, tls1_3 };
+// kTLS: whether the kernel encrypts a connection's records after the
+// handshake. auto: when the kernel offers the `tls` ULP; off: never.
+enum class KtlsMode { auto_, off };
 
 // Where a value was written in the config file (" (line L, column C)"), kept
 // for errors that are found only after parsing: a certificate file that does
@@ -71,6 +74,7 @@ struct TlsConfig {
   std::string certificate;  // PEM file: the certificate, then any intermediates
   std::string private_key;  // PEM file: its unencrypted private key
   TlsVersion min_version = TlsVersion::tls1_2;
+  KtlsMode ktls = KtlsMode::auto_;
   // Time for a tcp-echo listener's client to complete the TLS handshake. A
   // websocket-echo listener's websocket.handshake_timeout covers its TLS
   // handshake and HTTP upgrade together, and it takes no key of its own.
@@ -228,6 +232,7 @@ std::string to_string(ProxyProtocol p);
 std::string to_string(Sharding s);
 std::string to_string(OnInsufficient o);
 std::string to_string(LogFormat f);
+std::string to_string(KtlsMode m);      // "auto", "off"
 std::string to_string(TlsVersion v);  // "1.2", "1.3"
 
 }  // namespace shoal

@@ -401,6 +401,26 @@ PreflightResult run_preflight(const Config& config, const HostLimits& limits) {
     }
   }
 
+  // kTLS, said whenever a listener has TLS: which path established TLS
+  // connections take on this host.
+  if (std::any_of(config.listeners.begin(), config.listeners.end(),
+                  [](const ListenerConfig& l) { return l.tls.has_value(); })) {
+    const bool wanted = std::any_of(
+        config.listeners.begin(), config.listeners.end(),
+        [](const ListenerConfig& l) { return l.tls && l.tls->ktls == KtlsMode::auto_; });
+    std::string what;
+    if (!wanted) {
+      what = "off (tls.ktls: off); TLS records are encrypted in user space";
+    } else if (limits.ktls.available) {
+      what = "available (" + limits.ktls.detail +
+             "); established TLS connections are handed to the kernel";
+    } else {
+      what = "not offered by this kernel (" + limits.ktls.detail +
+             "); TLS records are encrypted in user space by OpenSSL";
+    }
+    add(result, Severity::ok, labeled("ktls", what));
+  }
+
   result.ok = std::none_of(result.findings.begin(), result.findings.end(),
                            [](const PreflightFinding& f) { return f.severity == Severity::error; });
   return result;
@@ -486,6 +506,7 @@ HostLimits read_host_limits() {
   }
   limits.memory_limit_bytes = cgroup_limit(v2_memory, "memory", v1_memory);
   limits.usable_cpus = usable_cpu_count();
+  limits.ktls = probe_ktls();
   return limits;
 }
 

@@ -11,6 +11,8 @@
 #include <string>
 #include <vector>
 
+#include "tls/ktls.hpp"
+
 #include "config/config.hpp"
 
 namespace shoal {
@@ -22,17 +24,19 @@ struct HostLimits {
   std::optional<int> somaxconn;                      // net.core.somaxconn
   std::optional<std::uint64_t> memory_limit_bytes;   // cgroup memory.max, if set
   unsigned usable_cpus = 1;                          // affinity ∩ cgroup quota
+  KtlsSupport ktls;                                  // the kernel's `tls` ULP
 };
 
 // Estimated memory one connection costs the process and the kernel (socket
 // structures, descriptor, session object), used only against a cgroup memory
 // limit. Deliberately generous: an idle socket's kernel state is ~2-3 KiB.
 inline constexpr std::uint64_t kEstimatedBytesPerConnection = 8 * 1024;
-// The same for a TLS connection: Asio's ssl::stream keeps ~52 KiB of record
-// buffers and OpenSSL ~14 KiB per connection; 69-74 KB measured idle
-// (tests/tls_test.cpp, TlsMemory). Used when any listener has TLS, since the
-// preflight cannot know how the connections will split.
-inline constexpr std::uint64_t kEstimatedBytesPerTlsConnection = 80 * 1024;
+// The same for a TLS connection: OpenSSL's SSL object with its record
+// buffers released while idle (a few KiB, README "TLS"), plus the record
+// buffers of connections that have a record in flight. Used when any
+// listener has TLS, since the preflight cannot know how the connections
+// will split.
+inline constexpr std::uint64_t kEstimatedBytesPerTlsConnection = 16 * 1024;
 
 struct PreflightFinding {
   enum class Severity { ok, warning, error };

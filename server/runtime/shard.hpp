@@ -179,6 +179,8 @@ struct alignas(64) ListenerStats {
   ShardCounter closed[static_cast<int>(CloseReason::count_)];
   // WebSocket close codes sent or received (see kCountedCloseCodes).
   ShardCounter close_codes[kCloseCodeSlots];
+  // Open TLS connections whose records the kernel encrypts (kTLS).
+  ShardCounter ktls_connections;
 };
 
 // Upper bounds, in seconds, of the shoal_shard_loop_lag_seconds buckets; a

@@ -1,38 +1,40 @@
 // One TLS echo connection, its whole life in one file.
 //
-// Memory while idle is what Asio's ssl::stream and OpenSSL's SSL object hold
-// (measured in README.md, "TLS"): the session adds no read buffer. It waits
-// with a 1-byte read; OpenSSL decrypts the whole record that arrives, and the
-// rest of that record (SSL_pending) is taken with a plain SSL_read, which
-// only copies out of OpenSSL's buffer and does no I/O. The record is echoed
-// from a buffer of exactly its size, freed when written. OpenSSL's own
-// record buffers are released whenever they are empty
-// (SSL_MODE_RELEASE_BUFFERS).
+// TLS through OpenSSL directly on the socket (tls/tls_stream.hpp, via
+// Transport), driven by the same readiness wait as the plaintext echo:
+// reads go into the shard's scratch buffer until OpenSSL's recv() finds the
+// socket empty, and what they brought is echoed with one TLS write. While
+// idle a connection holds this object and OpenSSL's SSL object, whose
+// record buffers are released when empty (SSL_MODE_RELEASE_BUFFERS): no
+// buffer of ours. What the kernel does not take waits in out_, and nothing
+// more is read until it has gone (write_timeout, through the shard's
+// writers list, bounds a client that does not read).
 //
-// Echo is read -> write -> read: a client that does not read is held back by
-// TCP flow control, as in the plaintext session.
+// The handshake runs under tls.handshake_timeout; a failed or timed-out one
+// is counted as rejected{reason="handshake_failed"} unless the client sent
+// nothing at all (a port check). An established connection that shoald
+// closes gets a close_notify, bounded like a closing handshake; the
+// client's close_notify is answered with ours.
 #include "sessions/tls_echo_session.hpp"
 
-#include <algorithm>
-#include <limits>
 #include <memory>
 
-#include <boost/asio/ssl/error.hpp>
-#include <boost/asio/ssl/stream.hpp>
-#include <boost/asio/write.hpp>
-#include <openssl/bio.h>
-#include <openssl/ssl.h>
+#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
+
+#include "protocol/byte_buffer.hpp"
+#include "sessions/session_timer.hpp"
+#include "sessions/transport.hpp"
 
 namespace shoal {
 namespace {
 
-namespace asio = boost::asio;
-namespace ssl = boost::asio::ssl;
 using error_code = boost::system::error_code;
 
 // Bound on sending our close_notify when handshake_timeout is 0.
 constexpr std::int64_t kFallbackClosingMs = 10'000;
+// Reads per readiness event, so that one busy client cannot hold the shard.
+constexpr int kReadsPerWakeup = 4;
 
 template <typename... Args>
 void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
@@ -46,39 +48,55 @@ class TlsEchoSession final : public Connection,
                  PerIpCounts::Entry* client, TlsSettingsPtr tls)
       : Connection(shard, listener_index, client),
         tls_(std::move(tls)),
-        stream_(std::move(socket), *tls_->context),
+        io_(std::move(socket)),
         timer_(shard.executor()) {}
+  ~TlsEchoSession() override {
+    if (ktls_) stats().ktls_connections.sub();
+  }
 
-  void start(const asio::ip::tcp::endpoint& peer);
+  void start(const boost::asio::ip::tcp::endpoint& peer);
 
  private:
-  void on_close(CloseReason reason) override;
   enum class Phase : std::uint8_t { handshake, open, closing, done };
 
-  tcp_socket& socket() noexcept { return stream_.next_layer(); }
   ListenerStats& stats() noexcept { return shard_.slot(listener_index_).stats; }
-
-  void on_handshake(const error_code& ec);
-  void do_read();
-  void on_read(const error_code& ec, std::size_t n);
-  void on_written(const error_code& ec, std::size_t n);
-  void on_timer(const error_code& ec);
-  void end_with_error(const error_code& ec, const char* op);
+  static void ready(std::shared_ptr<TlsEchoSession> self, const error_code& ec) {
+    self->on_ready(ec);
+  }
+  void wait_read() { read_wait_.start(shard_.reactor(), io_.socket(), shared_from_this()); }
+  void wait_write();
+  void on_ready(const error_code& ec);
+  void on_writable(const error_code& ec);
+  void do_handshake();
+  void on_readable();
+  void on_close(CloseReason reason) override;
   void send_close_notify();
+  void end_with_error(const error_code& ec, const char* op);
   void hard_close();
+  void arm(std::int64_t at_ms) {
+    timer_.arm(at_ms, [self = shared_from_this()](const error_code& ec) { self->on_timer(ec); });
+  }
+  void on_timer(const error_code& ec);
+  std::int64_t closing_deadline() const {
+    const auto t = tls_->handshake_timeout.count();
+    return Shard::now_ms() + (t > 0 ? t : kFallbackClosingMs);
+  }
 
   TlsSettingsPtr tls_;  // keeps the context (and certificate) this session started with
-  ssl::stream<tcp_socket> stream_;
-  steady_timer timer_;            // handshake deadline, then the close_notify bound
-  std::unique_ptr<char[]> out_;   // the record being echoed, only while writing
+  Transport io_;
+  ReadyWait<std::shared_ptr<TlsEchoSession>, &TlsEchoSession::ready> read_wait_;
+  ByteBuffer out_;  // echoed bytes the kernel has not taken yet
+  SessionTimer timer_;  // handshake deadline, then the close_notify bound
+  std::int64_t deadline_ms_ = kNever;
   Phase phase_ = Phase::handshake;
-  bool writing_ = false;
-  char first_ = 0;  // the idle read's one byte
+  bool writing_wait_ = false;
+  bool ktls_ = false;
 };
 
-void TlsEchoSession::start(const asio::ip::tcp::endpoint& peer) {
+void TlsEchoSession::start(const boost::asio::ip::tcp::endpoint& peer) {
   error_code ec;
-  socket().set_option(asio::ip::tcp::no_delay(true), ec);
+  io_.socket().non_blocking(true, ec);
+  if (!ec) io_.socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
   if (ec) {
     end_with_error(ec, "setup");
     return;
@@ -86,94 +104,182 @@ void TlsEchoSession::start(const asio::ip::tcp::endpoint& peer) {
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("conn {}: accepted from {} (tls)", id_string(), peer.address().to_string());
   }
-  if (tls_->handshake_timeout.count() > 0) {
-    timer_.expires_after(tls_->handshake_timeout);
-    timer_.async_wait([self = shared_from_this()](const error_code& e) { self->on_timer(e); });
-  }
-  stream_.async_handshake(ssl::stream_base::server,
-                          [self = shared_from_this()](const error_code& e) { self->on_handshake(e); });
-}
-
-void TlsEchoSession::on_handshake(const error_code& ec) {
-  if (closed()) return;  // timed out or closed by the shard
-  if (ec) {
-    // A client that connects and goes without sending a byte (a port check)
-    // has not failed a handshake; one that sent anything has.
-    const bool sent_nothing = BIO_number_read(SSL_get_rbio(stream_.native_handle())) == 0;
-    const CloseReason reason = classify(ec);
-    if (!(sent_nothing && (reason == CloseReason::reset || reason == CloseReason::peer_closed))) {
-      stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
-      log_debug("conn {}: TLS handshake failed: {}", id_string(), ec.message());
-    }
-    // A handshake that failed for anything but the peer leaving was a
-    // protocol failure, whatever the error's category.
-    close(reason == CloseReason::error ? CloseReason::protocol_error : reason);
+  if (!io_.start_tls(tls_->ssl_context())) {
+    end_with_error(boost::asio::error::no_memory, "tls setup");
     return;
   }
-  phase_ = Phase::open;
-  timer_.cancel();
-  log_debug("conn {}: TLS {} established", id_string(), SSL_get_version(stream_.native_handle()));
-  touch();
-  do_read();
+  if (tls_->handshake_timeout.count() > 0) {
+    deadline_ms_ = Shard::now_ms() + tls_->handshake_timeout.count();
+    arm(deadline_ms_);
+  }
+  do_handshake();
 }
 
-void TlsEchoSession::do_read() {
-  stream_.async_read_some(asio::buffer(&first_, 1),
-                          [self = shared_from_this()](const error_code& ec, std::size_t n) {
-                            self->on_read(ec, n);
+void TlsEchoSession::wait_write() {
+  if (writing_wait_) return;
+  writing_wait_ = true;
+  io_.socket().async_wait(boost::asio::socket_base::wait_write,
+                          [self = shared_from_this()](const error_code& ec) {
+                            self->writing_wait_ = false;
+                            self->on_writable(ec);
                           });
 }
 
-void TlsEchoSession::on_read(const error_code& ec, std::size_t n) {
-  if (closed()) return;
+void TlsEchoSession::on_ready(const error_code& ec) {
+  if (phase_ == Phase::done) return;
   if (ec) {
-    end_with_error(ec, "read");
+    end_with_error(ec, "wait");
     return;
   }
-  SSL* const ssl = stream_.native_handle();
-  // The rest of the record the byte came from, already decrypted.
-  const int pending = std::max(0, SSL_pending(ssl));
-  const std::size_t total = n + static_cast<std::size_t>(pending);
-  out_.reset(new char[total]);
-  out_[0] = first_;
-  if (pending > 0 && SSL_read(ssl, out_.get() + n, pending) != pending) {
-    end_with_error(asio::error::fault, "read");
-    return;
+  if (phase_ == Phase::handshake) {
+    do_handshake();
+  } else if (phase_ == Phase::open) {
+    on_readable();
   }
-  touch();
-  ListenerStats& s = stats();
-  s.bytes_received.add(total);
-  s.messages_received.add();
-  writing_ = true;
-  wait_for_peer_to_read();  // write_timeout runs until on_written
-  asio::async_write(stream_, asio::buffer(out_.get(), total),
-                    [self = shared_from_this()](const error_code& e, std::size_t written) {
-                      self->on_written(e, written);
-                    });
 }
 
-void TlsEchoSession::on_written(const error_code& ec, std::size_t n) {
-  writing_ = false;
-  out_.reset();
-  if (closed()) {
-    if (phase_ == Phase::closing) send_close_notify();  // close() waited for this write
+void TlsEchoSession::do_handshake() {
+  switch (io_.handshake()) {
+    case Transport::Io::done:
+      break;
+    case Transport::Io::want_read:
+      wait_read();
+      return;
+    case Transport::Io::want_write:
+      wait_write();
+      return;
+    case Transport::Io::eof:
+    case Transport::Io::failed: {
+      const error_code ec = io_.error();
+      const CloseReason reason = classify(ec);
+      if (!(io_.tls_stream().peer_sent_nothing() &&
+            (reason == CloseReason::reset || reason == CloseReason::peer_closed))) {
+        stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
+        log_debug("conn {}: TLS handshake failed: {}", id_string(), ec.message());
+      }
+      // A handshake that failed for anything but the peer leaving was a
+      // protocol failure, whatever the error's category.
+      close(reason == CloseReason::error ? CloseReason::protocol_error : reason);
+      return;
+    }
+  }
+  phase_ = Phase::open;
+  deadline_ms_ = kNever;
+  timer_.cancel();
+  if (io_.tls_stream().ktls_send()) {
+    ktls_ = true;
+    stats().ktls_connections.add();
+  }
+  enable_read_hints(io_.fd());
+  log_debug("conn {}: TLS {} established{}", id_string(), io_.tls_stream().version(),
+            ktls_ ? " (kTLS)" : "");
+  touch();
+  on_readable();
+}
+
+void TlsEchoSession::on_readable() {
+  char* const buf = shard_.scratch();
+  std::size_t have = 0;
+  bool drained = false;
+  bool want_write = false;
+  Transport::Io end = Transport::Io::done;
+  for (int round = 0; round < kReadsPerWakeup && have < Shard::scratch_size; ++round) {
+    std::size_t got = 0;
+    bool more = true;
+    const Transport::Io io = io_.read(buf + have, Shard::scratch_size - have, got, more);
+    if (io == Transport::Io::done) {
+      have += got;
+      continue;
+    }
+    if (io == Transport::Io::want_read) {
+      drained = true;
+    } else if (io == Transport::Io::want_write) {
+      want_write = true;
+    } else {
+      end = io;
+    }
+    break;
+  }
+  if (have != 0) {
+    touch();
+    ListenerStats& s = stats();
+    s.bytes_received.add(have);
+    s.messages_received.add();
+    std::size_t sent = 0;
+    const Transport::Io io = io_.write(buf, have, sent);
+    if (io == Transport::Io::failed || io == Transport::Io::eof) {
+      end_with_error(io_.error(), "write");
+      return;
+    }
+    s.bytes_sent.add(have);
+    s.messages_sent.add();
+    if (sent < have) {
+      out_.append(buf + sent, have - sent);
+      wait_for_peer_to_read();  // write_timeout runs until it has gone
+    }
+  }
+  if (end != Transport::Io::done) {
+    end_with_error(end == Transport::Io::eof ? error_code(boost::asio::error::eof) : io_.error(),
+                   "read");
     return;
   }
+  if (!out_.empty() || want_write) {
+    wait_write();
+    return;
+  }
+  if (drained) {
+    wait_read();
+    return;
+  }
+  boost::asio::post(shard_.executor(), [self = shared_from_this()] {
+    if (self->phase_ == Phase::open) self->on_readable();
+  });
+}
+
+void TlsEchoSession::on_writable(const error_code& ec) {
+  if (phase_ == Phase::done) return;
   if (ec) {
     end_with_error(ec, "write");
     return;
   }
-  ListenerStats& s = stats();
-  s.bytes_sent.add(n);
-  s.messages_sent.add();
+  if (phase_ == Phase::handshake) {
+    do_handshake();
+    return;
+  }
+  if (!out_.empty()) {
+    std::size_t sent = 0;
+    const Transport::Io io = io_.write(out_.data(), out_.size(), sent);
+    if (io == Transport::Io::failed || io == Transport::Io::eof) {
+      if (phase_ == Phase::closing) {
+        hard_close();
+      } else {
+        end_with_error(io_.error(), "write");
+      }
+      return;
+    }
+    out_.consume(sent);
+    if (!out_.empty()) {
+      wait_write();
+      return;
+    }
+    out_.release();
+  }
+  if (phase_ == Phase::closing) {
+    send_close_notify();  // close() waited for the echo, or close_notify waits for room
+    return;
+  }
   touch();
-  do_read();
+  on_readable();
 }
 
 void TlsEchoSession::on_timer(const error_code& ec) {
-  // Cancelled (handshake done, or closed), or a wait that had already
-  // completed when the timer was re-armed for closing.
-  if (ec || phase_ == Phase::open || timer_.expiry() > std::chrono::steady_clock::now()) return;
+  if (ec) return;
+  const std::int64_t now = timer_.fired();
+  if (phase_ == Phase::done || phase_ == Phase::open) return;
+  if (now < deadline_ms_) {
+    arm(deadline_ms_);
+    return;
+  }
   if (phase_ == Phase::handshake && !closed()) {
     // A client that never sends its ClientHello, or stalls in the middle.
     stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
@@ -190,58 +296,53 @@ void TlsEchoSession::end_with_error(const error_code& ec, const char* op) {
     return;
   }
   // The client's close_notify (eof) is answered with ours (on_close); after
-  // any other error the stream is unusable, and the socket just closes.
-  if (ec != asio::error::eof) hard_close();
+  // any other error the connection is unusable, and the socket just closes.
+  if (ec != boost::asio::error::eof) hard_close();
   fail(ec, op);
 }
 
 // An established connection is told with a close_notify (after an echo
-// being written, if any); otherwise the socket just closes.
+// waiting for the kernel, if any); otherwise the socket just closes.
 void TlsEchoSession::on_close(CloseReason reason) {
   // A peer that stopped reading would never take a close_notify either.
   if (phase_ != Phase::open || reason == CloseReason::write_timeout) {
     hard_close();
     return;
   }
-  if (writing_) {
-    // on_written sends it: two writes at once on one ssl::stream would mix.
-    phase_ = Phase::closing;
-    const auto t = tls_->handshake_timeout.count();
-    timer_.expires_after(std::chrono::milliseconds(t > 0 ? t : kFallbackClosingMs));
-    timer_.async_wait([self = shared_from_this()](const error_code& e) { self->on_timer(e); });
+  phase_ = Phase::closing;
+  deadline_ms_ = closing_deadline();
+  arm(deadline_ms_);
+  if (!out_.empty()) {
+    wait_write();  // on_writable sends the close_notify after the echo
     return;
   }
   send_close_notify();
 }
 
-// Sends close_notify and closes, without waiting for the peer's: marking the
-// peer's as received makes SSL_shutdown complete as soon as ours is written.
-// Bounded like a closing handshake: a peer that does not read cannot hold it.
+// close_notify, then the socket closes without waiting for the peer's.
 void TlsEchoSession::send_close_notify() {
-  if (phase_ == Phase::done) return;
-  if (phase_ != Phase::closing) {
-    phase_ = Phase::closing;
-    const auto t = tls_->handshake_timeout.count();
-    timer_.expires_after(std::chrono::milliseconds(t > 0 ? t : kFallbackClosingMs));
-    timer_.async_wait([self = shared_from_this()](const error_code& e) { self->on_timer(e); });
+  switch (io_.shutdown_send()) {
+    case Transport::Io::want_write:
+      wait_write();
+      return;
+    default:
+      hard_close();
+      return;
   }
-  SSL* const ssl = stream_.native_handle();
-  SSL_set_shutdown(ssl, SSL_get_shutdown(ssl) | SSL_RECEIVED_SHUTDOWN);
-  stream_.async_shutdown([self = shared_from_this()](const error_code&) { self->hard_close(); });
 }
 
 void TlsEchoSession::hard_close() {
   if (phase_ == Phase::done) return;
   phase_ = Phase::done;
   timer_.cancel();
-  error_code ignored;
-  socket().close(ignored);  // pending operations complete with operation_aborted
+  io_.close();
+  out_.release();
 }
 
 }  // namespace
 
 void start_tls_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                            PerIpCounts::Entry* client, const asio::ip::tcp::endpoint& peer,
+                            PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
                             TlsSettingsPtr tls) {
   std::make_shared<TlsEchoSession>(shard, listener_index, std::move(socket), client,
                                    std::move(tls))

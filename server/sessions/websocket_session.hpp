@@ -1,21 +1,16 @@
-// WebSocket echo (RFC 6455): the session starter for a `protocol:
-// websocket-echo` listener.
+// WebSocket echo (RFC 6455): the session starters of a `protocol:
+// websocket-echo` listener, ws:// and wss://.
 //
-// Two engines behind one session. Plain ws:// without permessage-deflate
-// echoes on the session's own frame engine (ws_echo.hpp), answering the
-// upgrade itself; permessage-deflate and wss:// run on Boost.Beast's
-// websocket::stream. Either way the session reads and checks the HTTP
-// upgrade itself (with Beast's HTTP parser).
-//
-// The whole life of one connection (HTTP upgrade, echo, keepalive, closing)
-// is in websocket_session.cpp, which is also the only translation unit that
-// instantiates Beast's WebSocket and HTTP templates, for ws:// and wss://
-// alike; this header stays free of Beast and Asio's ssl so that server.cpp
-// compiles fast.
+// One engine serves both, with or without permessage-deflate: the session
+// (sessions/ws_session.hpp, split by phase into ws_upgrade.cpp, ws_open.cpp
+// and ws_closing.cpp) reads through a Transport (plaintext, or TLS driven
+// through OpenSSL directly), answers the upgrade itself and echoes on
+// WsEchoEngine (protocol/ws_echo.hpp). This header stays free of Asio's and
+// OpenSSL's details so that server.cpp compiles fast.
 //
 // Ownership: a session is owned by its pending asynchronous operations and
-// indexed by its shard's listener list (Connection), like the TCP echo
-// session. All calls on the owning shard's thread.
+// indexed by its shard's listener list (Connection). All calls on the owning
+// shard's thread.
 #pragma once
 
 #include <cstddef>

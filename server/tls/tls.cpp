@@ -1,5 +1,7 @@
 #include "tls/tls.hpp"
 
+#include "tls/ktls.hpp"
+
 #include <fcntl.h>
 #include <sys/stat.h>
 #include <unistd.h>
@@ -11,7 +13,6 @@
 #include <new>
 #include <system_error>
 
-#include <boost/asio/ssl/context.hpp>
 #include <openssl/bio.h>
 #include <openssl/err.h>
 #include <openssl/pem.h>
@@ -21,7 +22,6 @@
 namespace shoal {
 namespace {
 
-namespace ssl = boost::asio::ssl;
 
 // Far above any real chain or key; keeps a wrong path (a log file, a disk
 // image) from being read into memory whole.
@@ -195,8 +195,9 @@ TlsSettingsPtr load_tls_settings(const ListenerConfig& listener, std::size_t ind
   const std::string certificate_pem = read_pem_file(tls.certificate, certificate_errors);
   const std::string key_pem = read_pem_file(tls.private_key, key_errors);
 
-  auto context = std::make_shared<ssl::context>(ssl::context::tls_server);
-  SSL_CTX* ctx = context->native_handle();
+  std::shared_ptr<SSL_CTX> context(SSL_CTX_new(TLS_server_method()), SSL_CTX_free);
+  if (!context) throw std::bad_alloc();
+  SSL_CTX* ctx = context.get();
   // TLS 1.0 and 1.1 never: min_version is 1.2 or 1.3.
   SSL_CTX_set_min_proto_version(
       ctx, tls.min_version == TlsVersion::tls1_3 ? TLS1_3_VERSION : TLS1_2_VERSION);
@@ -210,13 +211,22 @@ TlsSettingsPtr load_tls_settings(const ListenerConfig& listener, std::size_t ind
   SSL_CTX_set_session_cache_mode(ctx, SSL_SESS_CACHE_OFF);
   // OpenSSL's record buffers (~34 KiB) are freed whenever they are empty, so
   // an idle connection holds none (Asio sets this per SSL too).
-  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS);
+  // Writes may be partial and retried from another address with more bytes
+  // behind (tls_stream.hpp): the session keeps what was not taken.
+  SSL_CTX_set_mode(ctx, SSL_MODE_RELEASE_BUFFERS | SSL_MODE_ENABLE_PARTIAL_WRITE |
+                            SSL_MODE_ACCEPT_MOVING_WRITE_BUFFER);
+  // kTLS where the kernel offers it (tls.ktls: auto); OpenSSL hands the keys
+  // over after each handshake, for the ciphers the kernel supports.
+  static const KtlsSupport kernel = probe_ktls();
+  const bool ktls = use_ktls(tls.ktls, kernel);
+  if (ktls) SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
 
   X509* leaf = use_certificate_chain(ctx, certificate_pem, tls.certificate, certificate_errors);
   use_private_key(ctx, key_pem, tls.private_key, tls.certificate, key_errors);
 
   auto settings = std::make_shared<TlsSettings>();
   settings->context = std::move(context);
+  settings->ktls = ktls;
   settings->handshake_timeout = tls.handshake_timeout;
   settings->certificate_summary = "subject " + subject_text(leaf) + ", expires " +
                                   asn1_time_text(X509_get0_notAfter(leaf));

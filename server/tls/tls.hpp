@@ -22,15 +22,16 @@
 #include "config/config.hpp"
 #include "runtime/shared_value.hpp"
 
-namespace boost::asio::ssl {
-class context;
-}
+struct ssl_ctx_st;
 
 namespace shoal {
 
 // What a TLS session needs from its listener, fixed for the session's life.
 struct TlsSettings {
-  std::shared_ptr<boost::asio::ssl::context> context;
+  std::shared_ptr<ssl_ctx_st> context;  // OpenSSL's SSL_CTX
+  ssl_ctx_st* ssl_context() const noexcept { return context.get(); }
+  // SSL_OP_ENABLE_KTLS is set: tls.ktls is auto and the kernel offers kTLS.
+  bool ktls = false;
   // TLS handshake deadline of a tcp-echo listener (0: none); a WebSocket
   // session uses websocket.handshake_timeout instead.
   Duration handshake_timeout{0};

@@ -1,0 +1,88 @@
+// Deadlines of one session on one timer, and the keepalive rule, shared by
+// every session type (TLS echo, WebSocket over either transport).
+//
+// The timer only ever moves earlier: a deadline later than the armed expiry
+// is found when the timer fires and the session recomputes. So traffic costs
+// no timer operation unless its deadline is the earliest one. Expiries are
+// absolute: Shard::now_ms() and steady_clock count from the same origin
+// (CLOCK_MONOTONIC), so sessions that arm the same millisecond share one
+// expiry, and the reactor runs them all from one wakeup.
+//
+// Thread safety: none; inside its session, on the shard's thread.
+#pragma once
+
+#include <algorithm>
+#include <chrono>
+#include <cstdint>
+#include <limits>
+
+#include "runtime/shard.hpp"
+
+namespace shoal {
+
+inline constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
+
+class SessionTimer {
+ public:
+  explicit SessionTimer(executor_type executor) : timer_(executor) {}
+
+  // Arms for `at_ms` unless armed for that or earlier; `handler(ec)` runs at
+  // expiry (ec clear) or with operation_aborted when cancelled.
+  template <typename Handler>
+  void arm(std::int64_t at_ms, Handler&& handler) {
+    if (at_ms == kNever) return;
+    if (at_ms_ != 0 && at_ms_ <= at_ms) return;
+    at_ms_ = at_ms;
+    timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::milliseconds(at_ms)));
+    timer_.async_wait(std::forward<Handler>(handler));
+  }
+
+  // In the handler of an expiry: the time it stands for. The timer fired
+  // at its expiry by CLOCK_MONOTONIC, which the coarse clock of now_ms() may
+  // still trail by a tick: what was due is due. Disarms.
+  std::int64_t fired() noexcept {
+    const std::int64_t now = std::max(Shard::now_ms(), at_ms_);
+    at_ms_ = 0;
+    return now;
+  }
+
+  void cancel() noexcept {
+    at_ms_ = 0;
+    timer_.cancel();
+  }
+
+ private:
+  steady_timer timer_;
+  std::int64_t at_ms_ = 0;  // 0: not armed
+};
+
+// WebSocket keepalive: ping a peer silent for ping_interval; without a pong
+// within pong_timeout, close. pong_timeout 0 is no pong deadline: a ping
+// every ping_interval, and idle_timeout alone bounds a silent peer.
+// ping_interval 0 turns keepalive off.
+struct Keepalive {
+  std::int64_t ping_interval_ms;
+  std::int64_t pong_timeout_ms;
+
+  enum class Due : std::uint8_t { nothing, ping, close };
+
+  // `last_read_ms`: when the peer last sent anything; `ping_sent_ms`: when
+  // our unanswered ping went (0: none). A peer that spoke after our ping has
+  // answered it, whatever it sent.
+  Due due(std::int64_t now, std::int64_t last_read_ms, std::int64_t& ping_sent_ms) const noexcept {
+    if (ping_interval_ms <= 0) return Due::nothing;
+    if (ping_sent_ms != 0 && last_read_ms > ping_sent_ms) ping_sent_ms = 0;
+    if (ping_sent_ms == 0) return now - last_read_ms >= ping_interval_ms ? Due::ping : Due::nothing;
+    if (pong_timeout_ms == 0) return now - ping_sent_ms >= ping_interval_ms ? Due::ping : Due::nothing;
+    return now - ping_sent_ms >= pong_timeout_ms ? Due::close : Due::nothing;
+  }
+
+  // When due() next has something to say; kNever when keepalive is off.
+  std::int64_t next(std::int64_t last_read_ms, std::int64_t ping_sent_ms) const noexcept {
+    if (ping_interval_ms <= 0) return kNever;
+    if (ping_sent_ms == 0) return last_read_ms + ping_interval_ms;
+    return ping_sent_ms + (pong_timeout_ms > 0 ? pong_timeout_ms : ping_interval_ms);
+  }
+};
+
+}  // namespace shoal

@@ -1,0 +1,130 @@
+// The transport layer under a session: the shard's socket, plaintext or
+// with TLS on it (tls/tls_stream.hpp). Sessions read into and write from the
+// shard's buffers through it with the same calls either way, so one
+// WebSocket engine and one set of deadlines serve ws:// and wss://.
+//
+// The branch on TLS is one well-predicted test per system call, never per
+// message. Plaintext reads use read_hinted() (TCP_INQ), so a read that
+// drained the socket says so and the caller parks without a second recv();
+// over TLS a read goes on until OpenSSL's recv() finds the socket empty.
+//
+// Thread safety: none; one per connection, on its shard's thread.
+#pragma once
+
+#include <sys/socket.h>
+
+#include <cerrno>
+#include <cstddef>
+
+#include <boost/asio/error.hpp>
+
+#include "runtime/ready_wait.hpp"
+#include "runtime/shard.hpp"
+#include "tls/tls_stream.hpp"
+
+namespace shoal {
+
+class Transport {
+ public:
+  enum class Io : std::uint8_t {
+    done,        // bytes moved (got/wrote > 0), or a handshake/shutdown completed
+    want_read,   // the socket is empty: park on readability
+    want_write,  // the kernel's send buffer is full (or TLS must send first)
+    eof,         // the peer's orderly end (FIN, or TLS close_notify)
+    failed,      // error() says why
+  };
+
+  explicit Transport(tcp_socket socket) : socket_(std::move(socket)) {}
+
+  tcp_socket& socket() noexcept { return socket_; }
+  int fd() noexcept { return socket_.native_handle(); }
+
+  // Puts TLS on the socket (server side). False: OpenSSL could not allocate.
+  bool start_tls(ssl_ctx_st* context) { return tls_.open(context, fd()); }
+  bool tls() const noexcept { return tls_.is_open(); }
+  TlsStream& tls_stream() noexcept { return tls_; }
+
+  Io handshake() { return map(tls_.handshake()); }
+
+  // `more`: whether another read may find bytes without a new edge.
+  Io read(void* buf, std::size_t len, std::size_t& got, bool& more) {
+    if (tls()) {
+      const Io r = map(tls_.read(buf, len, got));
+      more = true;  // read on until OpenSSL's recv() finds the socket empty
+      return r;
+    }
+    for (;;) {
+      const long n = read_hinted(fd(), buf, len, more);
+      if (n > 0) {
+        got = static_cast<std::size_t>(n);
+        return Io::done;
+      }
+      got = 0;
+      if (n == 0) return Io::eof;
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) return Io::want_read;
+      error_ = boost::system::error_code(errno, boost::system::system_category());
+      return Io::failed;
+    }
+  }
+
+  // Sends from buf[0, len); `wrote` says how much was taken.
+  Io write(const void* buf, std::size_t len, std::size_t& wrote) {
+    if (tls()) return map(tls_.write(buf, len, wrote));
+    wrote = 0;
+    while (wrote < len) {
+      const ssize_t r = ::send(fd(), static_cast<const char*>(buf) + wrote, len - wrote,
+                               MSG_DONTWAIT | MSG_NOSIGNAL);
+      if (r > 0) {
+        wrote += static_cast<std::size_t>(r);
+        continue;
+      }
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Io::want_write;
+      error_ = boost::system::error_code(r < 0 ? errno : EPIPE, boost::system::system_category());
+      return Io::failed;
+    }
+    return Io::done;
+  }
+
+  // Our end of the byte stream: TLS close_notify (done once it is in the
+  // kernel; want_write: call again when writable), then the TCP half-close.
+  Io shutdown_send() {
+    if (tls() && !tls_shut_) {
+      const Io r = map(tls_.shutdown());
+      if (r != Io::done) return r;
+      tls_shut_ = true;
+    }
+    boost::system::error_code ignored;
+    socket_.shutdown(boost::asio::socket_base::shutdown_send, ignored);
+    return Io::done;
+  }
+
+  const boost::system::error_code& error() const noexcept {
+    return tls() && !error_ ? tls_.error() : error_;
+  }
+
+  void close() noexcept {
+    boost::system::error_code ignored;
+    socket_.close(ignored);  // pending operations complete with operation_aborted
+  }
+
+ private:
+  static Io map(TlsStream::Io r) noexcept {
+    switch (r) {
+      case TlsStream::Io::done: return Io::done;
+      case TlsStream::Io::want_read: return Io::want_read;
+      case TlsStream::Io::want_write: return Io::want_write;
+      case TlsStream::Io::closed: return Io::eof;
+      case TlsStream::Io::failed: break;
+    }
+    return Io::failed;
+  }
+
+  tcp_socket socket_;
+  TlsStream tls_;
+  boost::system::error_code error_;
+  bool tls_shut_ = false;
+};
+
+}  // namespace shoal

@@ -1,0 +1,145 @@
+// One WebSocket connection (RFC 6455) on shoal's own engine, for every
+// websocket-echo listener: ws:// and wss://, with or without
+// permessage-deflate. Private to sessions/; start_websocket_session()
+// (websocket_session.hpp) is the way in.
+//
+// The session is split by phase, one file each:
+// - ws_upgrade.cpp: the TLS handshake (wss), reading the HTTP upgrade and
+//   answering it (the decision is protocol/upgrade.hpp's, pure);
+// - ws_open.cpp: the echo. One read into the shard's scratch buffer, every
+//   frame it brought handled by WsEchoEngine (protocol/ws_echo.hpp, on the
+//   frame codec), the echoes of one read gathered into one write: one send()
+//   in plaintext, one TLS write over TLS. Keepalive pings;
+// - ws_closing.cpp: every ending (closing handshake, failing, refusing,
+//   lingering to the peer's EOF) and the deadlines.
+// Below the engine sits the Transport (plaintext or TLS through OpenSSL),
+// and above it nothing else: no Beast stream.
+//
+// Memory while idle: this object (size asserted in ws_session.cpp's
+// neighbour, ws_open.cpp) and, over TLS, OpenSSL's SSL object with its
+// record buffers released; with permessage-deflate and context takeover,
+// the zlib state (protocol/permessage_deflate.hpp). The message, input and
+// output buffers hold memory only while bytes are in flight.
+//
+// Ownership: owned by its pending operations (shared_ptr), indexed by the
+// shard's listener list. All calls on the owning shard's thread.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include <boost/asio/ip/tcp.hpp>
+
+#include "config/config.hpp"
+#include "protocol/byte_buffer.hpp"
+#include "protocol/permessage_deflate.hpp"
+#include "protocol/upgrade.hpp"
+#include "protocol/ws_echo.hpp"
+#include "runtime/ready_wait.hpp"
+#include "runtime/shard.hpp"
+#include "sessions/session_timer.hpp"
+#include "sessions/transport.hpp"
+#include "tls/tls.hpp"
+
+namespace shoal::ws {
+
+using error_code = boost::system::error_code;
+
+// Bound on a closing handshake or linger when handshake_timeout is 0.
+inline constexpr std::int64_t kFallbackClosingMs = 10'000;
+inline constexpr std::uint16_t kNoStatus = 1005;  // close frame without a code
+inline constexpr std::uint16_t kAbnormal = 1006;  // TCP ended without a close frame
+
+class WsSession final : public Connection, public std::enable_shared_from_this<WsSession> {
+ public:
+  // `tls`: null for ws://; else the certificate this session keeps for life.
+  WsSession(Shard& shard, std::size_t listener_index, tcp_socket socket, PerIpCounts::Entry* client,
+            const WebSocketConfig& config, TlsSettingsPtr tls);
+  ~WsSession() override;
+
+  void start(const boost::asio::ip::tcp::endpoint& peer);
+
+ private:
+  enum class Phase : std::uint8_t {
+    tls_handshake,  // wss: the TLS handshake
+    request,        // reading the HTTP upgrade request
+    open,           // echoing
+    closing,        // our close frame or error response sent; awaiting the end
+    linger,         // half-closed: discarding what the peer sends until its EOF
+    done,           // socket closed
+  };
+
+  ListenerStats& stats() noexcept { return shard_.slot(listener_index_).stats; }
+  void count_close_code(std::uint16_t code) noexcept {
+    stats().close_codes[close_code_slot(code)].add();
+  }
+  void count_handshake_failed() noexcept {
+    stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
+  }
+
+  // Waiting. One readiness wait and one write wait at most, each completing
+  // into the handler of the phase the session is in then.
+  static void ready(std::shared_ptr<WsSession> self, const error_code& ec) { self->on_ready(ec); }
+  void wait_read();
+  void wait_write();
+  void on_ready(const error_code& ec);
+  void on_writable(const error_code& ec);
+
+  // ws_upgrade.cpp
+  void do_tls_handshake();
+  void read_request();
+  void handle_request(const char* data, std::size_t size, std::size_t request_size);
+  void accept(const UpgradeAccept& accept, const char* rest, std::size_t rest_size);
+  void reject(const UpgradeReject& reject);
+
+  // ws_open.cpp
+  void on_readable();
+  // Queues n bytes behind what waits, or sends them; false: the connection
+  // ended (a send error).
+  bool send(const unsigned char* bytes, std::size_t n);
+  // Sends what waits in out_; false as send().
+  bool flush();
+  void send_ping();
+  void on_pong();
+
+  // ws_closing.cpp
+  void on_close(CloseReason reason) override;
+  void start_ws_close(std::uint16_t code, const char* why);
+  // After our last frame: once the kernel has it, the half-close and a
+  // linger (`then_linger`: a failed connection) or the close (a finished
+  // closing handshake).
+  void finish(bool then_linger);
+  void linger();
+  void on_linger_readable();
+  void end_with_error(const error_code& ec, const char* op);
+  void hard_close();
+  std::int64_t closing_deadline() const;
+  void arm(std::int64_t at_ms);
+  void on_timer(const error_code& ec);
+  void schedule_open_deadlines(std::int64_t now);
+
+  const WebSocketConfig* cfg_;
+  TlsSettingsPtr tls_;  // keeps the context (and certificate) this session started with
+  Transport io_;
+  ReadyWait<std::shared_ptr<WsSession>, &WsSession::ready> read_wait_;
+  WsEchoEngine engine_;
+  std::unique_ptr<MessageDeflate> deflate_;  // agreed permessage-deflate, else null
+  ByteBuffer in_;   // the request so far, then the start of a frame a read did not complete
+  ByteBuffer out_;  // our bytes the kernel has not taken yet
+  SessionTimer timer_;
+  std::int64_t deadline_ms_ = kNever;  // handshake or closing deadline
+  std::int64_t out_since_ms_ = 0;
+  std::int64_t last_read_ms_ = 0;
+  std::int64_t ping_sent_ms_ = 0;  // 0: no pong awaited
+  std::uint32_t header_scan_ = 0;  // request bytes already searched for the blank line
+  Phase phase_ = Phase::tls_handshake;
+  bool finishing_ = false;           // in finish(): our last frame is out
+  bool linger_after_flush_ = false;  // finish(): after a failure
+  bool close_code_seen_ = false;
+  bool writing_wait_ = false;        // a write wait is pending
+  bool unfed_ = false;               // in_ holds bytes no feed() has seen (came with the request)
+  bool ktls_ = false;                // counted in ktls_connections
+};
+
+}  // namespace shoal::ws

@@ -1,0 +1,235 @@
+// WebSocket session, first phase: the TLS handshake (wss://), then the
+// HTTP upgrade read, decided (protocol/upgrade.hpp) and answered.
+//
+// Decisions:
+// - The request is read like any other bytes, into the shard's scratch
+//   buffer: whatever came after its blank line in the same read is the
+//   client's first frames and goes to the engine, for ws:// and wss:// alike
+//   (TLS cannot peek; one path for both keeps them equal).
+// - A request that comes in pieces is gathered in in_ and searched for its
+//   blank line from where the last search stopped; one that has not ended
+//   within max_header_bytes is refused with 431 without waiting for more.
+// - websocket.handshake_timeout covers the TLS handshake and the upgrade
+//   together; a client that connects and leaves without a byte (a port
+//   check) has not failed a handshake, one that sent anything has.
+#include <algorithm>
+#include <cstring>
+#include <string_view>
+#include <vector>
+
+#include <openssl/ssl.h>
+#include <spdlog/spdlog.h>
+
+#include "sessions/ws_session.hpp"
+
+namespace shoal::ws {
+
+namespace {
+
+template <typename... Args>
+void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
+  if (spdlog::should_log(spdlog::level::debug)) spdlog::debug(fmt, std::forward<Args>(args)...);
+}
+
+// Where the head in p[from, n) ends: the offset just past "\r\n\r\n", or 0.
+// `from` may be inside a terminator begun earlier: the search backs up 3.
+std::size_t head_end(const char* p, std::size_t n, std::size_t from) {
+  const std::string_view s(p, n);
+  const std::size_t at = s.find("\r\n\r\n", from >= 3 ? from - 3 : 0);
+  return at == std::string_view::npos ? 0 : at + 4;
+}
+
+}  // namespace
+
+WsSession::WsSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                     PerIpCounts::Entry* client, const WebSocketConfig& config, TlsSettingsPtr tls)
+    : Connection(shard, listener_index, client),
+      cfg_(&config),
+      tls_(std::move(tls)),
+      io_(std::move(socket)),
+      engine_(static_cast<std::uint64_t>(config.max_message_bytes)),
+      timer_(shard.executor()) {}
+
+WsSession::~WsSession() {
+  if (ktls_) stats().ktls_connections.sub();
+}
+
+void WsSession::start(const boost::asio::ip::tcp::endpoint& peer) {
+  error_code ec;
+  io_.socket().non_blocking(true, ec);
+  if (!ec) io_.socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
+  if (ec) {
+    end_with_error(ec, "setup");
+    return;
+  }
+  enable_read_hints(io_.fd());
+  if (spdlog::should_log(spdlog::level::debug)) {
+    spdlog::debug("conn {}: accepted from {} ({})", id_string(), peer.address().to_string(),
+                  tls_ ? "wss" : "websocket");
+  }
+  if (cfg_->handshake_timeout.count() > 0) {
+    deadline_ms_ = Shard::now_ms() + cfg_->handshake_timeout.count();
+    arm(deadline_ms_);
+  }
+  if (tls_) {
+    if (!io_.start_tls(tls_->ssl_context())) {
+      end_with_error(boost::asio::error::no_memory, "tls setup");
+      return;
+    }
+    phase_ = Phase::tls_handshake;
+    do_tls_handshake();
+    return;
+  }
+  phase_ = Phase::request;
+  read_request();
+}
+
+void WsSession::do_tls_handshake() {
+  switch (io_.handshake()) {
+    case Transport::Io::done:
+      break;
+    case Transport::Io::want_read:
+      wait_read();
+      return;
+    case Transport::Io::want_write:
+      wait_write();
+      return;
+    case Transport::Io::eof:
+    case Transport::Io::failed: {
+      const error_code ec = io_.error();
+      const CloseReason reason = classify(ec);
+      if (!(io_.tls_stream().peer_sent_nothing() &&
+            (reason == CloseReason::reset || reason == CloseReason::peer_closed))) {
+        count_handshake_failed();
+        log_debug("conn {}: TLS handshake failed: {}", id_string(), ec.message());
+      }
+      // Anything but the peer leaving is a failed handshake, whatever the
+      // error's category.
+      close(reason == CloseReason::error ? CloseReason::protocol_error : reason);
+      return;
+    }
+  }
+  TlsStream& tls = io_.tls_stream();
+  if (tls.ktls_send()) {
+    ktls_ = true;
+    stats().ktls_connections.add();
+  }
+  log_debug("conn {}: {} established{}", id_string(), tls.version(), ktls_ ? " (kTLS)" : "");
+  phase_ = Phase::request;
+  read_request();
+}
+
+void WsSession::read_request() {
+  const std::size_t limit = static_cast<std::size_t>(cfg_->max_header_bytes);
+  char* const buf = shard_.scratch();
+  for (;;) {
+    std::size_t got = 0;
+    bool more = true;
+    switch (io_.read(buf, Shard::scratch_size, got, more)) {
+      case Transport::Io::done:
+        break;
+      case Transport::Io::want_read:
+        wait_read();
+        return;
+      case Transport::Io::want_write:
+        wait_write();
+        return;
+      case Transport::Io::eof:
+        if (!in_.empty()) count_handshake_failed();
+        close(CloseReason::peer_closed);
+        return;
+      case Transport::Io::failed:
+        if (!in_.empty()) count_handshake_failed();
+        end_with_error(io_.error(), "read request");
+        return;
+    }
+    if (in_.empty()) {
+      // The usual case: the whole request in one read, decided in place.
+      if (const std::size_t end = head_end(buf, got, 0); end != 0) {
+        handle_request(buf, got, end);
+        return;
+      }
+      in_.append(buf, got);
+      header_scan_ = static_cast<std::uint32_t>(got);
+    } else {
+      const std::size_t from = header_scan_;
+      in_.append(buf, got);
+      const char* const all = reinterpret_cast<const char*>(in_.data());
+      if (const std::size_t end = head_end(all, in_.size(), from); end != 0) {
+        ByteBuffer request = std::move(in_);
+        handle_request(reinterpret_cast<const char*>(request.data()), request.size(), end);
+        return;
+      }
+      header_scan_ = static_cast<std::uint32_t>(std::min<std::size_t>(in_.size(), limit + 1));
+    }
+    if (in_.size() > limit) {
+      reject(UpgradeReject{431, "Request Header Fields Too Large", "request header too large"});
+      return;
+    }
+    if (!more) {
+      wait_read();
+      return;
+    }
+  }
+}
+
+// `data[0, request_size)` is the request head; what follows up to `size` is
+// the first frames.
+void WsSession::handle_request(const char* data, std::size_t size, std::size_t request_size) {
+  const UpgradeDecision decision = decide_upgrade(std::string_view(data, request_size), *cfg_);
+  if (const auto* no = std::get_if<UpgradeReject>(&decision)) {
+    reject(*no);
+    return;
+  }
+  accept(std::get<UpgradeAccept>(decision), data + request_size, size - request_size);
+}
+
+void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t rest_size) {
+  std::string extensions;
+  if (cfg_->permessage_deflate.enabled && !yes.extensions.empty()) {
+    const std::vector<std::string_view> offers(yes.extensions.begin(), yes.extensions.end());
+    if (auto agreed = negotiate_deflate(offers, cfg_->permessage_deflate)) {
+      extensions = agreed->response;
+      deflate_ = std::make_unique<MessageDeflate>(*agreed);
+      engine_.set_compression(deflate_.get());
+    }
+  }
+  const std::string response = accept_response(yes, extensions);
+
+  // The frames that came with the request are fed before anything is read.
+  ByteBuffer first;
+  if (rest_size != 0) first.append(rest, rest_size);
+  in_ = std::move(first);
+  unfed_ = !in_.empty();
+  header_scan_ = 0;
+
+  phase_ = Phase::open;
+  deadline_ms_ = kNever;
+  const std::int64_t now = Shard::now_ms();
+  last_read_ms_ = now;
+  log_debug("conn {}: websocket open{}", id_string(), deflate_ ? " (permessage-deflate)" : "");
+  touch();
+  if (!send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
+  schedule_open_deadlines(now);
+  if (!out_.empty()) {
+    wait_write();  // on_writable reads on once the 101 is out
+    return;
+  }
+  on_readable();
+}
+
+void WsSession::reject(const UpgradeReject& no) {
+  stats().rejected[static_cast<int>(no.why == UpgradeReject::Why::origin
+                                        ? RejectReason::origin
+                                        : RejectReason::handshake_failed)]
+      .add();
+  log_debug("conn {}: upgrade refused: {} {}", id_string(), no.status, no.body);
+  phase_ = Phase::closing;  // the response below is this session's ending
+  close(CloseReason::protocol_error);
+  in_.release();
+  const std::string response = reject_response(no);
+  if (!send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
+  finish(/*then_linger=*/true);
+}
+
+}  // namespace shoal::ws

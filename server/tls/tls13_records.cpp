@@ -1,0 +1,226 @@
+#include "tls/tls13_records.hpp"
+
+#include <algorithm>
+#include <cstring>
+#include <new>
+
+#include <openssl/evp.h>
+#include <openssl/hmac.h>
+#include <openssl/ssl.h>
+
+namespace shoal {
+
+namespace {
+
+constexpr std::uint8_t kAlert = 21, kHandshake = 22, kApplicationData = 23;
+constexpr std::uint8_t kKeyUpdate = 24;
+constexpr std::size_t kTag = 16;
+
+const EVP_MD* digest_of(Tls13Records::Suite s) {
+  return s == Tls13Records::Suite::aes256_gcm ? EVP_sha384() : EVP_sha256();
+}
+const EVP_CIPHER* cipher_of(Tls13Records::Suite s) {
+  switch (s) {
+    case Tls13Records::Suite::aes128_gcm: return EVP_aes_128_gcm();
+    case Tls13Records::Suite::aes256_gcm: return EVP_aes_256_gcm();
+    case Tls13Records::Suite::chacha20_poly1305: return EVP_chacha20_poly1305();
+  }
+  return nullptr;
+}
+std::size_t key_len(Tls13Records::Suite s) { return s == Tls13Records::Suite::aes128_gcm ? 16 : 32; }
+
+// HKDF-Expand-Label (RFC 8446 §7.1) with an empty context, for outputs no
+// longer than the hash (every use here): one HMAC block.
+void expand_label(const EVP_MD* md, const unsigned char* secret, std::size_t secret_len,
+                  const char* label, unsigned char* out, std::size_t out_len) {
+  unsigned char info[2 + 1 + 6 + 16 + 1 + 1];
+  const std::size_t label_len = std::strlen(label);
+  std::size_t i = 0;
+  info[i++] = static_cast<unsigned char>(out_len >> 8);
+  info[i++] = static_cast<unsigned char>(out_len);
+  info[i++] = static_cast<unsigned char>(6 + label_len);
+  std::memcpy(info + i, "tls13 ", 6);
+  i += 6;
+  std::memcpy(info + i, label, label_len);
+  i += label_len;
+  info[i++] = 0;     // context: empty
+  info[i++] = 0x01;  // T(1) = HMAC(secret, info | 0x01)
+  unsigned char block[EVP_MAX_MD_SIZE];
+  unsigned int block_len = 0;
+  if (HMAC(md, secret, static_cast<int>(secret_len), info, i, block, &block_len) == nullptr)
+    throw std::bad_alloc();
+  std::memcpy(out, block, out_len);
+}
+
+// One EVP context per thread (each shard is one thread), set up for the
+// direction it was last used with; rekeyed only when another connection's
+// or direction's key comes.
+struct AeadContext {
+  EVP_CIPHER_CTX* ctx = EVP_CIPHER_CTX_new();
+  const void* owner = nullptr;  // the Direction whose key is in ctx
+  bool encrypting = false;
+  ~AeadContext() { EVP_CIPHER_CTX_free(ctx); }
+};
+AeadContext& aead() {
+  thread_local AeadContext c;
+  if (c.ctx == nullptr) throw std::bad_alloc();
+  return c;
+}
+
+void nonce_for(const unsigned char* iv, std::uint64_t seq, unsigned char* nonce) {
+  std::memcpy(nonce, iv, 12);
+  for (int k = 0; k < 8; ++k) nonce[11 - k] ^= static_cast<unsigned char>(seq >> (8 * k));
+}
+
+}  // namespace
+
+bool Tls13Records::suite_of(const ssl_cipher_st* cipher, Suite& suite) noexcept {
+  switch (SSL_CIPHER_get_id(cipher) & 0xffff) {
+    case 0x1301: suite = Suite::aes128_gcm; return true;
+    case 0x1302: suite = Suite::aes256_gcm; return true;
+    case 0x1303: suite = Suite::chacha20_poly1305; return true;
+    default: return false;
+  }
+}
+
+Tls13Records::Tls13Records(Suite suite, const unsigned char* server_secret,
+                           const unsigned char* client_secret, std::size_t secret_len,
+                           std::uint64_t write_seq, std::uint64_t read_seq)
+    : secret_len_(static_cast<std::uint8_t>(secret_len)), suite_(suite) {
+  std::memcpy(write_.secret, server_secret, secret_len);
+  std::memcpy(read_.secret, client_secret, secret_len);
+  derive(write_);
+  derive(read_);
+  write_.seq = write_seq;
+  read_.seq = read_seq;
+}
+
+void Tls13Records::derive(Direction& d) {
+  expand_label(digest_of(suite_), d.secret, secret_len_, "key", d.key, key_len(suite_));
+  expand_label(digest_of(suite_), d.secret, secret_len_, "iv", d.iv, 12);
+  d.seq = 0;
+  if (aead().owner == &d) aead().owner = nullptr;  // its key changed
+}
+
+void Tls13Records::next_secret(Direction& d) {
+  unsigned char next[kMaxSecret];
+  expand_label(digest_of(suite_), d.secret, secret_len_, "traffic upd", next, secret_len_);
+  std::memcpy(d.secret, next, secret_len_);
+  derive(d);
+}
+
+void Tls13Records::seal(std::uint8_t type, const unsigned char* p, std::size_t n, ByteBuffer& out) {
+  AeadContext& a = aead();
+  do {
+    const std::size_t chunk = std::min(n, kMaxPlaintext);
+    const std::size_t inner = chunk + 1;  // the content type follows the content
+    const std::size_t length = inner + kTag;
+    unsigned char* r = out.prepare(5 + length);
+    r[0] = kApplicationData;  // every protected record looks like application data
+    r[1] = 0x03;
+    r[2] = 0x03;
+    r[3] = static_cast<unsigned char>(length >> 8);
+    r[4] = static_cast<unsigned char>(length);
+    if (chunk != 0) std::memcpy(r + 5, p, chunk);
+    r[5 + chunk] = type;
+    unsigned char nonce[12];
+    nonce_for(write_.iv, write_.seq, nonce);
+    const bool rekey = a.owner != &write_ || !a.encrypting;
+    int len = 0, fin = 0;
+    if (EVP_EncryptInit_ex2(a.ctx, rekey ? cipher_of(suite_) : nullptr, rekey ? write_.key : nullptr,
+                            nonce, nullptr) != 1 ||
+        EVP_EncryptUpdate(a.ctx, nullptr, &len, r, 5) != 1 ||
+        EVP_EncryptUpdate(a.ctx, r + 5, &len, r + 5, static_cast<int>(inner)) != 1 ||
+        EVP_EncryptFinal_ex(a.ctx, r + 5 + len, &fin) != 1 ||
+        EVP_CIPHER_CTX_ctrl(a.ctx, EVP_CTRL_AEAD_GET_TAG, kTag, r + 5 + inner) != 1) {
+      a.owner = nullptr;
+      throw std::bad_alloc();  // only an allocation can fail here
+    }
+    a.owner = &write_;
+    a.encrypting = true;
+    ++write_.seq;
+    out.commit(5 + length);
+    p += chunk;
+    n -= chunk;
+  } while (n != 0);
+}
+
+Tls13Records::Opened Tls13Records::open(unsigned char* data, std::size_t n, unsigned char* plain,
+                                        std::size_t room, ByteBuffer& reply) {
+  Opened o;
+  AeadContext& a = aead();
+  auto fail = [&](const char* why) {
+    o.status = Opened::Status::failed;
+    o.why = why;
+    return o;
+  };
+  while (n - o.consumed >= 5) {
+    unsigned char* const r = data + o.consumed;
+    const std::size_t length = (static_cast<std::size_t>(r[3]) << 8) | r[4];
+    if (r[0] != kApplicationData) return fail("a record that is not protected");
+    if (length < kTag + 1 || length > kMaxPlaintext + 256) return fail("record length out of range");
+    if (n - o.consumed < 5 + length) break;  // not all here yet
+    const std::size_t inner = length - kTag;
+    if (inner - 1 > room - o.plain) {  // its content may not fit: left for the next call
+      o.status = Opened::Status::room;
+      return o;
+    }
+    unsigned char nonce[12];
+    nonce_for(read_.iv, read_.seq, nonce);
+    const bool rekey = a.owner != &read_ || a.encrypting;
+    int len = 0, fin = 0;
+    if (EVP_DecryptInit_ex2(a.ctx, rekey ? cipher_of(suite_) : nullptr, rekey ? read_.key : nullptr,
+                            nonce, nullptr) != 1 ||
+        EVP_DecryptUpdate(a.ctx, nullptr, &len, r, 5) != 1 ||
+        EVP_DecryptUpdate(a.ctx, r + 5, &len, r + 5, static_cast<int>(inner)) != 1 ||
+        EVP_CIPHER_CTX_ctrl(a.ctx, EVP_CTRL_AEAD_SET_TAG, kTag, r + 5 + inner) != 1 ||
+        EVP_DecryptFinal_ex(a.ctx, r + 5 + len, &fin) != 1) {
+      a.owner = nullptr;
+      return fail("bad record MAC");
+    }
+    a.owner = &read_;
+    a.encrypting = false;
+    ++read_.seq;
+    o.consumed += 5 + length;
+    // The content type is the last non-zero byte; zeros after it are padding.
+    std::size_t end = inner;
+    while (end > 0 && r[5 + end - 1] == 0) --end;
+    if (end == 0) return fail("record without a content type");
+    const std::uint8_t type = r[5 + end - 1];
+    const unsigned char* content = r + 5;
+    const std::size_t content_len = end - 1;
+    switch (type) {
+      case kApplicationData:
+        if (content_len != 0) std::memcpy(plain + o.plain, content, content_len);
+        o.plain += content_len;
+        break;
+      case kAlert:
+        if (content_len != 2) return fail("malformed alert");
+        if (content[1] == 0) {  // close_notify
+          o.status = Opened::Status::close_notify;
+          return o;
+        }
+        return fail("alert from the peer");
+      case kHandshake: {
+        // Post-handshake messages from a client: only KeyUpdate (a message
+        // split over records, or several in one, is not worth the code: no
+        // client sends that).
+        if (content_len != 5 || content[0] != kKeyUpdate || content[1] != 0 || content[2] != 0 ||
+            content[3] != 1 || content[4] > 1)
+          return fail("unexpected post-handshake message");
+        next_secret(read_);
+        if (content[4] == 1) {  // update_requested: ours, then our key moves on
+          const unsigned char ours[5] = {kKeyUpdate, 0, 0, 1, 0};
+          seal(kHandshake, ours, sizeof ours, reply);
+          next_secret(write_);
+        }
+        break;
+      }
+      default:
+        return fail("unexpected record type");
+    }
+  }
+  return o;
+}
+
+}  // namespace shoal
