@@ -35,6 +35,7 @@ using error_code = boost::system::error_code;
 constexpr std::int64_t kFallbackClosingMs = 10'000;
 // Reads per readiness event, so that one busy client cannot hold the shard.
 constexpr int kReadsPerWakeup = 4;
+constexpr std::size_t kMinReadRoom = 2 * Tls13Records::kMaxRecord;
 
 template <typename... Args>
 void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
@@ -60,6 +61,7 @@ class TlsEchoSession final : public Connection,
   enum class Phase : std::uint8_t { handshake, open, closing, done };
 
   ListenerStats& stats() noexcept { return shard_.slot(listener_index_).stats; }
+  bool write_blocked() const noexcept { return !out_.empty() || io_.output_pending(); }
   static void ready(std::shared_ptr<TlsEchoSession> self, const error_code& ec) {
     self->on_ready(ec);
   }
@@ -183,7 +185,10 @@ void TlsEchoSession::on_readable() {
   bool drained = false;
   bool want_write = false;
   Transport::Io end = Transport::Io::done;
-  for (int round = 0; round < kReadsPerWakeup && have < Shard::scratch_size; ++round) {
+  // Room for at least two whole TLS records per read (a read over our own
+  // record layer takes no more than the room it is given).
+  for (int round = 0; round < kReadsPerWakeup && Shard::scratch_size - have >= kMinReadRoom;
+       ++round) {
     std::size_t got = 0;
     bool more = true;
     const Transport::Io io = io_.read(buf + have, Shard::scratch_size - have, got, more);
@@ -213,17 +218,15 @@ void TlsEchoSession::on_readable() {
     }
     s.bytes_sent.add(have);
     s.messages_sent.add();
-    if (sent < have) {
-      out_.append(buf + sent, have - sent);
-      wait_for_peer_to_read();  // write_timeout runs until it has gone
-    }
+    if (sent < have) out_.append(buf + sent, have - sent);
+    if (write_blocked()) wait_for_peer_to_read();  // write_timeout runs until it has gone
   }
   if (end != Transport::Io::done) {
     end_with_error(end == Transport::Io::eof ? error_code(boost::asio::error::eof) : io_.error(),
                    "read");
     return;
   }
-  if (!out_.empty() || want_write) {
+  if (write_blocked() || want_write) {
     wait_write();
     return;
   }
@@ -245,6 +248,21 @@ void TlsEchoSession::on_writable(const error_code& ec) {
   if (phase_ == Phase::handshake) {
     do_handshake();
     return;
+  }
+  if (io_.output_pending()) {
+    const Transport::Io io = io_.flush_output();
+    if (io == Transport::Io::failed) {
+      if (phase_ == Phase::closing) {
+        hard_close();
+      } else {
+        end_with_error(io_.error(), "write");
+      }
+      return;
+    }
+    if (io_.output_pending()) {
+      wait_write();
+      return;
+    }
   }
   if (!out_.empty()) {
     std::size_t sent = 0;
@@ -312,7 +330,7 @@ void TlsEchoSession::on_close(CloseReason reason) {
   phase_ = Phase::closing;
   deadline_ms_ = closing_deadline();
   arm(deadline_ms_);
-  if (!out_.empty()) {
+  if (write_blocked()) {
     wait_write();  // on_writable sends the close_notify after the echo
     return;
   }

@@ -87,6 +87,11 @@ class Transport {
     return Io::done;
   }
 
+  // Bytes the transport took but the kernel has not (TLS records sealed
+  // after the hand-over); flush_output() sends them.
+  bool output_pending() const noexcept { return tls() && tls_.output_pending(); }
+  Io flush_output() { return map(tls_.flush()); }
+
   // Our end of the byte stream: TLS close_notify (done once it is in the
   // kernel; want_write: call again when writable), then the TCP half-close.
   Io shutdown_send() {

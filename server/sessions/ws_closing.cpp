@@ -42,7 +42,7 @@ void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
 
 void WsSession::on_close(CloseReason reason) {
   if (phase_ == Phase::closing || phase_ == Phase::linger || phase_ == Phase::done) return;
-  if (phase_ == Phase::open && out_.empty() &&
+  if (phase_ == Phase::open && !write_blocked() &&
       (reason == CloseReason::drain || reason == CloseReason::idle_timeout)) {
     start_ws_close(1001, reason == CloseReason::drain ? "going away" : "idle timeout");
     return;
@@ -72,7 +72,7 @@ void WsSession::finish(bool then_linger) {
     if (deadline_ms_ == kNever) deadline_ms_ = closing_deadline();
     arm(deadline_ms_);
   }
-  if (!out_.empty()) {
+  if (write_blocked()) {
     wait_write();  // on_writable comes back here
     return;
   }
@@ -181,7 +181,7 @@ void WsSession::on_timer(const error_code& ec) {
       break;
   }
   const std::int64_t write_timeout = cfg_->write_timeout.count();
-  if (write_timeout > 0 && !out_.empty() && now - out_since_ms_ >= write_timeout) {
+  if (write_timeout > 0 && write_blocked() && now - out_since_ms_ >= write_timeout) {
     log_debug("conn {}: write timeout", id_string());
     close(CloseReason::write_timeout);
     return;
@@ -204,7 +204,7 @@ void WsSession::on_timer(const error_code& ec) {
 void WsSession::schedule_open_deadlines(std::int64_t now) {
   std::int64_t next = kNever;
   const std::int64_t write_timeout = cfg_->write_timeout.count();
-  if (write_timeout > 0 && !out_.empty()) next = out_since_ms_ + write_timeout;
+  if (write_timeout > 0 && write_blocked()) next = out_since_ms_ + write_timeout;
   const Keepalive keepalive{cfg_->ping_interval.count(), cfg_->pong_timeout.count()};
   next = std::min(next, keepalive.next(last_read_ms_, ping_sent_ms_));
   if (next != kNever) arm(std::max(next, now));

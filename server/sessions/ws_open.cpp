@@ -83,7 +83,7 @@ void WsSession::on_writable(const error_code& ec) {
     return;
   }
   if (!flush()) return;
-  if (!out_.empty()) {
+  if (write_blocked()) {
     wait_write();
     return;
   }
@@ -101,7 +101,7 @@ void WsSession::on_writable(const error_code& ec) {
 // --- echo --------------------------------------------------------------------
 
 void WsSession::on_readable() {
-  if (!out_.empty()) {  // a ping or close frame still waits for the kernel
+  if (write_blocked()) {  // a ping or close frame still waits for the kernel
     wait_write();
     return;
   }
@@ -233,7 +233,7 @@ void WsSession::on_readable() {
     end_with_error(boost::asio::error::eof, "read");
     return;
   }
-  if (!out_.empty() || want_write) {
+  if (write_blocked() || want_write) {
     // The client is slow to take its echoes: nothing more is read until
     // it has (write_timeout bounds the wait).
     if (phase_ == Phase::open) schedule_open_deadlines(Shard::now_ms());
@@ -253,6 +253,7 @@ void WsSession::on_readable() {
 }
 
 bool WsSession::send(const unsigned char* bytes, std::size_t n) {
+  const bool was_blocked = write_blocked();
   if (!out_.empty()) {  // behind what already waits
     out_.append(bytes, n);
     return true;
@@ -263,14 +264,21 @@ bool WsSession::send(const unsigned char* bytes, std::size_t n) {
     end_with_error(io_.error() ? io_.error() : error_code(boost::asio::error::broken_pipe), "write");
     return false;
   }
-  if (sent < n) {
-    out_since_ms_ = Shard::now_ms();
-    out_.append(bytes + sent, n - sent);
-  }
+  if (sent < n) out_.append(bytes + sent, n - sent);
+  if (!was_blocked && write_blocked()) out_since_ms_ = Shard::now_ms();
   return true;
 }
 
 bool WsSession::flush() {
+  if (io_.output_pending()) {
+    const Transport::Io io = io_.flush_output();
+    if (io == Transport::Io::failed) {
+      end_with_error(io_.error(), "write");
+      return false;
+    }
+    if (io_.output_pending()) return true;
+  }
+  if (out_.empty()) return true;
   std::size_t sent = 0;
   const Transport::Io io = io_.write(out_.data(), out_.size(), sent);
   if (io == Transport::Io::failed || io == Transport::Io::eof) {
@@ -294,7 +302,7 @@ void WsSession::send_ping() {
   ping_sent_ms_ = Shard::now_ms();
   // Nothing is added behind echoes a client has not taken: pong_timeout or
   // write_timeout ends such a connection.
-  if (!out_.empty()) return;
+  if (write_blocked()) return;
   static constexpr unsigned char kPingFrame[2] = {0x89, 0x00};
   // Sent while parked in a read wait: what the kernel does not take goes
   // with the next wake-up (a second wait must not start beside the first).

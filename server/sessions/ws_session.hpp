@@ -70,6 +70,8 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
     done,           // socket closed
   };
 
+  // Bytes wait for the kernel: ours in out_, or sealed ones in the transport.
+  bool write_blocked() const noexcept { return !out_.empty() || io_.output_pending(); }
   ListenerStats& stats() noexcept { return shard_.slot(listener_index_).stats; }
   void count_close_code(std::uint16_t code) noexcept {
     stats().close_codes[close_code_slot(code)].add();

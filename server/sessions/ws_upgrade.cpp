@@ -163,7 +163,7 @@ void WsSession::read_request() {
       header_scan_ = static_cast<std::uint32_t>(std::min<std::size_t>(in_.size(), limit + 1));
     }
     if (in_.size() > limit) {
-      reject(UpgradeReject{431, "Request Header Fields Too Large", "request header too large"});
+      reject(kRequestHeaderTooLarge);
       return;
     }
     if (!more) {
@@ -211,7 +211,7 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
   touch();
   if (!send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
   schedule_open_deadlines(now);
-  if (!out_.empty()) {
+  if (write_blocked()) {
     wait_write();  // on_writable reads on once the 101 is out
     return;
   }

@@ -1,6 +1,7 @@
 #include "tls/tls.hpp"
 
 #include "tls/ktls.hpp"
+#include "tls/tls_stream.hpp"
 
 #include <fcntl.h>
 #include <sys/stat.h>
@@ -220,6 +221,10 @@ TlsSettingsPtr load_tls_settings(const ListenerConfig& listener, std::size_t ind
   static const KtlsSupport kernel = probe_ktls();
   const bool ktls = use_ktls(tls.ktls, kernel);
   if (ktls) SSL_CTX_set_options(ctx, SSL_OP_ENABLE_KTLS);
+  // TLS 1.3 connections leave OpenSSL's record layer after the handshake
+  // (tls_stream.hpp): the stream needs the traffic secrets and sends the
+  // session tickets itself.
+  TlsStream::install_key_capture(ctx);
 
   X509* leaf = use_certificate_chain(ctx, certificate_pem, tls.certificate, certificate_errors);
   use_private_key(ctx, key_pem, tls.private_key, tls.certificate, key_errors);

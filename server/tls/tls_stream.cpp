@@ -92,6 +92,8 @@ void TlsStream::on_keylog(const ssl_st* ssl, const char* line) {
   if (const std::size_t n = secret_of(text, "SERVER_TRAFFIC_SECRET_0", s.server)) s.server_len = n;
 }
 
+TlsStream::TlsStream() = default;
+
 TlsStream::~TlsStream() {
   if (ssl_ != nullptr) SSL_free(ssl_);
 }

@@ -63,7 +63,7 @@ class TlsStream {
   // the connection they belong to, for the hand-over.
   static void install_key_capture(ssl_ctx_st* context);
 
-  TlsStream() = default;
+  TlsStream();
   TlsStream(const TlsStream&) = delete;
   TlsStream& operator=(const TlsStream&) = delete;
   ~TlsStream();
