@@ -57,7 +57,7 @@ container-test: deps
 # out-of-memory fails it; the input is left in build-fuzz/fuzz-run/<target>/.
 # Prints executions and executions per second per target.
 FUZZ_SECONDS ?= 60
-FUZZ_TARGETS ?= config websocket http_upgrade admin_http proxy_protocol
+FUZZ_TARGETS ?= config websocket http_upgrade admin_http proxy_protocol frame_codec
 fuzz: deps
 	CC=clang CXX=clang++ cmake -S . -B build-fuzz -DCMAKE_BUILD_TYPE=RelWithDebInfo \
 	  -DSHOAL_FUZZ=ON -DBUILD_TESTING=OFF -DSHOAL_WERROR=ON

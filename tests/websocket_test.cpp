@@ -410,7 +410,7 @@ std::vector<FailureCase> failure_cases() {
       {"close_code_2999", frame(kClose, close_payload(2999)), 1002},
       {"close_code_5000", frame(kClose, close_payload(5000)), 1002},
       {"close_code_65535", frame(kClose, close_payload(65535)), 1002},
-      {"close_reason_invalid_utf8", frame(kClose, close_payload(1000, "\xff bad")), 1002},
+      {"close_reason_invalid_utf8", frame(kClose, close_payload(1000, "\xff bad")), 1007},
       {"close_payload_of_one_byte", frame(kClose, "\x03"), 1002},
       {"non_canonical_16_bit_length", std::string("\x81\xfe\x00\x05", 4) + std::string("\0\0\0\0hello", 9), 1002},
       {"invalid_utf8_text", frame(kText, "bad \xff\xfe bytes"), 1007},

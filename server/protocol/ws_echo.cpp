@@ -1,77 +1,25 @@
 #include "protocol/ws_echo.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <cstring>
-#include <new>
-
-#include "protocol/utf8.hpp"
 
 namespace shoal {
 
-// --- frames ------------------------------------------------------------------
+namespace op = ws::opcode;
+namespace cc = ws::close_code;
 
-namespace {
-
-constexpr unsigned kContinuation = 0, kText = 1, kBinary = 2, kClose = 8, kPing = 9, kPong = 10;
-constexpr std::uint16_t kNoStatus = 1005;
-
-// Unmasks src[0, n) into dst (which may be src), eight bytes at a time.
-void unmask_copy(unsigned char* dst, const unsigned char* src, std::size_t n,
-                 const unsigned char* key) noexcept {
-  std::uint32_t k4;
-  std::memcpy(&k4, key, 4);
-  const std::uint64_t k8 = (static_cast<std::uint64_t>(k4) << 32) | k4;
-  std::size_t i = 0;
-  for (; i + 8 <= n; i += 8) {
-    std::uint64_t w;
-    std::memcpy(&w, src + i, 8);
-    w ^= k8;
-    std::memcpy(dst + i, &w, 8);
-  }
-  for (; i < n; ++i) dst[i] = src[i] ^ key[i & 3];
-}
-
-// Writes a server frame header (FIN, no mask); returns its size (2, 4 or 10).
-std::size_t put_header(unsigned char* h, unsigned opcode, std::uint64_t n) noexcept {
-  h[0] = static_cast<unsigned char>(0x80 | opcode);
-  if (n < 126) {
-    h[1] = static_cast<unsigned char>(n);
-    return 2;
-  }
-  if (n <= 0xffff) {
-    h[1] = 126;
-    h[2] = static_cast<unsigned char>(n >> 8);
-    h[3] = static_cast<unsigned char>(n);
-    return 4;
-  }
-  h[1] = 127;
-  for (int k = 0; k < 8; ++k) h[2 + k] = static_cast<unsigned char>(n >> (56 - 8 * k));
-  return 10;
-}
-
-// RFC 6455 §7.4, as Beast 1.81 checks it, and nothing above 4999.
-bool valid_close_code(std::uint16_t code) noexcept {
-  if (code >= 1000 && code <= 1013) return code < 1004 || code > 1006;
-  return code >= 3000 && code <= 4999;
-}
-
-}  // namespace
-
-void WsEchoEngine::append_frame(ByteBuffer& out, unsigned opcode, const void* payload, std::size_t n) {
-  unsigned char* p = out.prepare(10 + n);
-  const std::size_t h = put_header(p, opcode, n);
+void WsEchoEngine::append_frame(ByteBuffer& out, unsigned opcode, const void* payload, std::size_t n,
+                                bool compressed) {
+  unsigned char* p = out.prepare(Codec::max_send_header + n);
+  const std::size_t h = Codec::put_header(p, true, compressed, static_cast<std::uint8_t>(opcode), n);
   if (n != 0) std::memcpy(p + h, payload, n);
   out.commit(h + n);
 }
 
-void WsEchoEngine::append_close(ByteBuffer& out, std::uint16_t code) {
-  if (code == 0) {
-    append_frame(out, kClose, nullptr, 0);
-    return;
-  }
-  const unsigned char payload[2] = {static_cast<unsigned char>(code >> 8),
-                                    static_cast<unsigned char>(code & 0xff)};
-  append_frame(out, kClose, payload, 2);
+void WsEchoEngine::append_close(ByteBuffer& out, std::uint16_t code, std::string_view reason) {
+  unsigned char payload[ws::max_control_payload];
+  append_frame(out, op::close, payload, ws::put_close_payload(payload, code, reason));
 }
 
 WsEchoResult& WsEchoEngine::fail(WsEchoResult& r, std::uint16_t code, const char* why, ByteBuffer& out) {
@@ -82,100 +30,153 @@ WsEchoResult& WsEchoEngine::fail(WsEchoResult& r, std::uint16_t code, const char
   if (!closing_) append_close(out, code);
   message_.release();
   opcode_ = 0;
+  compressed_ = false;
+  frame_checked_ = 0;
+  utf8_.reset();
   return r;
+}
+
+bool WsEchoEngine::check_partial_text(const unsigned char* payload, std::size_t have,
+                                      const ws::MaskKey& key) noexcept {
+  // The frame stays masked in the input, so that unmasking it whole once it
+  // is complete (in place, or into its echo) works as for any frame; what
+  // is checked now is unmasked into a copy, a piece at a time, and never
+  // checked again (frame_checked_).
+  unsigned char piece[512];
+  std::size_t at = frame_checked_;
+  have = std::min<std::size_t>(have, UINT32_MAX);
+  while (at < have) {
+    const std::size_t k = std::min(sizeof piece, have - at);
+    ws::apply_mask(piece, payload + at, k, key, at);
+    if (!utf8_.feed(piece, k)) return false;
+    at += k;
+  }
+  frame_checked_ = static_cast<std::uint32_t>(at);
+  return true;
+}
+
+bool WsEchoEngine::echo_compressed(WsEchoResult& r, unsigned opcode, const unsigned char* in, std::size_t n,
+                                   ByteBuffer& out) {
+  // The message is inflated into `out`, behind the echoes so far, checked
+  // there, and deflated from there into message_ (whose compressed input,
+  // for a message in pieces, has been read by then); the frame then takes
+  // the inflated bytes' place. `out` and message_ are the only buffers, and
+  // one never reads from the other while it grows.
+  const std::size_t mark = out.size();
+  switch (compression_->inflate(in, n, out, max_)) {
+    case MessageCompression::Inflate::ok:
+      break;
+    case MessageCompression::Inflate::too_big:
+      out.resize(mark);
+      fail(r, cc::too_big, "message over max_message_bytes once inflated", out);
+      return false;
+    case MessageCompression::Inflate::invalid:
+      out.resize(mark);
+      fail(r, cc::invalid_payload, "compressed message does not inflate", out);
+      return false;
+  }
+  const std::size_t size = out.size() - mark;
+  if (max_ != 0 && size > max_) {  // a hook that did not keep to its limit
+    out.resize(mark);
+    fail(r, cc::too_big, "message over max_message_bytes once inflated", out);
+    return false;
+  }
+  if (opcode == op::text) {
+    Utf8Validator v;
+    if (!v.feed(out.data() + mark, size) || !v.complete()) {
+      out.resize(mark);
+      fail(r, cc::invalid_payload, "text message not UTF-8", out);
+      return false;
+    }
+  }
+  message_.clear();
+  compression_->deflate(out.data() + mark, size, message_);
+  out.resize(mark);
+  append_frame(out, opcode, message_.data(), message_.size(), /*compressed=*/true);
+  message_.release();
+  ++r.messages;
+  r.message_bytes += size;
+  return true;
 }
 
 WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& out) {
   WsEchoResult r;
   std::size_t pos = 0;
-  while (n - pos >= 2) {
+  const ws::Extensions ext{.deflate = compression_ != nullptr};
+  while (pos < n) {
     unsigned char* const p = data + pos;
     const std::size_t avail = n - pos;
-    const bool fin = (p[0] & 0x80) != 0;
-    const unsigned opcode = p[0] & 0x0f;
-    const bool control = (opcode & 0x8) != 0;
-    std::uint64_t len = p[1] & 0x7f;
-    std::size_t header = 2;
-
-    if ((p[0] & 0x70) != 0) return fail(r, 1002, "RSV bits set without an extension", out);
-    if (control) {
-      if (opcode > kPong) return fail(r, 1002, "reserved control opcode", out);
-      if (!fin) return fail(r, 1002, "fragmented control frame", out);
-      if (len > 125) return fail(r, 1002, "control frame over 125 bytes", out);
-    } else if (opcode > kBinary) {
-      return fail(r, 1002, "reserved data opcode", out);
-    }
-    if ((p[1] & 0x80) == 0) return fail(r, 1002, "unmasked client frame", out);
-    if (len == 126) {
-      if (avail < 4) break;
-      len = (static_cast<std::uint64_t>(p[2]) << 8) | p[3];
-      header = 4;
-      if (len < 126) return fail(r, 1002, "length not in its shortest form", out);
-    } else if (len == 127) {
-      if (avail < 10) break;
-      len = 0;
-      for (int k = 0; k < 8; ++k) len = (len << 8) | p[2 + k];
-      header = 10;
-      if (len >> 63) return fail(r, 1002, "length with its top bit set", out);
-      if (len <= 0xffff) return fail(r, 1002, "length not in its shortest form", out);
-    }
-    header += 4;  // the mask
+    const ws::HeaderResult d = Codec::decode_header(p, avail, ext);
+    if (d.status == ws::Decode::error) return fail(r, d.code, d.why, out);
+    if (d.status == ws::Decode::need_more) break;
+    const ws::FrameHeader& f = d.header;
+    const bool control = ws::is_control(f.opcode);
+    const bool start = f.opcode != op::continuation;
     if (!control) {
-      if (opcode == kContinuation && opcode_ == 0)
-        return fail(r, 1002, "continuation frame without a message", out);
-      if (opcode != kContinuation && opcode_ != 0)
-        return fail(r, 1002, "new message inside a fragmented one", out);
-      const std::uint64_t so_far = opcode == kContinuation ? message_.size() : 0;
-      if (max_ != 0 && (len > max_ || so_far + len > max_))
-        return fail(r, 1009, "message over max_message_bytes", out);
+      if (!start && opcode_ == 0) return fail(r, cc::protocol_error, "continuation frame without a message", out);
+      if (start && opcode_ != 0) return fail(r, cc::protocol_error, "new message inside a fragmented one", out);
+      const std::uint64_t so_far = start ? 0 : message_.size();
+      if (max_ != 0 && (f.length > max_ || so_far + f.length > max_))
+        return fail(r, cc::too_big, "message over max_message_bytes", out);
     }
-    // Not all here yet: the caller keeps the bytes and reads more.
-    if (avail < header || avail - header < len) break;
-    const unsigned char* const key = p + header - 4;
-    unsigned char* const payload = p + header;
-    const std::size_t size = static_cast<std::size_t>(len);
-    pos += header + size;
+    // Uncompressed text is checked as it comes, compressed text once inflated.
+    const bool plain_text = start ? (f.opcode == op::text && !f.rsv1) : (opcode_ == op::text && !compressed_);
+
+    if (avail - f.size < f.length) {
+      // Not all here yet: the caller keeps the bytes and reads more. Text
+      // that is already not UTF-8 fails now rather than when the rest comes.
+      if (plain_text && !closing_) {
+        if (start && frame_checked_ == 0) utf8_.reset();
+        if (!check_partial_text(p + f.size, avail - f.size, f.key))
+          return fail(r, cc::invalid_payload, "text message not UTF-8", out);
+      }
+      break;
+    }
+    unsigned char* const payload = p + f.size;
+    const std::size_t size = static_cast<std::size_t>(f.length);
+    const std::size_t checked = frame_checked_;
+    frame_checked_ = 0;
+    pos += f.size + size;
 
     if (control) {
-      unmask_copy(payload, payload, size, key);
-      if (opcode == kPing) {
+      ws::apply_mask(payload, size, f.key);
+      if (f.opcode == op::ping) {
         if (!closing_) {
-          append_frame(out, kPong, payload, size);
+          append_frame(out, op::pong, payload, size);
           r.ping = true;
         }
         continue;
       }
-      if (opcode == kPong) {
+      if (f.opcode == op::pong) {
         if (!closing_) r.pong = true;
         continue;
       }
-      // Close.
-      std::uint16_t code = kNoStatus;
-      if (size == 1) return fail(r, 1002, "close frame with a one-byte payload", out);
-      if (size >= 2) {
-        code = static_cast<std::uint16_t>((payload[0] << 8) | payload[1]);
-        if (!valid_close_code(code)) return fail(r, 1002, "invalid close code", out);
-        if (scan_utf8(payload + 2, size - 2).status != Utf8::valid)
-          return fail(r, 1002, "close reason not UTF-8", out);
-      }
+      const ws::CloseResult c = ws::parse_close(payload, size);
+      if (!c.ok) return fail(r, c.error, c.why, out);
       // The answer carries the same code (1000 when the client gave none).
-      if (!closing_) append_close(out, code == kNoStatus ? 1000 : code);
+      if (!closing_) append_close(out, c.code == cc::no_status ? cc::normal : c.code);
       r.end = WsEchoResult::End::peer_close;
-      r.code = code;
+      r.code = c.code;
       r.consumed = pos;
       return r;
     }
 
     if (closing_) continue;  // our close is sent: data is dropped
 
-    if (opcode != kContinuation && fin) {
+    if (start && plain_text && checked == 0) utf8_.reset();
+    if (start && f.fin) {
+      if (f.rsv1) {
+        ws::apply_mask(payload, size, f.key);
+        if (!echo_compressed(r, f.opcode, payload, size, out)) return r;
+        continue;
+      }
       // A whole message in one frame, the usual case: unmasked straight
-      // into its echo.
-      unsigned char* const o = out.prepare(10 + size);
-      const std::size_t h = put_header(o, opcode, size);
-      unmask_copy(o + h, payload, size, key);
-      if (opcode == kText && scan_utf8(o + h, size).status != Utf8::valid)
-        return fail(r, 1007, "text message not UTF-8", out);
+      // into its echo, and only the text not checked yet is checked.
+      unsigned char* const o = out.prepare(Codec::max_send_header + size);
+      const std::size_t h = Codec::put_header(o, true, false, f.opcode, size);
+      ws::apply_mask(o + h, payload, size, f.key);
+      if (plain_text && (!utf8_.feed(o + h + checked, size - checked) || !utf8_.complete()))
+        return fail(r, cc::invalid_payload, "text message not UTF-8", out);
       out.commit(h + size);
       ++r.messages;
       r.message_bytes += size;
@@ -183,27 +184,29 @@ WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& 
     }
 
     // A message in pieces.
-    if (opcode != kContinuation) {
-      opcode_ = static_cast<std::uint8_t>(opcode);
+    if (start) {
+      opcode_ = f.opcode;
+      compressed_ = f.rsv1;
       message_.clear();
-      utf8_checked_ = 0;
     }
-    unmask_copy(message_.prepare(size), payload, size, key);
+    unsigned char* const dst = message_.prepare(size);
+    ws::apply_mask(dst, payload, size, f.key);
+    if (plain_text && !utf8_.feed(dst + checked, size - checked))
+      return fail(r, cc::invalid_payload, "text message not UTF-8", out);
     message_.commit(size);
-    if (opcode_ == kText) {
-      const Utf8Scan s = scan_utf8(message_.data() + utf8_checked_, message_.size() - utf8_checked_);
-      if (s.status == Utf8::invalid) return fail(r, 1007, "text message not UTF-8", out);
-      utf8_checked_ += s.end;
-      if (fin && utf8_checked_ != message_.size())
-        return fail(r, 1007, "text message ends inside a UTF-8 sequence", out);
-    }
-    if (fin) {
+    if (!f.fin) continue;
+    if (compressed_) {
+      if (!echo_compressed(r, opcode_, message_.data(), message_.size(), out)) return r;
+    } else {
+      if (plain_text && !utf8_.complete())
+        return fail(r, cc::invalid_payload, "text message ends inside a UTF-8 sequence", out);
       append_frame(out, opcode_, message_.data(), message_.size());
       ++r.messages;
       r.message_bytes += message_.size();
-      message_.release();
-      opcode_ = 0;
     }
+    message_.release();
+    opcode_ = 0;
+    compressed_ = false;
   }
   r.consumed = pos;
   return r;

@@ -1,32 +1,38 @@
-// The WebSocket echo after the upgrade, without Beast: RFC 6455 frames from
-// the client in, the server's frames out (echoes, pongs, close frames).
+// The WebSocket echo after the upgrade: RFC 6455 frames from the client in,
+// the server's frames out (echoes, pongs, close frames), on the frame codec
+// (frame_codec.hpp) in its server role.
 //
-// Used for plaintext listeners without permessage-deflate, where it is the
-// whole data path: the session hands it what one recv() brought and sends
-// what it appended, so that many echoes leave in one send() and nothing is
-// allocated per message. The upgrade before it is read, checked and
-// answered by the session (websocket_session.cpp), with Beast's HTTP parser
-// but without Beast's websocket::stream, which serves only TLS and
-// permessage-deflate listeners.
+// It serves every WebSocket listener: ws:// and wss://, with or without
+// permessage-deflate. The session supplies the transport (plain TCP or its
+// TLS layer), hands the engine what one read brought, and sends what it
+// appended, so that many echoes leave in one write and nothing is allocated
+// per message; with permessage-deflate negotiated it also supplies the
+// MessageCompression (compression.hpp) that inflates and deflates whole
+// messages. The upgrade before it is read, checked and answered by the
+// session (websocket_session.cpp).
 //
-// The checks are Beast's, with the same close codes: 1002 for a protocol
-// error (RSV bits, a reserved opcode, an unmasked frame, a fragmented or
-// oversized control frame, a non-minimal length, a continuation without a
-// start or a new message inside a fragmented one, a bad close code or
-// reason), 1007 for text that is not UTF-8 (found as soon as a fragment
-// proves it), 1009 for a message over the limit (found from the frame
-// header, before its payload is read).
+// The checks, with the close codes Autobahn|Testsuite expects of a strict
+// server: 1002 for a protocol error (RSV bits the extensions do not allow, a
+// reserved opcode, an unmasked frame, a fragmented or oversized control
+// frame, a non-minimal length, a continuation without a start or a new
+// message inside a fragmented one, a bad close code or a one-byte close
+// payload), 1007 for text or a close reason that is not UTF-8 (found as soon
+// as the bytes that prove it arrive, even inside a frame whose end has not
+// come), or a compressed message that does not inflate, 1009 for a message
+// over the limit (found from the frame header, before its payload is read;
+// for a compressed message, also when it inflates past it).
 //
 // Thread safety: none; one per connection, used on its shard's thread.
 #pragma once
 
 #include <cstddef>
 #include <cstdint>
-#include <cstdlib>
-#include <memory>
-#include <utility>
+#include <string_view>
 
 #include "protocol/byte_buffer.hpp"
+#include "protocol/compression.hpp"
+#include "protocol/frame_codec.hpp"
+#include "protocol/utf8.hpp"
 
 namespace shoal {
 
@@ -39,7 +45,7 @@ struct WsEchoResult {
   };
   std::size_t consumed = 0;  // bytes of whole frames taken from the input
   std::uint32_t messages = 0;        // data messages echoed
-  std::uint64_t message_bytes = 0;   // their payload bytes
+  std::uint64_t message_bytes = 0;   // their payload bytes (inflated, when compressed)
   bool ping = false;                 // a ping was answered
   bool pong = false;                 // a pong came
   End end = End::none;
@@ -50,12 +56,23 @@ struct WsEchoResult {
 
 class WsEchoEngine {
  public:
-  // 0: no limit on message size.
-  explicit WsEchoEngine(std::uint64_t max_message_bytes) noexcept : max_(max_message_bytes) {}
+  using Codec = ws::ServerCodec;
 
-  // Parses the client's frames in data[0, n) (unmasking them in place) and
-  // appends the server's frames to `out`. Stops at a frame that is not
-  // complete yet, and after a close frame or a failure.
+  // max_message_bytes 0: no limit on message size. `compression`: the
+  // negotiated permessage-deflate, or null for none; not owned, it must
+  // outlive the engine.
+  explicit WsEchoEngine(std::uint64_t max_message_bytes, MessageCompression* compression = nullptr) noexcept
+      : max_(max_message_bytes), compression_(compression) {}
+
+  // Sets (or with null, removes) the compression hook; between messages.
+  void compression(MessageCompression* c) noexcept { compression_ = c; }
+  MessageCompression* compression() const noexcept { return compression_; }
+
+  // Parses the client's frames in data[0, n) (unmasking whole frames in
+  // place) and appends the server's frames to `out`. Stops at a frame that
+  // is not complete yet, and after a close frame or a failure. The next
+  // call's data must begin with the bytes this one did not consume (the
+  // incomplete frame, whose text may have been checked already).
   WsEchoResult feed(unsigned char* data, std::size_t n, ByteBuffer& out);
 
   // After the server sent its own close frame: data frames and pings are
@@ -65,19 +82,37 @@ class WsEchoEngine {
   // A message in pieces is being gathered (it holds memory).
   bool in_message() const noexcept { return opcode_ != 0; }
 
-  // Appends a server frame (FIN set, unmasked).
-  static void append_frame(ByteBuffer& out, unsigned opcode, const void* payload, std::size_t n);
-  // Appends a close frame with `code` (none when 0).
-  static void append_close(ByteBuffer& out, std::uint16_t code);
+  // Appends a server frame (FIN set, unmasked); `compressed` sets RSV1 (the
+  // payload is then the MessageCompression's deflate() output).
+  static void append_frame(ByteBuffer& out, unsigned opcode, const void* payload, std::size_t n,
+                           bool compressed = false);
+  // Appends a close frame with `code` (none when 0) and `reason` (cut to
+  // 123 bytes at a UTF-8 boundary).
+  static void append_close(ByteBuffer& out, std::uint16_t code, std::string_view reason = {});
 
  private:
   WsEchoResult& fail(WsEchoResult& r, std::uint16_t code, const char* why, ByteBuffer& out);
+  // Checks the text of the incomplete frame at `payload` whose first
+  // `have` bytes are in; false when they prove it is not UTF-8.
+  bool check_partial_text(const unsigned char* payload, std::size_t have, const ws::MaskKey& key) noexcept;
+  // Inflates a compressed message, checks it, and appends its echo,
+  // deflated, to `out`; false (with r filled by fail()) on an error.
+  bool echo_compressed(WsEchoResult& r, unsigned opcode, const unsigned char* in, std::size_t n,
+                       ByteBuffer& out);
 
   std::uint64_t max_;
-  ByteBuffer message_;           // the fragments of a message so far, unmasked
-  std::size_t utf8_checked_ = 0;  // text: message_[0, this) is valid UTF-8
-  std::uint8_t opcode_ = 0;       // 1 text, 2 binary: a message in pieces; 0 none
+  MessageCompression* compression_;
+  ByteBuffer message_;  // the fragments of a message so far, unmasked (compressed when compressed_)
+  // The frame at the front of the input when the last feed() stopped inside
+  // it: how many of its payload bytes utf8_ has seen. 32 bits, with the
+  // flags below, keep the engine at 48 bytes (it is in every idle
+  // connection); past 4 GiB an incomplete frame waits for its end.
+  std::uint32_t frame_checked_ = 0;
+  Utf8Validator utf8_;       // the current text message, so far
+  std::uint8_t opcode_ = 0;  // 1 text, 2 binary: a message in pieces; 0 none
+  bool compressed_ = false;  // the message in pieces has RSV1
   bool closing_ = false;
 };
+static_assert(sizeof(WsEchoEngine) <= 48, "WsEchoEngine grew: it is in every idle connection");
 
 }  // namespace shoal

@@ -327,7 +327,7 @@ Frames split_frames(std::string_view s) {
 namespace {
 
 bool valid_close_code(std::uint16_t c) {
-  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1013) || (c >= 3000 && c <= 4999);
+  return (c >= 1000 && c <= 1003) || (c >= 1007 && c <= 1014) || (c >= 3000 && c <= 4999);
 }
 
 // Assembles data messages from frames; shared by both directions.
