@@ -408,8 +408,6 @@ TEST(HostLimitsTest, RaiseNofileLeavesSoftAtHard) {
   EXPECT_LE(raised, limits.nofile_hard);
 }
 
-}  // namespace
-}  // namespace shoal
 
 // --- kTLS --------------------------------------------------------------------
 
@@ -470,3 +468,6 @@ TEST(RunPreflight, SaysWhichPathTlsConnectionsTakeWhenAListenerHasTls) {
   EXPECT_TRUE(contains(report, "off (tls.ktls: off)")) << report;
   EXPECT_TRUE(run_preflight(config, host).ok);
 }
+
+}  // namespace
+}  // namespace shoal

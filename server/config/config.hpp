@@ -74,11 +74,11 @@ struct TlsConfig {
   std::string certificate;  // PEM file: the certificate, then any intermediates
   std::string private_key;  // PEM file: its unencrypted private key
   TlsVersion min_version = TlsVersion::tls1_2;
-  KtlsMode ktls = KtlsMode::auto_;
   // Time for a tcp-echo listener's client to complete the TLS handshake. A
   // websocket-echo listener's websocket.handshake_timeout covers its TLS
   // handshake and HTTP upgrade together, and it takes no key of its own.
   Duration handshake_timeout = std::chrono::seconds(10);
+  KtlsMode ktls = KtlsMode::auto_;
   SourceMark certificate_mark;
   SourceMark private_key_mark;
 

@@ -15,6 +15,7 @@
 
 #include <cerrno>
 #include <cstddef>
+#include <memory>
 
 #include <boost/asio/error.hpp>
 
@@ -40,16 +41,19 @@ class Transport {
   int fd() noexcept { return socket_.native_handle(); }
 
   // Puts TLS on the socket (server side). False: OpenSSL could not allocate.
-  bool start_tls(ssl_ctx_st* context) { return tls_.open(context, fd()); }
-  bool tls() const noexcept { return tls_.is_open(); }
-  TlsStream& tls_stream() noexcept { return tls_; }
+  bool start_tls(ssl_ctx_st* context) {
+    tls_ = std::make_unique<TlsStream>();
+    return tls_->open(context, fd());
+  }
+  bool tls() const noexcept { return tls_ != nullptr; }
+  TlsStream& tls_stream() noexcept { return *tls_; }
 
-  Io handshake() { return map(tls_.handshake()); }
+  Io handshake() { return map(tls_->handshake()); }
 
   // `more`: whether another read may find bytes without a new edge.
   Io read(void* buf, std::size_t len, std::size_t& got, bool& more) {
     if (tls()) {
-      const Io r = map(tls_.read(buf, len, got));
+      const Io r = map(tls_->read(buf, len, got));
       more = true;  // read on until OpenSSL's recv() finds the socket empty
       return r;
     }
@@ -70,7 +74,7 @@ class Transport {
 
   // Sends from buf[0, len); `wrote` says how much was taken.
   Io write(const void* buf, std::size_t len, std::size_t& wrote) {
-    if (tls()) return map(tls_.write(buf, len, wrote));
+    if (tls()) return map(tls_->write(buf, len, wrote));
     wrote = 0;
     while (wrote < len) {
       const ssize_t r = ::send(fd(), static_cast<const char*>(buf) + wrote, len - wrote,
@@ -89,14 +93,14 @@ class Transport {
 
   // Bytes the transport took but the kernel has not (TLS records sealed
   // after the hand-over); flush_output() sends them.
-  bool output_pending() const noexcept { return tls() && tls_.output_pending(); }
-  Io flush_output() { return map(tls_.flush()); }
+  bool output_pending() const noexcept { return tls_ && tls_->output_pending(); }
+  Io flush_output() { return map(tls_->flush()); }
 
   // Our end of the byte stream: TLS close_notify (done once it is in the
   // kernel; want_write: call again when writable), then the TCP half-close.
   Io shutdown_send() {
     if (tls() && !tls_shut_) {
-      const Io r = map(tls_.shutdown());
+      const Io r = map(tls_->shutdown());
       if (r != Io::done) return r;
       tls_shut_ = true;
     }
@@ -106,7 +110,7 @@ class Transport {
   }
 
   const boost::system::error_code& error() const noexcept {
-    return tls() && !error_ ? tls_.error() : error_;
+    return tls() && !error_ ? tls_->error() : error_;
   }
 
   void close() noexcept {
@@ -127,7 +131,7 @@ class Transport {
   }
 
   tcp_socket socket_;
-  TlsStream tls_;
+  std::unique_ptr<TlsStream> tls_;  // wss: allocated with the connection
   boost::system::error_code error_;
   bool tls_shut_ = false;
 };

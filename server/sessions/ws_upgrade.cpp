@@ -191,7 +191,7 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
     if (auto agreed = negotiate_deflate(offers, cfg_->permessage_deflate)) {
       extensions = agreed->response;
       deflate_ = std::make_unique<MessageDeflate>(*agreed);
-      engine_.set_compression(deflate_.get());
+      engine_.compression(deflate_.get());
     }
   }
   const std::string response = accept_response(yes, extensions);
