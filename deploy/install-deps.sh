@@ -14,7 +14,7 @@ build_pkgs="
   make cmake g++ pkg-config ccache
   libboost1.81-dev libboost-program-options1.81-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  prometheus-cpp-dev libsystemd-dev libssl-dev openssl
+  prometheus-cpp-dev libsystemd-dev libssl-dev zlib1g-dev openssl
   libgtest-dev
   clang libclang-rt-14-dev
   python3 python3-websockets python3-yaml prometheus
@@ -26,11 +26,11 @@ docker_build_pkgs="
   make cmake g++ pkg-config ccache
   libboost1.81-dev libboost-program-options1.81-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  prometheus-cpp-dev libsystemd-dev libssl-dev
+  prometheus-cpp-dev libsystemd-dev libssl-dev zlib1g-dev
 "
 runtime_pkgs="
   libboost-program-options1.81.0 libyaml-cpp0.7 libspdlog1.10 libfmt9
-  libprometheus-cpp-core1.0 libsystemd0 libssl3 ca-certificates openssl
+  libprometheus-cpp-core1.0 libsystemd0 libssl3 zlib1g ca-certificates openssl
 "
 
 case "${1:-build}" in
