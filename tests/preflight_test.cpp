@@ -246,8 +246,8 @@ TEST(RunPreflight, MemoryIsCheckedAgainstTheCappedMax) {
 }
 
 TEST(RunPreflight, ATlsListenerCountsWhatATlsConnectionCosts) {
-  // 19936 connections fit 256 MiB at 8 KiB each, but not at 80 KiB (TLS):
-  // 256 MiB holds 3276 of those.
+  // 19936 connections fit 256 MiB at 8 KiB each, but not at 16 KiB (TLS):
+  // 256 MiB holds 16384 of those.
   HostLimits limits = nofile_host(20'000);
   limits.memory_limit_bytes = 256ULL * 1024 * 1024;
   Config config;
@@ -256,7 +256,7 @@ TEST(RunPreflight, ATlsListenerCountsWhatATlsConnectionCosts) {
 
   const PreflightFinding finding = problem(result, "memory");
   EXPECT_EQ(finding.severity, Severity::warning);
-  EXPECT_TRUE(contains(finding.what, "3276 connections at")) << finding.what;
+  EXPECT_TRUE(contains(finding.what, "16384 connections at")) << finding.what;
   EXPECT_TRUE(contains(finding.what, "each (TLS)")) << finding.what;
 }
 

@@ -476,10 +476,12 @@ TEST(WsEchoEngine, Rsv1IsAllowedOnlyOnTheFirstFrameOfAMessageWithTheHook) {
 
 TEST(WsEchoEngine, CompressedMessagesOverTheLimitAre1009CompressedOrInflated) {
   ToyCompression toy;
-  // The compressed frame alone is over the limit: from its header.
+  // The compressed frame alone is over the limit (and the slack a
+  // compressed form of a message at the limit may need, 1/64 + 1 KiB): from
+  // its header.
   {
     WsEchoEngine engine(100, &toy);
-    std::string header = client_frame(kBinary, ToyCompression::compress(std::string(200, 'a')), true, kRsv1)
+    std::string header = client_frame(kBinary, ToyCompression::compress(std::string(2000, 'a')), true, kRsv1)
                              .substr(0, 8);
     const Fed fed = feed_all(engine, header);
     EXPECT_EQ(fed.last.code, 1009);
@@ -487,9 +489,9 @@ TEST(WsEchoEngine, CompressedMessagesOverTheLimitAre1009CompressedOrInflated) {
   // Its fragments together are over it.
   {
     WsEchoEngine engine(100, &toy);
-    const std::string z = ToyCompression::compress(std::string(120, 'a'));
-    const Fed fed = feed_all(engine, client_frame(kBinary, z.substr(0, 60), false, kRsv1) +
-                                         client_frame(kCont, z.substr(60)));
+    const std::string z = ToyCompression::compress(std::string(1200, 'a'));
+    const Fed fed = feed_all(engine, client_frame(kBinary, z.substr(0, 600), false, kRsv1) +
+                                         client_frame(kCont, z.substr(600)));
     EXPECT_EQ(fed.last.end, WsEchoResult::End::fail);
     EXPECT_EQ(fed.last.code, 1009);
   }

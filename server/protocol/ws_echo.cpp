@@ -116,7 +116,12 @@ WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& 
       if (!start && opcode_ == 0) return fail(r, cc::protocol_error, "continuation frame without a message", out);
       if (start && opcode_ != 0) return fail(r, cc::protocol_error, "new message inside a fragmented one", out);
       const std::uint64_t so_far = start ? 0 : message_.size();
-      if (max_ != 0 && (f.length > max_ || so_far + f.length > max_))
+      // A compressed message is held to the limit once inflated; its
+      // compressed form may be a little longer than the limit when the data
+      // does not compress (deflate's stored blocks: 5 bytes per 64 KiB).
+      const bool deflated = start ? f.rsv1 : compressed_;
+      const std::uint64_t bound = deflated ? max_ + max_ / 64 + 1024 : max_;
+      if (max_ != 0 && (f.length > bound || so_far + f.length > bound))
         return fail(r, cc::too_big, "message over max_message_bytes", out);
     }
     // Uncompressed text is checked as it comes, compressed text once inflated.
