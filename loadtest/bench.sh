@@ -26,7 +26,15 @@
 #   SERVERS     which servers (default: all built): yardstick shoald tokio
 #               beast-async beast-fast node-ws
 #   SCENARIOS   which scenarios (default: all): throughput pingpong latency
-#               memory connect balance 100k
+#               memory connect balance tls 100k
+#               tls: shoald's TLS echo and wss:// (self-signed certificate made
+#               per run, verified by the client with --ca), with HAProxy
+#               (Debian's haproxy) terminating TLS in front of plaintext shoald
+#               beside it: idle memory, wss throughput next to ws://, 10,000
+#               handshakes, 19,000 idle wss connections. About 3 minutes.
+#               (HAProxy runs as two processes of one thread on one port: see
+#               configs/haproxy-bench-tls.cfg.)
+#   TLS_ROUNDS  rounds of the wss-versus-ws throughput rows (default 3)
 #   OUT_MD      where the table goes (default loadtest/results/latest.md)
 #   README      whose performance table (between the bench-summary markers)
 #               is rewritten from this run when every scenario ran
@@ -42,10 +50,11 @@ DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1s}
 THREADS=2
-SCENARIOS=${SCENARIOS:-throughput pingpong latency memory connect balance 100k}
+SCENARIOS=${SCENARIOS:-throughput pingpong latency memory connect balance tls 100k}
+TLS_ROUNDS=${TLS_ROUNDS:-3}
 OUT_MD=${OUT_MD:-$ROOT/loadtest/results/latest.md}
 README=${README-$ROOT/README.md}
-ALL_SCENARIOS="throughput pingpong latency memory connect balance 100k"
+ALL_SCENARIOS="throughput pingpong latency memory connect balance tls 100k"
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/shoal-bench.XXXXXX")
 { git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo "?"
   git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo "(plus uncommitted changes)"; } | paste -sd' ' > "$RUN_DIR/commit"
@@ -123,11 +132,17 @@ wait_line() {  # file, pattern: wait until the file has a matching line (10 s)
   return 1
 }
 
-SPID="" TCP_PORT="" WS_PORT="" SLOG=""
+SPID="" TCP_PORT="" WS_PORT="" TLS_PORT="" WSS_PORT="" SLOG="" HAPIDS=""
+# The shoald config of the next start_server when none is given (the tls
+# rows set it to their TLS config).
+CASE_CONFIG=""
+# What HAProxy forwards to: shoald's plaintext "echo" (a tls:// row) or "ws"
+# (a wss:// row); run_case sets it from the row's protocol.
+HAPROXY_TO=tls
 start_server() {  # name [config]
-  local name=$1 config=${2:-$ROOT/loadtest/configs/shoald-bench.yaml} port
+  local name=$1 config=${2:-${CASE_CONFIG:-$ROOT/loadtest/configs/shoald-bench.yaml}} port
   SLOG="$RUN_DIR/server.$name.$RANDOM.log"
-  TCP_PORT="" WS_PORT=""
+  TCP_PORT="" WS_PORT="" TLS_PORT="" WSS_PORT="" HAPIDS=""
   case $name in
     yardstick)
       "$BASELINE" -a 127.0.0.1 -p 0 -w 0 -t $THREADS > "$SLOG" 2>&1 &
@@ -140,7 +155,33 @@ start_server() {  # name [config]
       SPID=$!
       wait_line "$SLOG" 'ready:' || return 1
       TCP_PORT=$(grep -oP 'listener "echo" \(tcp-echo\) listening on .*:\K\d+' "$SLOG")
-      WS_PORT=$(grep -oP 'listener "ws" \(websocket-echo\) listening on .*:\K\d+' "$SLOG") ;;
+      WS_PORT=$(grep -oP 'listener "ws" \(websocket-echo\) listening on .*:\K\d+' "$SLOG")
+      TLS_PORT=$(grep -oP 'listener "tls" \(tcp-echo\) listening on .*:\K\d+' "$SLOG")
+      WSS_PORT=$(grep -oP 'listener "wss" \(websocket-echo\) listening on .*:\K\d+' "$SLOG") ;;
+    haproxy)
+      # HAProxy terminating TLS in front of plaintext shoald: shoald's "echo"
+      # listener behind two HAProxy processes on one port (see
+      # configs/haproxy-bench-tls.cfg). SPID is shoald; HAPIDS the proxies.
+      start_server shoald "$config" || return 1
+      local backend=$TCP_PORT log=$SLOG hcfg
+      [ "$HAPROXY_TO" = wss ] && backend=$WS_PORT
+      port=$(free_port)
+      hcfg="$RUN_DIR/haproxy.$port.cfg"
+      sed -e "s|@PORT@|$port|" -e "s|@PEM@|$TLS_PEM|" -e "s|@BACKEND@|$backend|" \
+        "$ROOT/loadtest/configs/haproxy-bench-tls.cfg" > "$hcfg"
+      SLOG="$RUN_DIR/server.haproxy.$port.log"
+      for _ in 1 2; do
+        haproxy -db -f "$hcfg" >> "$SLOG" 2>&1 &
+        HAPIDS+=" $!"
+      done
+      # Both must be bound before the first connection, or one would get them all.
+      for _ in $(seq 100); do
+        [ "$(ss -Hltn "sport = :$port" | wc -l)" -ge 2 ] && break
+        sleep 0.1
+      done
+      [ "$(ss -Hltn "sport = :$port" | wc -l)" -ge 2 ] || { cat "$SLOG" >&2; return 1; }
+      cat "$log" >> "$SLOG"
+      TCP_PORT="" WS_PORT="" WSS_PORT=$port TLS_PORT=$port ;;
     tokio)
       port=$(free_port)
       "${PEER[tokio-echo]}" "127.0.0.1:$port" $THREADS > "$SLOG" 2>&1 &
@@ -168,13 +209,17 @@ start_server() {  # name [config]
   esac
 }
 
-server_pids() {  # the server and its children (node's cluster workers)
-  local kids
+server_pids() {  # the server and its children (node's cluster workers); proxies first
+  local kids haps
   kids=$(pgrep -P "$SPID" | paste -sd, -)
-  echo "$SPID${kids:+,$kids}"
+  haps=$(echo $HAPIDS | tr ' ' ',')
+  echo "${haps:+$haps,}$SPID${kids:+,$kids}"
 }
 
 stop_server() {
+  for p in $HAPIDS; do kill -TERM "$p" 2> /dev/null; done
+  for p in $HAPIDS; do wait "$p" 2> /dev/null; done
+  HAPIDS=""
   [ -n "$SPID" ] || return 0
   local kids
   kids=$(pgrep -P "$SPID")
@@ -187,7 +232,7 @@ stop_server() {
   wait "$SPID" 2> /dev/null
   SPID=""
 }
-trap 'stop_server; for p in ${EXTRA_PIDS:-}; do kill -KILL $p 2>/dev/null; done' EXIT
+trap 'stop_server; for p in ${EXTRA_PIDS:-} ${HAPIDS:-}; do kill -KILL $p 2>/dev/null; done' EXIT
 
 echo -e "scenario\tproto\tserver\texit\tjson\tcommand\tround" > "$RUN_DIR/index.tsv"
 
@@ -196,15 +241,20 @@ run_case() {
   local scenario=$1 proto=$2 server=$3 round=$4
   shift 4
   local tries=0
+  HAPROXY_TO=$proto
   until start_server "$server"; do
     stop_server
     tries=$((tries + 1))
     if [ $tries -ge 3 ]; then log "$server did not start: $(tail -c 300 "$SLOG")"; return; fi
   done
-  local port=$TCP_PORT url
-  [ "$proto" = ws ] && port=$WS_PORT
+  local port url
+  case $proto in
+    tcp) port=$TCP_PORT url="tcp://127.0.0.1:$port" ;;
+    ws) port=$WS_PORT url="ws://127.0.0.1:$port/" ;;
+    tls) port=$TLS_PORT url="tls://127.0.0.1:$port" ;;
+    wss) port=$WSS_PORT url="wss://127.0.0.1:$port/" ;;
+  esac
   if [ -z "$port" ]; then stop_server; return; fi
-  if [ "$proto" = ws ]; then url="ws://127.0.0.1:$port/"; else url="tcp://127.0.0.1:$port"; fi
   local json="$RUN_DIR/$scenario.$proto.$server.r$round.json"
   local cmd=("$LOAD" "$url" "${CLIENT_ARGS[@]}" "$@" --server-pid "$(server_pids)" --json "$json" -q)
   log "$scenario $proto $server (round $round): shoal-load $url ${CLIENT_ARGS[*]} $*"
@@ -269,6 +319,44 @@ if has balance && [[ " $SERVERS " == *" shoald "* ]]; then
     cp "$SLOG" "$RUN_DIR/balance.$policy.server.log"
     echo -e "balance\ttcp\t$policy\t$rc\t$json\tshoal-load URL ${CLIENT_ARGS[*]} -c 1000 --pipeline 16 --size 64 --warmup $WARMUP --duration $DURATION\t1" >> "$RUN_DIR/index.tsv"
   done
+fi
+
+# TLS: shoald's TLS echo and wss:// listeners (shoald-bench-tls.yaml, a
+# self-signed EC P-256 certificate made here and trusted by the client with
+# --ca), and HAProxy terminating TLS in front of plaintext shoald. Memory rows
+# hold connections idle after the handshake (and upgrade) and one echo each.
+if has tls && [[ " $SERVERS " == *" shoald "* ]]; then
+  TLS_CERT=$RUN_DIR/tls-cert.pem TLS_KEY=$RUN_DIR/tls-key.pem TLS_PEM=$RUN_DIR/tls-haproxy.pem
+  if ! openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 -subj /CN=shoal-bench \
+      -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout "$TLS_KEY" -out "$TLS_CERT" > "$RUN_DIR/openssl.log" 2>&1; then
+    log "tls: openssl req failed: $(tail -c 300 "$RUN_DIR/openssl.log")"
+  else
+    cat "$TLS_CERT" "$TLS_KEY" > "$TLS_PEM"
+    CASE_CONFIG=$RUN_DIR/shoald-bench-tls.yaml
+    sed -e "s|@CERT@|$TLS_CERT|" -e "s|@KEY@|$TLS_KEY|" "$ROOT/loadtest/configs/shoald-bench-tls.yaml" > "$CASE_CONFIG"
+    HAVE_HAPROXY=""
+    if command -v haproxy > /dev/null; then
+      HAVE_HAPROXY=1
+      haproxy -v 2>&1 | head -1 > "$RUN_DIR/haproxy-version"
+    else
+      log "tls: no haproxy (apt-get install haproxy): its rows are left out"
+    fi
+    IDLE=(--messages 1 --duration 1s --hold 2s)
+    # shellcheck disable=SC2086
+    for round in $(seq "$TLS_ROUNDS"); do
+      run_case tls-throughput ws shoald "$round" ${LOAD_ARGS[throughput]}
+      run_case tls-throughput wss shoald "$round" ${LOAD_ARGS[throughput]} --ca "$TLS_CERT"
+      [ -n "$HAVE_HAPROXY" ] && run_case tls-throughput wss haproxy "$round" ${LOAD_ARGS[throughput]} --ca "$TLS_CERT"
+    done
+    run_case tls-memory-10k tls shoald 1 -c 10000 --connect-rate 10000 "${IDLE[@]}" --ca "$TLS_CERT"
+    [ -n "$HAVE_HAPROXY" ] && run_case tls-memory-10k tls haproxy 1 -c 10000 --connect-rate 10000 "${IDLE[@]}" --ca "$TLS_CERT"
+    run_case tls-memory-10k wss shoald 1 -c 10000 --connect-rate 10000 "${IDLE[@]}" --ca "$TLS_CERT"
+    run_case tls-connect tls shoald 1 -c 10000 --active 0 --duration 0 --connect-concurrency 512 --ca "$TLS_CERT"
+    [ -n "$HAVE_HAPROXY" ] && run_case tls-connect tls haproxy 1 -c 10000 --active 0 --duration 0 --connect-concurrency 512 --ca "$TLS_CERT"
+    # Over one worker's 18,000 sockets: shoal-load forks two by itself.
+    run_case tls-memory-19k wss shoald 1 -c 19000 --connect-rate 10000 --active 0 --duration 0 --hold 5s --ca "$TLS_CERT"
+    CASE_CONFIG=""
+  fi
 fi
 
 # 100K: six server processes sharing one port (SO_REUSEPORT), 114,000

@@ -52,10 +52,11 @@ for key, case_rows in by_case.items():
     loaded = [load(r) for r in case_rows]
     good = [j for j in loaded if j is not None]
     worst = next((r for r in case_rows if r["exit"] != "0"), case_rows[0])
-    ROUNDS_SEEN = max(ROUNDS_SEEN, len(case_rows))
+    if not key[0].startswith("tls-"):  # the tls rows say their own rounds
+        ROUNDS_SEEN = max(ROUNDS_SEEN, len(case_rows))
     results[key] = (worst, median_of(good) if good else None)
 
-ORDER = ["yardstick", "shoald", "tokio", "beast-async", "beast-fast", "node-ws"]
+ORDER = ["yardstick", "shoald", "haproxy", "tokio", "beast-async", "beast-fast", "node-ws"]
 
 
 def servers_for(scenario, proto):
@@ -146,6 +147,36 @@ def peers_text(scen, proto, path, fmt):
     return ", ".join(f"{PEER_NAMES[p]} {fmt(v, base)}" for p, v in found) or "–"
 
 
+def wall_s(scen, proto, server):
+    """Wall time of a connect row: every connection attempted and done."""
+    return get(scen, proto, server, "connections", "connect_phase_s")
+
+
+def tls_summary(lines):
+    """The TLS rows of the README's table; no yardstick speaks TLS, so the
+    comparison is to ws:// and to HAProxy in the same run."""
+    v = get("tls-throughput", "wss", "shoald", "throughput", "msgs_per_s")
+    if v is not None:
+        ws = get("tls-throughput", "ws", "shoald", "throughput", "msgs_per_s")
+        h = get("tls-throughput", "wss", "haproxy", "throughput", "msgs_per_s")
+        via = f", HAProxy TLS + shoald ws:// {num(h)} msgs/s ({ratio(h, v)} shoald wss)" if h is not None else ""
+        lines.append(f"| WSS echo, 1,000 conns × 16 in flight | {v / 1e3:.0f}K msgs/s | – | "
+                     f"shoald ws:// {num(ws)} msgs/s (wss {ratio(v, ws)}){via} |")
+    v = get("tls-memory-10k", "tls", "shoald", "server", "bytes_per_connection")
+    if v is not None:
+        h = get("tls-memory-10k", "tls", "haproxy", "server", "bytes_per_connection")
+        lines.append(f"| idle memory per TLS echo connection (10,000 held after one echo) | {num(v)} B | – | "
+                     f"HAProxy TLS + plaintext shoald {num(h)} B ({ratio(h, v)}) |")
+    v = get("tls-memory-10k", "wss", "shoald", "server", "bytes_per_connection")
+    if v is not None:
+        lines.append(f"| idle memory per wss connection (10,000 held after one echo) | {num(v)} B | – | – |")
+    v = wall_s("tls-connect", "tls", "shoald")
+    if v is not None:
+        h = wall_s("tls-connect", "tls", "haproxy")
+        lines.append(f"| 10,000 TLS handshakes (wall time) | {v:.2f} s | – | "
+                     f"HAProxy {'–' if h is None else f'{h:.2f} s'} (shoald {ratio(v, h)} its time) |")
+
+
 def summary():
     """The README's table: one row per target of the performance issue, all
     from this run."""
@@ -179,6 +210,7 @@ def summary():
         wall = ratio(base, v)  # wall time for the same 10,000 is the inverse rate
         lines.append(f"| 10,000 WS connects + upgrades (wall time) | {num(v)}/s | {wall} | "
                      f"{peers_text('connect', 'ws', ('connections', 'established_per_s'), lambda pv, b: ratio(b, pv))} |")
+    tls_summary(lines)
     j = results.get(("100k", "ws", "shoald"), (None, None))[1]
     if j:
         errs = sum(v for v in j["errors"].values() if v)
@@ -311,6 +343,104 @@ if bal:
     w("Messages per shard are not printed by shoald at exit; the admin port's `/status` has per-shard figures.")
     w("")
 
+TLS_SERVER_NAMES = {"shoald": "shoald (TLS itself)", "haproxy": "HAProxy (TLS) → shoald (plaintext)"}
+
+
+def tls_tables():
+    if not any(k[0].startswith("tls-") for k in results):
+        return
+    try:
+        hv = open(os.path.join(run_dir, "haproxy-version")).read().strip()
+    except OSError:
+        hv = "HAProxy"
+    w("## TLS: shoald's own TLS, and HAProxy terminating TLS in front of plaintext shoald")
+    w("")
+    w(f"A self-signed EC P-256 certificate made for the run; the client verifies it (`--ca`) and does a full "
+      f"handshake per connection (no resumption). HAProxy: {hv}, two processes of one thread each on one port "
+      "(`loadtest/configs/haproxy-bench-tls.cfg`: one process would need two descriptors per connection, "
+      "over this host's 20,000), in front of shoald's plaintext TCP echo (tls:// rows) or ws:// (wss:// row).")
+    w("")
+    w("**Idle memory**: server RSS with the connections held idle after the TLS handshake (and the WebSocket "
+      "upgrade) and one echo each, minus RSS before connecting, divided by the connections; HAProxy's row sums "
+      "both HAProxy processes and shoald.")
+    w("")
+    w("| protocol | connections | server | bytes per connection | × shoald TLS | of which HAProxy / shoald | "
+      "RSS before → held | errors | status |")
+    w("|---|---:|---|---:|---:|---|---|---|---|")
+    for scen, proto, n in (("tls-memory-10k", "tls", "10,000"), ("tls-memory-10k", "wss", "10,000"),
+                           ("tls-memory-19k", "wss", "19,000")):
+        base = get(scen, proto, "shoald", "server", "bytes_per_connection")
+        for s in servers_for(scen, proto):
+            row, j = results[(scen, proto, s)]
+            name = TLS_SERVER_NAMES.get(s, s)
+            if j is None or "server" not in j:
+                w(f"| {proto} | {n} | {name} | – | – | – | – | – | {status(row, j)} |")
+                continue
+            srv = j["server"]
+            b = srv["bytes_per_connection"]
+            conns = max(j["connections"]["established"], 1)
+            split = "–"
+            procs = srv.get("processes", [])
+            if s == "haproxy" and len(procs) >= 2 and all("rss_held_bytes" in p for p in procs):
+                deltas = [p["rss_held_bytes"] - p["rss_before_bytes"] for p in procs]
+                split = f"{num(sum(deltas[:-1]) / conns)} B / {num(deltas[-1] / conns)} B"
+            errs = ", ".join(f"{k} {v}" for k, v in j["errors"].items() if v) or "0"
+            w(f"| {proto} | {n} | {name} | {num(b)} | {ratio(b, base) if s != 'shoald' else '–'} | {split} | "
+              f"{srv['rss_before_bytes'] / 1048576:.1f} → {srv['rss_held_bytes'] / 1048576:.1f} MiB | {errs} | "
+              f"{status(row, j)} ({j['connections']['established']:,} held) |")
+    w("")
+    if servers_for("tls-throughput", "wss"):
+        w("**wss:// echo beside ws://**: 1,000 connections × 16 messages of 64 B in flight (closed loop), "
+          "shoald's wss:// and ws:// listeners in the same config, and HAProxy terminating TLS in front of "
+          "shoald's ws://, taking turns"
+          + (f" for {len(by_case.get(('tls-throughput', 'wss', 'shoald'), []))} rounds (medians)" if by_case.get(('tls-throughput', 'wss', 'shoald')) else "") + ".")
+        w("")
+        w("| protocol | server | msgs/s | × ws:// | p50 | p99 | p99.9 | server CPU ns/msg | × ws:// | client CPU s | status |")
+        w("|---|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        base_rate = get("tls-throughput", "ws", "shoald", "throughput", "msgs_per_s")
+        base_cpu = get("tls-throughput", "ws", "shoald", "server", "cpu_ns_per_msg")
+        for proto, server in (("ws", "shoald"), ("wss", "shoald"), ("wss", "haproxy")):
+            if ("tls-throughput", proto, server) not in results:
+                continue
+            row, j = results[("tls-throughput", proto, server)]
+            name = TLS_SERVER_NAMES.get(server, server) if proto == "wss" else "shoald"
+            if j is None:
+                w(f"| {proto}:// | {name} | – | – | – | – | – | – | – | – | {status(row, j)} |")
+                continue
+            lat = j["latency"]
+            rate = j["throughput"]["msgs_per_s"]
+            cpu = j.get("server", {}).get("cpu_ns_per_msg")
+            w(f"| {proto}:// | {name} | {num(rate)} | {ratio(rate, base_rate)} | {us(lat['p50_us'])} | {us(lat['p99_us'])} | "
+              f"{us(lat['p99_9_us'])} | {num(cpu)} | {ratio(cpu, base_cpu)} | {j['client']['cpu_s']:.1f} | "
+              f"{status(row, j)} |")
+        w("")
+    if servers_for("tls-connect", "tls"):
+        w("**TLS handshakes**: 10,000 TLS echo connections as fast as the client allows (512 connects in "
+          "progress per client thread), each a full handshake; wall time from the first connect until every "
+          "connection is up. Client and server share the two cores: the client's handshake work is in both rows.")
+        w("")
+        w("| server | wall time | × shoald | established/s | connect p50 | connect p99 | TLS p50 | TLS p99 | "
+          "client CPU s | status |")
+        w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+        base = wall_s("tls-connect", "tls", "shoald")
+        for s in servers_for("tls-connect", "tls"):
+            row, j = results[("tls-connect", "tls", s)]
+            name = TLS_SERVER_NAMES.get(s, s)
+            if j is None:
+                w(f"| {name} | – | – | – | – | – | – | – | – | {status(row, j)} |")
+                continue
+            t = j["connections"]["connect_phase_s"]
+            c, h = j["connect_latency"], j["tls_handshake_latency"]
+            w(f"| {name} | {t:.2f} s | {ratio(t, base)} | {num(j['connections']['established_per_s'])} | "
+              f"{us(c['p50_us'])} | {us(c['p99_us'])} | {us(h['p50_us'])} | {us(h['p99_us'])} | "
+              f"{j['client']['cpu_s']:.1f} | {status(row, j)} |")
+        w("")
+        w("Connect times include the TLS handshake; TLS is the handshake alone, after TCP connect.")
+        w("")
+
+
+tls_tables()
+
 HUNDRED_K = [("shoald", "shoald (keepalive pings after 30 s of silence, the default)"),
              ("yardstick", "yardstick (no pings)"),
              ("shoald-nokeepalive", "shoald, pings off")]
@@ -353,10 +483,14 @@ w("")
 w("```")
 seen = set()
 for row in rows:
-    key = (row["scenario"], row["proto"], row["command"])
+    key = (row["scenario"], row["proto"], row["command"], row["server"] == "haproxy")
     if key in seen:
         continue
     seen.add(key)
-    w(f"{row['scenario']:<11} {row['proto']:<3} {row['command'].replace('URL', row['proto'] + '://127.0.0.1:PORT' + ('/' if row['proto'] == 'ws' else ''))}")
+    url = row['proto'] + '://127.0.0.1:PORT' + ('/' if row['proto'] in ('ws', 'wss') else '')
+    cmd = row['command'].replace('URL', url).replace(run_dir, "$RUN_DIR")
+    if row['server'] == 'haproxy':
+        cmd += "   (PORT: HAProxy's)"
+    w(f"{row['scenario']:<11} {row['proto']:<3} {cmd}")
 w("```")
 print("\n".join(out))

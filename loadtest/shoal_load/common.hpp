@@ -18,18 +18,19 @@ enum class ErrorKind : std::uint8_t {
   closed,           // the server closed (FIN or WebSocket close) mid-run
   bad_handshake,    // WebSocket upgrade refused or malformed
   protocol,         // a malformed WebSocket frame from the server
+  tls,              // TLS handshake failed (certificate, protocol) or a TLS error later
   ports_exhausted,  // EADDRNOTAVAIL / EADDRINUSE: no source port left
   fd_limit,         // EMFILE / ENFILE: out of descriptors
   mismatch,         // an echoed message differs from what was sent
   other,
 };
-inline constexpr std::size_t error_kind_count = 10;
+inline constexpr std::size_t error_kind_count = 11;
 inline constexpr std::array<const char*, error_kind_count> error_kind_names = {
-    "refused", "timeout", "reset", "closed", "bad_handshake", "protocol",
+    "refused", "timeout", "reset", "closed", "bad_handshake", "protocol", "tls",
     "ports_exhausted", "fd_limit", "mismatch", "other"};
 
 struct Counters {
-  std::uint64_t connects = 0;     // connections established (TCP connected, WS upgraded)
+  std::uint64_t connects = 0;     // connections established (TCP connected, TLS up, WS upgraded)
   std::uint64_t msgs_sent = 0;
   std::uint64_t msgs_recv = 0;
   std::uint64_t bytes_sent = 0;   // payload bytes

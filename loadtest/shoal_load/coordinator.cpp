@@ -28,6 +28,7 @@ void on_signal(int) { g_signals = g_signals + 1; }
 struct ServerSample {
   std::uint64_t rss = 0;  // bytes
   double cpu_s = 0;
+  std::vector<std::uint64_t> rss_each;  // bytes, per process in the order given
 };
 
 ServerSample sample_server(const std::vector<pid_t>& pids) {
@@ -36,12 +37,15 @@ ServerSample sample_server(const std::vector<pid_t>& pids) {
   for (pid_t pid : pids) {
     std::ifstream status("/proc/" + std::to_string(pid) + "/status");
     std::string line;
+    std::uint64_t rss = 0;
     while (std::getline(status, line)) {
       if (line.rfind("VmRSS:", 0) == 0) {
-        s.rss += std::stoull(line.substr(6)) * 1024;
+        rss = std::stoull(line.substr(6)) * 1024;
         break;
       }
     }
+    s.rss += rss;
+    s.rss_each.push_back(rss);
     std::ifstream stat("/proc/" + std::to_string(pid) + "/stat");
     std::string content((std::istreambuf_iterator<char>(stat)), std::istreambuf_iterator<char>());
     const auto paren = content.rfind(')');
@@ -79,7 +83,11 @@ Results run_load(const Options& o) {
   const std::int64_t t0 = now_ns();
   const auto hard_deadline = t0 + static_cast<std::int64_t>(o.derived_max_time_s() * 1e9);
 
-  if (r.server) r.server_rss_before = sample_server(o.server_pids).rss;
+  if (r.server) {
+    const ServerSample before = sample_server(o.server_pids);
+    r.server_rss_before = before.rss;
+    r.server_rss_before_each = before.rss_each;
+  }
 
   struct sigaction sa{};
   sa.sa_handler = on_signal;
@@ -252,7 +260,11 @@ Results run_load(const Options& o) {
       hold_until = r.interrupted ? now : now + static_cast<std::int64_t>(o.hold_s * 1e9);
     }
     if (t_held && !close_sent && now >= hold_until) {
-      if (r.server) r.server_rss_held = sample_server(o.server_pids).rss;
+      if (r.server) {
+        const ServerSample held = sample_server(o.server_pids);
+        r.server_rss_held = held.rss;
+        r.server_rss_held_each = held.rss_each;
+      }
       t_close = now;
       tell_all("close");
       close_sent = true;
@@ -300,6 +312,7 @@ Results run_load(const Options& o) {
       r.latency.merge(sparse_from_json(j["latency"]));
       r.connect.merge(sparse_from_json(j["connect"]));
       r.handshake.merge(sparse_from_json(j["handshake"]));
+      r.tls_handshake.merge(sparse_from_json(j["tls_handshake"]));
       r.established += j.value("established", std::uint64_t{0});
       r.lost += j.value("lost", std::uint64_t{0});
       r.unanswered += j.value("unanswered", std::uint64_t{0});

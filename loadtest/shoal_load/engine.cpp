@@ -13,8 +13,11 @@
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/asio/post.hpp>
 #include <boost/asio/steady_timer.hpp>
+#include <openssl/err.h>
+#include <openssl/ssl.h>
 
 #include "runtime/ready_wait.hpp"
+#include "tls_client.hpp"
 #include "ws_frame.hpp"
 
 namespace shoal::load {
@@ -91,7 +94,9 @@ class TsRing {
   std::uint32_t cap_ = 0, head_ = 0, count_ = 0;
 };
 
-enum class State : std::uint8_t { idle, connecting, handshaking, open, closed };
+// tls_handshaking: TCP connected, TLS handshake under way (tls://, wss://);
+// handshaking: the WebSocket upgrade.
+enum class State : std::uint8_t { idle, connecting, tls_handshaking, handshaking, open, closed };
 
 struct Conn;
 // What a read wait holds: the engine and the connection.
@@ -112,11 +117,14 @@ struct Conn {
   bool dirty = false;
   bool msg_bad = false;
   bool closing = false;        // we sent a WebSocket close
+  bool write_wants_read = false;  // TLS: SSL_write said WANT_READ; retried after the next read
+  bool in_pending = false;     // counted in the engine's connects in progress
+  bool read_wants_write = false;  // TLS: SSL_read said WANT_WRITE; retried when writable
   std::uint32_t port_attempt = 0;  // explicit source ports: candidate index
   std::uint8_t connect_retries = 0;
   std::uint64_t salt = 0;      // pattern offset of this connection's stream
   std::int64_t t_start = 0;    // connect started
-  std::int64_t t_connected = 0;
+  std::int64_t t_connected = 0;  // TCP connected; then TLS up (the upgrade is timed from there)
   std::uint64_t gen_off = 0;   // payload bytes queued
   std::uint64_t wr_off = 0;    // TCP: payload bytes written
   std::uint64_t recv_off = 0;  // payload bytes of whole messages verified (WS) / received (TCP)
@@ -127,6 +135,7 @@ struct Conn {
   std::size_t out_pos = 0;
   std::string hs;              // WS: handshake key, then response bytes
   std::string key;
+  SSL* ssl = nullptr;          // tls:// and wss://, from TCP connect to close_socket()
   ws::FrameParser parser;
   // Waits for the next edge without an epoll_ctl per wait (ready_wait.hpp):
   // the client must not cost more system calls per message than a server.
@@ -142,6 +151,7 @@ struct Engine::Impl {
         phase_timer(ioc.get_executor()), pace_timer(ioc.get_executor()), sweep_timer(ioc.get_executor()),
         rng(0x9e3779b9u ^ (setup.ids.empty() ? 0u : setup.ids.front())) {
     is_ws = o.target.proto == Target::Proto::ws;
+    if (o.target.tls) tls = std::make_unique<TlsClientContext>(o);
     size = o.size;
     msg_op = o.text ? ws::Opcode::text : ws::Opcode::binary;
     active_limit = o.active_count();
@@ -166,9 +176,12 @@ struct Engine::Impl {
   // early end (an exception out of run()) the sockets are closed here and
   // the aborted waits complete before the members are destroyed.
   ~Impl() {
+    closing_all = true;  // nothing posted below may start a connect
     for (timer_t* t : {&connect_timer, &phase_timer, &pace_timer, &sweep_timer}) t->cancel();
     for (auto& c : conns) {
       c->state = State::closed;
+      SSL_free(c->ssl);
+      c->ssl = nullptr;
       boost::system::error_code ignored;
       c->sock.close(ignored);
     }
@@ -186,6 +199,7 @@ struct Engine::Impl {
   timer_t connect_timer, phase_timer, pace_timer, sweep_timer;
   std::vector<std::unique_ptr<Conn>> conns;
   std::vector<asio::ip::address> sources;
+  std::unique_ptr<TlsClientContext> tls;  // tls:// and wss:// only
   std::minstd_rand rng;
   bool is_ws = false;
   std::size_t size = 64;
@@ -285,11 +299,22 @@ struct Engine::Impl {
       }
     }
     ++pending;
+    c.in_pending = true;
     c.sock.async_connect(tcp::endpoint(addr, o.target.port), [this, &c](boost::system::error_code cec) {
-      --pending;
+      // Over TLS the handshake is part of connecting, and of what
+      // --connect-concurrency bounds: without that, TCP connects (which the
+      // kernel completes at once) would pile up handshakes faster than the
+      // server does them, and each would wait behind all the others.
+      if (!tls || cec) leave_pending(c);
       on_connect(c, cec);
       pump_connects();
     });
+  }
+
+  void leave_pending(Conn& c) {
+    if (!c.in_pending) return;
+    c.in_pending = false;
+    --pending;
   }
 
   void on_connect(Conn& c, boost::system::error_code ec) {
@@ -312,11 +337,74 @@ struct Engine::Impl {
     }
     const std::int64_t now = now_ns();
     c.t_connected = now;
-    fin.connect.record(static_cast<std::uint64_t>(now - c.t_start));
     boost::system::error_code ignored;
     c.sock.non_blocking(true, ignored);
     c.sock.set_option(tcp::no_delay(true), ignored);
+    if (tls) {
+      start_tls(c);
+      return;
+    }
+    fin.connect.record(static_cast<std::uint64_t>(now - c.t_start));
     shoal::enable_read_hints(c.sock.native_handle());
+    transport_ready(c);
+  }
+
+  // ---- TLS ------------------------------------------------------------------
+  //
+  // The handshake is part of connecting: the connect figure runs to the end
+  // of it, the connect deadline covers it, and only then is the connection
+  // established (tls://) or does the upgrade start (wss://). It is driven by
+  // the same waits as the traffic: SSL_connect again on each readiness.
+
+  void start_tls(Conn& c) {
+    std::string error;
+    c.ssl = tls->make(c.sock.native_handle(), error);
+    if (!c.ssl) {
+      fail_connect(c, ErrorKind::tls, "tls: " + error);
+      return;
+    }
+    c.state = State::tls_handshaking;
+    tls_handshake_step(c);
+  }
+
+  void tls_handshake_step(Conn& c) {
+    const int r = SSL_connect(c.ssl);
+    const int saved = errno;
+    if (r == 1) {
+      const std::int64_t now = now_ns();
+      fin.tls_handshake.record(static_cast<std::uint64_t>(now - c.t_connected));
+      fin.connect.record(static_cast<std::uint64_t>(now - c.t_start));
+      c.t_connected = now;
+      leave_pending(c);
+      pump_connects();
+      transport_ready(c);
+      // OpenSSL reads ahead: what came with the last handshake record (TLS
+      // 1.3 session tickets, early echoes) may sit in its buffer, where no
+      // socket edge will announce it. Drain it before waiting.
+      if (c.state != State::closed) on_readable(c);
+      return;
+    }
+    const int err = SSL_get_error(c.ssl, r);
+    if (err == SSL_ERROR_WANT_READ) {
+      arm_read(c);
+      return;
+    }
+    if (err == SSL_ERROR_WANT_WRITE) {
+      arm_write(c);
+      return;
+    }
+    fail_connect(c, tls_error_kind(err, saved), "tls handshake failed: " + tls_failure(c.ssl, err, saved));
+  }
+
+  // A system call's failure (a reset) is counted as such; the rest as TLS.
+  static ErrorKind tls_error_kind(int ssl_error, int saved_errno) {
+    if (ssl_error == SSL_ERROR_SYSCALL && saved_errno != 0 && ERR_peek_error() == 0) return classify(saved_errno);
+    return ErrorKind::tls;
+  }
+
+  // ---- after TCP (and TLS) ---------------------------------------------------
+
+  void transport_ready(Conn& c) {
     if (!is_ws) {
       established(c);
       return;
@@ -380,9 +468,12 @@ struct Engine::Impl {
     const std::size_t n = connecting ? conns.size() : active_list.size();
     for (std::size_t i = 0; i < n; ++i) {
       Conn& c = connecting ? *conns[i] : *active_list[i];
-      if ((c.state == State::connecting || c.state == State::handshaking) && now - c.t_start > connect_deadline) {
+      if ((c.state == State::connecting || c.state == State::tls_handshaking || c.state == State::handshaking) &&
+          now - c.t_start > connect_deadline) {
         fail_connect(c, ErrorKind::timeout,
-                     c.state == State::connecting ? "connect timed out" : "WebSocket upgrade timed out");
+                     c.state == State::connecting        ? "connect timed out"
+                     : c.state == State::tls_handshaking ? "TLS handshake timed out"
+                                                         : "WebSocket upgrade timed out");
       } else if (c.state == State::open && !c.inflight.empty() && now - c.inflight.front() > echo_deadline) {
         fail(c, ErrorKind::timeout, "no echo within the timeout");
       }
@@ -396,8 +487,18 @@ struct Engine::Impl {
   // ---- failures and closing -------------------------------------------
 
   void close_socket(Conn& c) {
+    if (c.in_pending) {
+      // Failed (or timed out) before its connect completed: a slot frees.
+      leave_pending(c);
+      if (!closing_all) asio::post(ioc, [this] { pump_connects(); });
+    }
     const bool was_open = c.state == State::open;
     c.state = State::closed;
+    // SSL_set_fd's socket BIO does not own the descriptor: the socket
+    // closes it below.
+    SSL_free(c.ssl);
+    c.ssl = nullptr;
+    c.write_wants_read = c.read_wants_write = false;
     boost::system::error_code ignored;
     c.sock.close(ignored);
     if (was_open) --open;
@@ -523,6 +624,7 @@ struct Engine::Impl {
   }
 
   bool queue_message(Conn& c, std::int64_t ts) {
+    if (o.messages > 0 && c.gen_off / size >= o.messages) return false;  // --messages: this one is done
     if (!c.inflight.push(ts, max_inflight)) {
       ++fin.skipped;
       return false;
@@ -556,6 +658,10 @@ struct Engine::Impl {
 
   void flush(Conn& c) {
     if (c.write_armed || c.state == State::closed) return;
+    if (c.ssl) {
+      flush_tls(c);
+      return;
+    }
     const int fd = c.sock.native_handle();
     if (is_ws || c.state == State::handshaking) {
       while (c.out_pos < c.out.size()) {
@@ -593,12 +699,66 @@ struct Engine::Impl {
     }
   }
 
+  // The same bytes as the plaintext path, through SSL_write. A write that
+  // OpenSSL could not finish (WANT_WRITE) is retried with the same bytes
+  // from the same offset, and at least as many: what OpenSSL requires.
+  void flush_tls(Conn& c) {
+    if (c.write_wants_read || c.state == State::tls_handshaking) return;
+    for (;;) {
+      const bool framed = is_ws || c.state == State::handshaking;
+      const char* p;
+      std::size_t len;
+      if (framed) {
+        if (c.out_pos >= c.out.size()) {
+          c.out.clear();
+          c.out_pos = 0;
+          return;
+        }
+        p = c.out.data() + c.out_pos;
+        len = c.out.size() - c.out_pos;
+      } else {
+        if (c.wr_off >= c.gen_off) return;
+        len = static_cast<std::size_t>(std::min<std::uint64_t>(c.gen_off - c.wr_off, Pattern::max_window));
+        p = pat.at(c.salt + c.wr_off);
+      }
+      const int n = SSL_write(c.ssl, p, static_cast<int>(std::min<std::size_t>(len, 1u << 30)));
+      if (n > 0) {
+        if (framed) {
+          c.out_pos += static_cast<std::size_t>(n);
+        } else {
+          c.wr_off += static_cast<std::uint64_t>(n);
+        }
+        continue;
+      }
+      const int saved = errno;
+      const int err = SSL_get_error(c.ssl, n);
+      if (err == SSL_ERROR_WANT_WRITE) {
+        arm_write(c);
+        return;
+      }
+      if (err == SSL_ERROR_WANT_READ) {
+        c.write_wants_read = true;  // the read wait is armed; on_readable flushes again
+        return;
+      }
+      fail(c, tls_error_kind(err, saved), "send: tls: " + tls_failure(c.ssl, err, saved));
+      return;
+    }
+  }
+
   void arm_write(Conn& c) {
+    if (c.write_armed) return;
     c.write_armed = true;
     c.sock.async_wait(socket_t::wait_write, [this, &c](boost::system::error_code ec) {
       c.write_armed = false;
       if (ec || c.state == State::closed) return;
-      flush(c);
+      if (c.state == State::tls_handshaking) {
+        tls_handshake_step(c);
+      } else if (c.read_wants_write) {
+        c.read_wants_write = false;
+        on_readable(c);
+      } else {
+        flush(c);
+      }
     });
   }
 
@@ -622,30 +782,22 @@ struct Engine::Impl {
   // Asio's reactor is edge-triggered: read until the socket is empty (EAGAIN,
   // or read_hinted says the kernel holds nothing more) before waiting.
   void on_readable(Conn& c) {
+    if (c.ssl) {
+      on_readable_tls(c);
+      return;
+    }
     const int fd = c.sock.native_handle();
     for (;;) {
       bool more = true;
       const long n = shoal::read_hinted(fd, rbuf, sizeof rbuf, more);
       if (n > 0) {
-        const std::int64_t now = now_ns();
-        if (c.state == State::handshaking) {
-          on_handshake_bytes(c, rbuf, static_cast<std::size_t>(n), now);
-        } else if (is_ws) {
-          on_ws_bytes(c, rbuf, static_cast<std::size_t>(n), now);
-        } else {
-          on_tcp_bytes(c, rbuf, static_cast<std::size_t>(n), now);
-        }
+        on_bytes(c, rbuf, static_cast<std::size_t>(n), now_ns());
         if (c.state == State::closed) return;
         if (!more) break;  // nothing left, not even a FIN
         continue;
       }
       if (n == 0) {
-        if (c.closing) {
-          close_socket(c);
-        } else {
-          fail(c, c.state == State::handshaking ? ErrorKind::bad_handshake : ErrorKind::closed,
-               "server closed the connection");
-        }
+        on_end_of_stream(c);
         return;
       }
       if (errno == EINTR) continue;
@@ -655,6 +807,66 @@ struct Engine::Impl {
     }
     flush(c);
     arm_read(c);
+  }
+
+  // SSL_read until OpenSSL says WANT_READ: it found the socket empty (and
+  // its own read-ahead buffer too), which is what the edge-triggered wait
+  // needs before it starts.
+  void on_readable_tls(Conn& c) {
+    if (c.state == State::tls_handshaking) {
+      tls_handshake_step(c);
+      return;
+    }
+    for (;;) {
+      const int n = SSL_read(c.ssl, rbuf, static_cast<int>(sizeof rbuf));
+      if (n > 0) {
+        on_bytes(c, rbuf, static_cast<std::size_t>(n), now_ns());
+        if (c.state == State::closed) return;
+        continue;
+      }
+      const int saved = errno;
+      const int err = SSL_get_error(c.ssl, n);
+      if (err == SSL_ERROR_WANT_READ) break;
+      if (err == SSL_ERROR_WANT_WRITE) {
+        c.read_wants_write = true;
+        arm_write(c);
+        return;
+      }
+      // close_notify, or (SSL_OP_IGNORE_UNEXPECTED_EOF) a bare FIN.
+      if (err == SSL_ERROR_ZERO_RETURN || (err == SSL_ERROR_SYSCALL && saved == 0 && ERR_peek_error() == 0)) {
+        tls_clear_errors();
+        on_end_of_stream(c);
+        return;
+      }
+      if (err == SSL_ERROR_SYSCALL && ERR_peek_error() == 0) {
+        fail_errno(c, saved, "recv");
+        return;
+      }
+      fail(c, ErrorKind::tls, "recv: tls: " + tls_failure(c.ssl, err, saved));
+      return;
+    }
+    c.write_wants_read = false;
+    flush(c);
+    arm_read(c);
+  }
+
+  void on_bytes(Conn& c, const char* p, std::size_t n, std::int64_t now) {
+    if (c.state == State::handshaking) {
+      on_handshake_bytes(c, p, n, now);
+    } else if (is_ws) {
+      on_ws_bytes(c, p, n, now);
+    } else {
+      on_tcp_bytes(c, p, n, now);
+    }
+  }
+
+  void on_end_of_stream(Conn& c) {
+    if (c.closing) {
+      close_socket(c);
+    } else {
+      fail(c, c.state == State::handshaking ? ErrorKind::bad_handshake : ErrorKind::closed,
+           "server closed the connection");
+    }
   }
 
   void on_handshake_bytes(Conn& c, const char* p, std::size_t n, std::int64_t now) {
@@ -828,13 +1040,23 @@ struct Engine::Impl {
           sample("connection " + std::to_string(c.id) + ": " + std::to_string(c.inflight.size()) +
                  " echoes missing at the end");
         }
-        if (is_ws && !c.write_armed) {
+        // No write of ours is half done (OpenSSL would refuse another).
+        const bool can_write = !c.write_armed && !c.write_wants_read;
+        if (is_ws && can_write) {
           // Best effort: a close frame (1000) in the same flight as the FIN.
           c.out.erase(0, c.out_pos);
           c.out_pos = 0;
           ws::append_client_frame(c.out, ws::Opcode::close, std::string_view("\x03\xe8", 2),
                                   static_cast<std::uint32_t>(rng()));
-          ::send(c.sock.native_handle(), c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+          if (c.ssl) {
+            SSL_write(c.ssl, c.out.data(), static_cast<int>(c.out.size()));
+          } else {
+            ::send(c.sock.native_handle(), c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+          }
+        }
+        if (c.ssl && can_write) {
+          SSL_shutdown(c.ssl);  // best effort: close_notify before the FIN
+          tls_clear_errors();
         }
       } else {
         // Still connecting at the very end: the deadline of the run.

@@ -49,8 +49,9 @@ struct FinalStats {
   Counters total;   // whole run
   Counters window;  // received (and sent) inside the measurement window
   Histogram latency;    // messages whose (intended) send time is in the window
-  Histogram connect;    // TCP connect
-  Histogram handshake;  // WebSocket upgrade, after connect
+  Histogram connect;    // TCP connect, plus the TLS handshake for tls:// and wss://
+  Histogram tls_handshake;  // the TLS handshake alone, after TCP connect
+  Histogram handshake;  // WebSocket upgrade, after connect (and TLS)
   std::uint64_t established = 0;
   std::uint64_t lost = 0;        // established, then failed before the end
   std::uint64_t unanswered = 0;  // messages never echoed

@@ -12,6 +12,8 @@
 #include <boost/program_options.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "tls_client.hpp"
+
 namespace shoal::load {
 
 namespace po = boost::program_options;
@@ -25,7 +27,10 @@ constexpr const char* usage_head =
     "Drives a TCP or WebSocket echo server with many connections, checks every\n"
     "echoed byte, and reports throughput, latency percentiles and failures.\n"
     "\n"
-    "TARGET is tcp://HOST:PORT or ws://HOST:PORT/PATH. By default only loopback\n"
+    "TARGET is tcp://HOST:PORT or ws://HOST:PORT/PATH, or over TLS\n"
+    "tls://HOST:PORT or wss://HOST:PORT/PATH (the server's certificate is verified\n"
+    "against the system's trust store, or --ca FILE, unless --insecure; the TLS\n"
+    "handshake counts as part of connecting). By default only loopback\n"
     "hosts (127.0.0.0/8, ::1, localhost) are accepted: a safety default so that a\n"
     "mistyped address never floods another machine (--allow-remote lifts it).\n"
     "\n"
@@ -67,6 +72,10 @@ std::vector<std::string> scenario_args(const std::string& path, std::string& des
     }
     if (key == "text" || key == "binary") {
       if (v.as<bool>()) args.push_back("--payload=" + key);
+      continue;
+    }
+    if (key == "insecure") {
+      if (v.as<bool>()) args.push_back("--insecure");
       continue;
     }
     if (key == "quiet" || key == "allow-remote") {
@@ -164,22 +173,20 @@ Target parse_target(const std::string& url) {
   Target t;
   t.url = url;
   std::string rest;
-  if (url.rfind("tcp://", 0) == 0) {
-    t.proto = Target::Proto::tcp;
-    rest = url.substr(6);
-  } else if (url.rfind("ws://", 0) == 0) {
-    t.proto = Target::Proto::ws;
-    rest = url.substr(5);
-  } else if (url.rfind("wss://", 0) == 0) {
-    throw UsageError("target " + url + ": wss:// (TLS) is not supported; use ws://");
-  } else {
-    throw UsageError("target '" + url + "': expected tcp://HOST:PORT or ws://HOST:PORT/PATH");
+  const std::string scheme = lower(url.substr(0, url.find("://")));
+  if (url.find("://") == std::string::npos ||
+      (scheme != "tcp" && scheme != "tls" && scheme != "ws" && scheme != "wss")) {
+    throw UsageError("target '" + url +
+                     "': expected tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH");
   }
+  t.proto = scheme == "ws" || scheme == "wss" ? Target::Proto::ws : Target::Proto::tcp;
+  t.tls = scheme == "tls" || scheme == "wss";
+  rest = url.substr(scheme.size() + 3);
   const auto slash = rest.find('/');
   std::string hostport = rest.substr(0, slash);
   if (slash != std::string::npos) t.path = rest.substr(slash);
   if (t.proto == Target::Proto::tcp && slash != std::string::npos && t.path != "/") {
-    throw UsageError("target " + url + ": a tcp:// target takes no path");
+    throw UsageError("target " + url + ": a " + scheme + ":// target takes no path");
   }
   std::string host, port;
   if (!hostport.empty() && hostport.front() == '[') {
@@ -196,6 +203,7 @@ Target parse_target(const std::string& url) {
     port = hostport.substr(colon + 1);
   }
   t.host = hostport;
+  t.name = host;
   char* end = nullptr;
   const long p = std::strtol(port.c_str(), &end, 10);
   if (port.empty() || *end != '\0' || p < 1 || p > 65535) {
@@ -242,6 +250,9 @@ std::optional<Options> parse_options(int argc, char** argv) {
       ("text", "WebSocket text messages (ASCII payload)")
       ("binary", "WebSocket binary messages (default)")
       ("active", po::value<std::string>(), "connections that send (default: all); the rest are held open")
+      ("messages", po::value<std::string>(), "closed loop: each active connection sends this many messages in all, then stays open idle (default: no limit)")
+      ("insecure,k", "tls://, wss://: accept the server's certificate unchecked (self-signed, expired, another name)")
+      ("ca", po::value<std::string>(), "tls://, wss://: PEM file of the certificates to trust instead of the system's store")
       ("duration,d", po::value<std::string>(), "measured time (default 10s)")
       ("warmup", po::value<std::string>(), "traffic before measuring (default 0)")
       ("hold", po::value<std::string>(), "keep the connections open this long after the traffic (default 0)")
@@ -325,7 +336,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
   };
 
   auto target = str("target");
-  if (!target) throw UsageError("no target given (tcp://HOST:PORT or ws://HOST:PORT/PATH)");
+  if (!target) throw UsageError("no target given (tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH)");
   o.target = parse_target(*target);
   o.allow_remote = vm.count("allow-remote") > 0;
   if (!o.allow_remote && !is_loopback(o.target.address)) {
@@ -344,6 +355,7 @@ std::optional<Options> parse_options(int argc, char** argv) {
   if (auto v = count("rate", 0, 1e9)) o.rate = *v;
   if (auto v = count("size", 1, 16 * 1024 * 1024)) o.size = static_cast<std::size_t>(*v);
   if (auto v = count("active", 0, 1e9)) o.active = static_cast<std::uint64_t>(*v);
+  if (auto v = count("messages", 0, 1e15)) o.messages = static_cast<std::uint64_t>(*v);
   if (auto v = duration("duration")) o.duration_s = *v;
   if (auto v = duration("warmup")) o.warmup_s = *v;
   if (auto v = duration("hold")) o.hold_s = *v;
@@ -387,6 +399,20 @@ std::optional<Options> parse_options(int argc, char** argv) {
     }
   }
   if (o.rate > 0 && o.active_count() == 0) throw UsageError("--rate needs at least one active connection");
+  if (o.rate > 0 && o.messages > 0) throw UsageError("--messages is for the closed loop; --rate sets the open loop's total");
+  o.insecure = vm.count("insecure") > 0;
+  if (auto v = str("ca")) o.ca_file = *v;
+  if (!o.target.tls && (o.insecure || !o.ca_file.empty())) {
+    throw UsageError(std::string(o.insecure ? "--insecure" : "--ca") + " is for tls:// and wss:// targets");
+  }
+  if (o.insecure && !o.ca_file.empty()) throw UsageError("--insecure and --ca exclude each other");
+  if (!o.ca_file.empty()) {
+    // Loaded here once, so that a bad file is a usage error before any
+    // connection, not a handshake failure on every one.
+    if (const std::string problem = check_ca_file(o.ca_file); !problem.empty()) {
+      throw UsageError("--ca " + o.ca_file + ": " + problem);
+    }
+  }
   return o;
 }
 

@@ -21,15 +21,18 @@ struct UsageError : std::runtime_error {
 
 struct Target {
   enum class Proto { tcp, ws } proto = Proto::tcp;
-  std::string host;  // as written (for the Host header)
+  bool tls = false;  // tls:// (TCP echo over TLS) or wss://
+  std::string host;  // HOST:PORT as written (for the Host header)
+  std::string name;  // HOST alone, without brackets: SNI and the certificate check
   std::uint16_t port = 0;
   std::string path = "/";
   boost::asio::ip::address address;
   std::string url;
 };
 
-// Parses tcp://HOST:PORT or ws://HOST:PORT/PATH. HOST is an IP literal
-// ([::1] for IPv6) or "localhost". Throws UsageError.
+// Parses tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or
+// wss://HOST:PORT/PATH. HOST is an IP literal ([::1] for IPv6) or
+// "localhost". Throws UsageError.
 Target parse_target(const std::string& url);
 
 // "500ms", "2s", "1m", "1h"; a bare number means seconds. Throws UsageError.
@@ -55,6 +58,9 @@ struct Options {
   std::size_t size = 64;
   bool text = false;                // WebSocket text frames (payload is ASCII)
   std::uint64_t active = UINT64_MAX;  // connections that send; the rest hold
+  std::uint64_t messages = 0;       // closed loop: messages per connection in all; 0: no limit
+  bool insecure = false;            // TLS: accept any server certificate
+  std::string ca_file;              // TLS: trust these PEM certificates, not the system store
   double duration_s = 10;
   double warmup_s = 0;
   double hold_s = 0;

@@ -67,6 +67,7 @@ std::string errors_line(const Counters& c) {
 std::string mode_line(const Options& o) {
   std::string s = o.rate > 0 ? "open loop, " + fmt_rate(o.rate) + " msgs/s in total"
                              : "closed loop, " + std::to_string(o.pipeline) + " in flight per connection";
+  if (o.messages > 0) s += " (" + thousands(o.messages) + " per connection in all)";
   s += ", " + std::to_string(o.size) + "-byte " + (o.text ? "text" : "binary") + " messages, " +
        thousands(o.active_count()) + " active";
   return s;
@@ -214,6 +215,7 @@ nlohmann::json to_json(const Results& r) {
   j["scenario"] = o.scenario_name;
   j["target"] = o.target.url;
   j["protocol"] = o.target.proto == Target::Proto::ws ? "websocket" : "tcp";
+  j["tls"] = o.target.tls;
   j["config"] = {{"connections", o.connections},
                  {"workers", o.workers},
                  {"threads", o.threads},
@@ -223,6 +225,9 @@ nlohmann::json to_json(const Results& r) {
                  {"size", o.size},
                  {"payload", o.text ? "text" : "binary"},
                  {"active", o.active_count()},
+                 {"messages_per_connection", o.messages},
+                 {"tls_verify", o.target.tls && !o.insecure},
+                 {"tls_ca", o.ca_file},
                  {"connect_rate", o.connect_rate},
                  {"duration_s", o.duration_s},
                  {"warmup_s", o.warmup_s},
@@ -253,6 +258,7 @@ nlohmann::json to_json(const Results& r) {
   j["latency"] = percentiles_json(r.latency);
   j["connect_latency"] = percentiles_json(r.connect);
   j["handshake_latency"] = percentiles_json(r.handshake);
+  j["tls_handshake_latency"] = percentiles_json(r.tls_handshake);
   nlohmann::json errors = nlohmann::json::object();
   for (std::size_t i = 0; i < error_kind_count; ++i) errors[error_kind_names[i]] = r.total.errors[i];
   j["errors"] = errors;
@@ -270,6 +276,16 @@ nlohmann::json to_json(const Results& r) {
                    {"bytes_per_connection", r.server_rss_held ? nlohmann::json(delta / conns) : nlohmann::json()},
                    {"cpu_window_s", r.server_cpu_window_s},
                    {"cpu_ns_per_msg", r.window.msgs_recv ? r.server_cpu_window_s * 1e9 / static_cast<double>(r.window.msgs_recv) : 0.0}};
+    // Each process on its own: which of a balancer and its backend holds
+    // the memory.
+    nlohmann::json each = nlohmann::json::array();
+    for (std::size_t i = 0; i < o.server_pids.size(); ++i) {
+      nlohmann::json e = {{"pid", o.server_pids[i]}};
+      if (i < r.server_rss_before_each.size()) e["rss_before_bytes"] = r.server_rss_before_each[i];
+      if (i < r.server_rss_held_each.size()) e["rss_held_bytes"] = r.server_rss_held_each[i];
+      each.push_back(e);
+    }
+    j["server"]["processes"] = each;
   }
   nlohmann::json series = nlohmann::json::array();
   for (const auto& p : r.series) {
@@ -316,6 +332,7 @@ std::string summary_text(const Results& r) {
   s << "               all attempts done in " << fmt("%.2f", r.connect_phase_s) << " s ("
     << thousands(static_cast<std::uint64_t>(r.connect_phase_s > 0 ? static_cast<double>(r.established) / r.connect_phase_s : 0))
     << " established/s)\n";
+  if (o.target.tls) s << "  tls          " << percentiles_line(r.tls_handshake) << " (part of connect)\n";
   if (o.target.proto == Target::Proto::ws) s << "  handshake    " << percentiles_line(r.handshake) << "\n";
   s << "  traffic      " << mode_line(o) << "\n";
   s << "  measured     " << fmt("%.1f", r.measured_s) << " s";

@@ -31,7 +31,7 @@ struct Results {
   double measured_s = 0;        // the measurement window
   double connect_phase_s = 0;   // start until every connect attempt finished
   Counters total, window;
-  Histogram latency, connect, handshake;
+  Histogram latency, connect, handshake, tls_handshake;
   std::uint64_t established = 0, lost = 0, unanswered = 0, skipped = 0, peak_open = 0;
   std::vector<std::string> samples;
   double client_cpu_s = 0;
@@ -41,6 +41,7 @@ struct Results {
   // Server figures (--server-pid), summed over the processes given.
   bool server = false;
   std::uint64_t server_rss_before = 0, server_rss_held = 0;
+  std::vector<std::uint64_t> server_rss_before_each, server_rss_held_each;  // per --server-pid, in order
   double server_cpu_window_s = 0;  // CPU the server used during the window
 
   bool hard_limit_hit = false;

@@ -191,6 +191,7 @@ int worker_main(const Options& o, unsigned index, int result_fd, int control_fd,
     all.latency.merge(f.latency);
     all.connect.merge(f.connect);
     all.handshake.merge(f.handshake);
+    all.tls_handshake.merge(f.tls_handshake);
     all.established += f.established;
     all.lost += f.lost;
     all.unanswered += f.unanswered;
@@ -209,6 +210,7 @@ int worker_main(const Options& o, unsigned index, int result_fd, int control_fd,
       {"latency", to_json(all.latency.to_sparse())},
       {"connect", to_json(all.connect.to_sparse())},
       {"handshake", to_json(all.handshake.to_sparse())},
+      {"tls_handshake", to_json(all.tls_handshake.to_sparse())},
       {"established", all.established},
       {"lost", all.lost},
       {"unanswered", all.unanswered},

@@ -1,6 +1,8 @@
-// Black-box tests of shoal-load: the built binary against the real shoald,
-// the C yardstick, and small misbehaving servers run inside the test. Every
-// server listens on 127.0.0.1 port 0; every run is short and bounded.
+// Black-box tests of shoal-load: the built binary against the real shoald
+// (plaintext, and TLS with a throwaway certificate the `openssl` command
+// makes), the C yardstick, and small misbehaving servers run inside the
+// test. Every server listens on 127.0.0.1 port 0; every run is short and
+// bounded.
 #include <arpa/inet.h>
 #include <fcntl.h>
 #include <netinet/in.h>
@@ -32,6 +34,7 @@ namespace {
 using namespace std::chrono_literals;
 using shoal::test::RunResult;
 using shoal::test::ShoaldProcess;
+using shoal::test::run_command;
 using shoal::test::run_program;
 using shoal::test::write_temp_file;
 
@@ -159,16 +162,16 @@ class ClosedPort {
 };
 
 void expect_documented_fields(const nlohmann::json& j) {
-  for (const char* k : {"tool", "target", "protocol", "config", "ok", "exit_code", "connections", "throughput",
-                        "messages", "latency", "connect_latency", "handshake_latency", "errors", "series",
-                        "latency_distribution", "client"}) {
+  for (const char* k : {"tool", "target", "protocol", "tls", "config", "ok", "exit_code", "connections",
+                        "throughput", "messages", "latency", "connect_latency", "handshake_latency",
+                        "tls_handshake_latency", "errors", "series", "latency_distribution", "client"}) {
     EXPECT_TRUE(j.contains(k)) << k;
   }
   for (const char* k : {"count", "p50_us", "p90_us", "p99_us", "p99_9_us", "p99_99_us", "max_us"}) {
     EXPECT_TRUE(j["latency"].contains(k)) << k;
   }
-  for (const char* k : {"refused", "timeout", "reset", "closed", "bad_handshake", "ports_exhausted", "fd_limit",
-                        "mismatch"}) {
+  for (const char* k : {"refused", "timeout", "reset", "closed", "bad_handshake", "tls", "ports_exhausted",
+                        "fd_limit", "mismatch"}) {
     EXPECT_TRUE(j["errors"].contains(k)) << k;
   }
 }
@@ -290,6 +293,153 @@ TEST(ShoalLoad, ScenarioWithOverrides) {
   EXPECT_EQ(j["scenario"], "echo-throughput");
   EXPECT_EQ(j["config"]["connections"].get<int>(), 50);
   EXPECT_EQ(j["config"]["pipeline"].get<int>(), 16);  // from the file
+}
+
+// --- TLS: tls:// and wss:// ---------------------------------------------------
+
+// A temporary directory with a self-signed certificate for 127.0.0.1 and
+// localhost (EC P-256, as tests/tls_test.cpp makes them), removed at the end.
+class SelfSigned {
+ public:
+  explicit SelfSigned(const std::string& cn = "shoal-load-test") {
+    const char* base = std::getenv("TMPDIR");
+    std::string pattern = std::string(base && *base ? base : "/tmp") + "/shoal-load-tls-XXXXXX";
+    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
+    dir_ = pattern;
+    const auto r = run_command("timeout 30 openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes "
+                               "-days 2 -subj /CN=" + cn + " -addext subjectAltName=IP:127.0.0.1,DNS:localhost "
+                               "-keyout '" + key() + "' -out '" + cert() + "' 2>&1");
+    if (r.exit_code != 0) throw std::runtime_error("openssl req failed: " + r.output);
+  }
+  ~SelfSigned() { run_command("rm -rf '" + dir_ + "'"); }
+  std::string cert() const { return dir_ + "/cert.pem"; }
+  std::string key() const { return dir_ + "/key.pem"; }
+
+ private:
+  std::string dir_;
+};
+
+// shoald with a TLS echo listener "tls" and a wss listener "wss".
+std::unique_ptr<ShoaldProcess> start_tls_shoald(const SelfSigned& c) {
+  const std::string tls = "    tls:\n      certificate: " + c.cert() + "\n      private_key: " + c.key() + "\n";
+  const std::string yaml = "shards: 2\nlisteners:\n" + shoal::test::loopback_listener("tls", "tcp-echo", tls) +
+                           shoal::test::loopback_listener("wss", "websocket-echo", tls) +
+                           "admin:\n  port: 0\nshutdown:\n  drain_timeout: 1s\n";
+  return std::make_unique<ShoaldProcess>(ShoaldProcess::Options{.yaml = yaml});
+}
+
+std::string tls_url(int port) { return "tls://127.0.0.1:" + std::to_string(port); }
+std::string wss_url(int port) { return "wss://127.0.0.1:" + std::to_string(port) + "/"; }
+
+std::uint64_t error_total(const nlohmann::json& j) {
+  std::uint64_t n = 0;
+  for (const auto& [k, v] : j["errors"].items()) n += v.get<std::uint64_t>();
+  return n;
+}
+
+// Every echo over TLS is checked as over plaintext: a TLS echo target and a
+// wss target, closed loop with messages in flight, and open loop.
+TEST(ShoalLoad, TlsEchoAndWssAgainstShoald) {
+  SelfSigned cert;
+  auto server = start_tls_shoald(cert);
+  struct Case {
+    std::string url;
+    std::vector<std::string> args;
+  };
+  const std::vector<Case> cases = {
+      {tls_url(server->port("tls")), {"-c", "50", "--pipeline", "8", "--size", "300", "--insecure"}},
+      // Verified against the certificate itself, by name (SNI localhost).
+      {"wss://localhost:" + std::to_string(server->port("wss")) + "/", {"-c", "50", "--pipeline", "8", "--ca", cert.cert()}},
+      // Larger than a TLS record (16 KiB) and than one read: partial
+      // writes and messages spread over several records.
+      {wss_url(server->port("wss")), {"-c", "4", "--pipeline", "2", "--size", "100000", "--insecure", "-t", "2"}},
+      {tls_url(server->port("tls")), {"-c", "20", "--rate", "2000", "--insecure"}},
+  };
+  for (const auto& c : cases) {
+    const std::string json = temp_path(".json");
+    std::vector<std::string> args = {c.url, "--duration", "1s", "--json", json, "-q"};
+    args.insert(args.end(), c.args.begin(), c.args.end());
+    const auto r = run_load(args);
+    ASSERT_EQ(r.exit_code, 0) << c.url << "\n" << r.output;
+    const auto j = read_json(json);
+    expect_documented_fields(j);
+    const int conns = std::stoi(c.args[1]);
+    EXPECT_TRUE(j["tls"].get<bool>());
+    EXPECT_EQ(j["connections"]["established"].get<int>(), conns) << c.url;
+    EXPECT_EQ(j["tls_handshake_latency"]["count"].get<int>(), conns) << c.url;
+    EXPECT_GT(j["messages"]["received"].get<std::uint64_t>(), 0u) << c.url;
+    EXPECT_EQ(j["messages"]["received"], j["messages"]["sent"]) << c.url;
+    EXPECT_EQ(j["messages"]["unanswered"].get<int>(), 0) << c.url;
+    EXPECT_EQ(error_total(j), 0u) << c.url << "\n" << r.output;
+  }
+}
+
+// --messages: each connection echoes exactly that many, then is held idle
+// (how the bench measures idle TLS memory "after a handshake and one echo").
+TEST(ShoalLoad, MessagesPerConnectionOverWss) {
+  SelfSigned cert;
+  auto server = start_tls_shoald(cert);
+  const std::string json = temp_path(".json");
+  const auto r = run_load({wss_url(server->port("wss")), "-c", "40", "--messages", "3", "--pipeline", "2",
+                           "--duration", "1s", "--hold", "200ms", "--insecure", "--json", json, "-q"});
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto j = read_json(json);
+  EXPECT_EQ(j["messages"]["sent"].get<int>(), 120);
+  EXPECT_EQ(j["messages"]["received"].get<int>(), 120);
+  EXPECT_EQ(error_total(j), 0u);
+}
+
+// Without --insecure the server's certificate is checked: a self-signed one,
+// or one the --ca file does not vouch for, fails every connection with a
+// message that says why, and the run fails.
+TEST(ShoalLoad, UnverifiableCertificateFailsClearly) {
+  SelfSigned cert, other("someone-else");
+  auto server = start_tls_shoald(cert);
+  struct Case {
+    std::string url;
+    std::vector<std::string> extra;
+  };
+  const std::vector<Case> cases = {
+      {tls_url(server->port("tls")), {}},  // the system's trust store
+      {wss_url(server->port("wss")), {}},
+      {tls_url(server->port("tls")), {"--ca", other.cert()}},
+  };
+  for (const auto& c : cases) {
+    const std::string json = temp_path(".json");
+    std::vector<std::string> args = {c.url, "-c", "3", "--duration", "500ms", "--json", json, "-q"};
+    args.insert(args.end(), c.extra.begin(), c.extra.end());
+    const auto r = run_load(args);
+    EXPECT_EQ(r.exit_code, 2) << r.output;  // fewer connections than asked
+    EXPECT_NE(r.output.find("tls handshake failed: certificate verify failed"), std::string::npos) << r.output;
+    const auto j = read_json(json);
+    EXPECT_EQ(j["errors"]["tls"].get<int>(), 3) << r.output;
+    EXPECT_EQ(j["connections"]["established"].get<int>(), 0);
+  }
+  // The self-signed case names the cause.
+  const auto r = run_load({tls_url(server->port("tls")), "-c", "1", "--duration", "0", "-q"});
+  EXPECT_NE(r.output.find("(self-signed certificate)"), std::string::npos) << r.output;
+}
+
+TEST(ShoalLoad, TargetAndTlsOptionUsageErrors) {
+  const struct {
+    std::vector<std::string> args;
+    std::string says;
+  } cases[] = {
+      {{"http://127.0.0.1:7000"}, "expected tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH"},
+      {{"127.0.0.1:7000"}, "expected tcp://HOST:PORT, tls://HOST:PORT"},
+      {{"tls://127.0.0.1:7000/path"}, "a tls:// target takes no path"},
+      {{"tcp://127.0.0.1:7000", "--insecure"}, "--insecure is for tls:// and wss:// targets"},
+      {{"ws://127.0.0.1:7000/", "--ca", "/nonexistent.pem"}, "--ca is for tls:// and wss:// targets"},
+      {{"wss://127.0.0.1:7000/", "--ca", "/nonexistent.pem"}, "--ca /nonexistent.pem: no such file"},
+      {{"tls://127.0.0.1:7000", "--rate", "100", "--messages", "1"}, "--messages is for the closed loop"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = c.args;
+    args.insert(args.end(), {"-c", "1", "--duration", "1s"});
+    const auto r = run_load(args);
+    EXPECT_EQ(r.exit_code, 64) << r.output;
+    EXPECT_NE(r.output.find(c.says), std::string::npos) << r.output;
+  }
 }
 
 TEST(ShoalLoad, RefusesNonLoopbackTargets) {
