@@ -12,28 +12,11 @@ namespace {
 
 void append_header(std::string& out, Opcode op, std::uint64_t len, bool fin, bool masked,
                    std::uint32_t mask_key) {
-  char h[14];
-  std::size_t n = 0;
-  h[n++] = static_cast<char>((fin ? 0x80 : 0x00) | static_cast<std::uint8_t>(op));
-  const std::uint8_t mask_bit = masked ? 0x80 : 0x00;
-  if (len < 126) {
-    h[n++] = static_cast<char>(mask_bit | len);
-  } else if (len <= 0xffff) {
-    h[n++] = static_cast<char>(mask_bit | 126);
-    h[n++] = static_cast<char>((len >> 8) & 0xff);
-    h[n++] = static_cast<char>(len & 0xff);
-  } else {
-    h[n++] = static_cast<char>(mask_bit | 127);
-    for (int s = 56; s >= 0; s -= 8) h[n++] = static_cast<char>((len >> s) & 0xff);
-  }
-  if (masked) {
-    // The key goes on the wire in network order; apply_mask uses the same order.
-    h[n++] = static_cast<char>((mask_key >> 24) & 0xff);
-    h[n++] = static_cast<char>((mask_key >> 16) & 0xff);
-    h[n++] = static_cast<char>((mask_key >> 8) & 0xff);
-    h[n++] = static_cast<char>(mask_key & 0xff);
-  }
-  out.append(h, n);
+  unsigned char h[shoal::ws::max_header_size];
+  const std::size_t n = shoal::ws::put_header(
+      h, fin, false, static_cast<std::uint8_t>(op), len,
+      masked ? std::optional<shoal::ws::MaskKey>(shoal::ws::MaskKey::from_u32(mask_key)) : std::nullopt);
+  out.append(reinterpret_cast<const char*>(h), n);
 }
 
 bool iequals(std::string_view a, std::string_view b) {
@@ -62,11 +45,8 @@ bool has_token(std::string_view value, std::string_view token) {
 }  // namespace
 
 void apply_mask(char* data, std::size_t n, std::uint32_t mask_key, std::size_t offset) {
-  const unsigned char key[4] = {static_cast<unsigned char>(mask_key >> 24),
-                                static_cast<unsigned char>(mask_key >> 16),
-                                static_cast<unsigned char>(mask_key >> 8),
-                                static_cast<unsigned char>(mask_key)};
-  for (std::size_t i = 0; i < n; ++i) data[i] = static_cast<char>(data[i] ^ key[(offset + i) & 3]);
+  shoal::ws::apply_mask(reinterpret_cast<unsigned char*>(data), n,
+                        shoal::ws::MaskKey::from_u32(mask_key), offset);
 }
 
 void append_client_frame(std::string& out, Opcode op, std::string_view payload, std::uint32_t mask_key,
@@ -92,22 +72,18 @@ const char* to_string(ParseError e) {
     case ParseError::unexpected_continuation: return "continuation frame outside a message";
     case ParseError::expected_continuation: return "new message inside an unfinished one";
     case ParseError::message_too_big: return "message too big";
+    case ParseError::bad_length: return "length not in its shortest form";
   }
   return "?";
 }
 
-ParseError FrameParser::on_header() {
-  fin_ = (head_[0] & 0x80) != 0;
-  if (head_[0] & 0x70) return ParseError::reserved_bits;
-  if (head_[1] & 0x80) return ParseError::masked_server_frame;
-  const std::uint8_t op = head_[0] & 0x0f;
-  switch (op) {
-    case 0x0: case 0x1: case 0x2: case 0x8: case 0x9: case 0xA:
-      op_ = static_cast<Opcode>(op);
-      return ParseError::none;
-    default:
-      return ParseError::bad_opcode;
-  }
+// The codec has checked the header (RSV bits, opcode, masking, control
+// frame rules, the length's form); what is left is the message's state.
+ParseError FrameParser::on_header(const shoal::ws::FrameHeader& h) {
+  fin_ = h.fin;
+  op_ = static_cast<Opcode>(h.opcode);
+  remaining_ = h.length;
+  return ParseError::none;
 }
 
 std::string base64_encode(const unsigned char* data, std::size_t n) {

@@ -1,6 +1,8 @@
-// RFC 6455 pieces a WebSocket client needs, written out by hand so that
-// shoal-load sees every byte the server sends: masked client frames, an
-// incremental parser for server frames, and the opening handshake.
+// RFC 6455 pieces a WebSocket client needs, so that shoal-load sees every
+// byte the server sends: masked client frames, an incremental parser for
+// server frames, and the opening handshake. Frame headers are written and
+// decoded by the server's own codec (server/protocol/frame_codec.hpp, in
+// its client role): one implementation of the framing, not two.
 //
 // Pure functions and a parser object owned by one connection (one thread).
 #pragma once
@@ -10,6 +12,8 @@
 #include <cstdint>
 #include <string>
 #include <string_view>
+
+#include "protocol/frame_codec.hpp"
 
 namespace shoal::load::ws {
 
@@ -45,6 +49,7 @@ enum class ParseError {
   unexpected_continuation,
   expected_continuation,  // a new data frame while a message is unfinished
   message_too_big,
+  bad_length,             // a length not in its shortest form, or over 2^63
 };
 const char* to_string(ParseError e);
 
@@ -66,12 +71,10 @@ class FrameParser {
   bool in_message() const { return in_message_; }
 
  private:
-  enum class State { header, ext_len, payload };
+  enum class State { header, payload };
   State state_ = State::header;
-  std::uint8_t head_[2] = {0, 0};
+  unsigned char head_[shoal::ws::max_header_size] = {};
   std::size_t head_have_ = 0;
-  std::uint8_t ext_[8] = {};
-  std::size_t ext_need_ = 0, ext_have_ = 0;
   bool fin_ = false;
   Opcode op_ = Opcode::continuation;
   std::uint64_t remaining_ = 0;
@@ -80,7 +83,7 @@ class FrameParser {
   std::uint64_t max_message_;
   std::string control_;
 
-  ParseError on_header();
+  ParseError on_header(const shoal::ws::FrameHeader& h);
   template <class Handler>
   ParseError begin_payload(Handler& handler);
   template <class Handler>
@@ -107,26 +110,23 @@ ParseError FrameParser::feed(const char* data, std::size_t n, Handler& handler) 
   while (i < n) {
     switch (state_) {
       case State::header: {
-        head_[head_have_++] = static_cast<std::uint8_t>(data[i++]);
-        if (head_have_ < 2) break;
+        // Header bytes are gathered until the codec can decode them (2 to
+        // 10 bytes: server frames carry no mask key).
+        head_[head_have_++] = static_cast<unsigned char>(data[i++]);
+        const shoal::ws::HeaderResult d =
+            shoal::ws::decode_header(shoal::ws::Role::client, head_, head_have_);
+        if (d.status == shoal::ws::Decode::need_more) break;
         head_have_ = 0;
-        if (auto e = on_header(); e != ParseError::none) return e;
-        const std::uint8_t len7 = head_[1] & 0x7f;
-        if (len7 == 126 || len7 == 127) {
-          ext_need_ = len7 == 126 ? 2 : 8;
-          ext_have_ = 0;
-          state_ = State::ext_len;
-        } else {
-          remaining_ = len7;
-          if (auto e = begin_payload(handler); e != ParseError::none) return e;
+        if (d.status == shoal::ws::Decode::error) {
+          switch (d.error) {
+            case shoal::ws::FrameError::bad_masking: return ParseError::masked_server_frame;
+            case shoal::ws::FrameError::reserved_bits: return ParseError::reserved_bits;
+            case shoal::ws::FrameError::reserved_opcode: return ParseError::bad_opcode;
+            case shoal::ws::FrameError::bad_control_frame: return ParseError::bad_control_frame;
+            default: return ParseError::bad_length;
+          }
         }
-        break;
-      }
-      case State::ext_len: {
-        ext_[ext_have_++] = static_cast<std::uint8_t>(data[i++]);
-        if (ext_have_ < ext_need_) break;
-        remaining_ = 0;
-        for (std::size_t k = 0; k < ext_need_; ++k) remaining_ = (remaining_ << 8) | ext_[k];
+        if (auto e = on_header(d.header); e != ParseError::none) return e;
         if (auto e = begin_payload(handler); e != ParseError::none) return e;
         break;
       }

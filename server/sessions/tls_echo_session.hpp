@@ -1,9 +1,9 @@
 // TCP echo over TLS: the session starter of a `protocol: tcp-echo` listener
 // with a `tls:` map.
 //
-// The session (tls_echo_session.cpp, which alone instantiates Asio's
-// ssl::stream for it) does the TLS handshake under tls.handshake_timeout,
-// then echoes read -> write -> read like the plaintext session, and ends with
+// The session (tls_echo_session.cpp, on the Transport with OpenSSL driven
+// directly) does the TLS handshake under tls.handshake_timeout, then echoes
+// what each wake-up read with one TLS write, and ends with
 // a close_notify when it closes the connection (bounded). Counted like the
 // plaintext session; a failed or timed-out handshake is also a
 // rejected{reason="handshake_failed"}.
