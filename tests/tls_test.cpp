@@ -28,6 +28,7 @@
 #include <vector>
 
 #include <boost/asio/read_until.hpp>
+#include <nlohmann/json.hpp>
 #include <boost/asio/ssl.hpp>
 #include <gtest/gtest.h>
 #include <openssl/ssl.h>
@@ -38,6 +39,7 @@
 #include "echo_client.hpp"
 #include "protocol/proxy_protocol.hpp"
 #include "shoald_process.hpp"
+#include "tls/ktls.hpp"
 #include "tls/tls.hpp"
 
 namespace shoal::test {
@@ -426,6 +428,46 @@ TEST(TlsEcho, AsioClientEchoesLargeAndManyWritesAndGetsACloseNotifyOnIdle) {
   }
   // Idle for longer than idle_timeout: closed with a close_notify.
   EXPECT_TRUE(c.closed_with_close_notify(5s));
+}
+
+// kTLS where the kernel offers it, user space where it does not: /status
+// and the metric say which path the open connections took. On a kernel
+// without the `tls` ULP (this workplace's) the count must be 0; where it is
+// offered, OpenSSL hands established connections to the kernel and the
+// count follows them. TLS 1.2 and TLS 1.3 both echo either way.
+TEST(TlsKtls, StatusAndMetricCountTheConnectionsTheKernelEncrypts) {
+  TempDir dir;
+  const CertFiles a = make_cert(dir, "a", "alpha");
+  const std::uint16_t admin = free_loopback_port();
+  ShoaldProcess shoald({.yaml = tls_yaml(a, "", "admin: {address: 127.0.0.1, port: " +
+                                                    std::to_string(admin) + "}\n")});
+  TlsClient v13(shoald.port("tls"), {});
+  ASSERT_FALSE(v13.handshake());
+  EXPECT_EQ(v13.version(), "TLSv1.3");
+  TlsClient v12(shoald.port("tls"), {.max_version = TLS1_2_VERSION});
+  ASSERT_FALSE(v12.handshake());
+  EXPECT_EQ(v12.version(), "TLSv1.2");
+  for (int i = 0; i < 50; ++i) {
+    const std::string m(1 + i * 997, static_cast<char>('a' + i % 26));
+    ASSERT_EQ(v13.echo(m), m);
+    ASSERT_EQ(v12.echo(m), m);
+  }
+  const bool offered = probe_ktls().available;
+  const nlohmann::json status = nlohmann::json::parse(get(admin, "/status").body);
+  const nlohmann::json& tls = status.at("listeners").at(0);
+  ASSERT_EQ(tls.at("name"), "tls");
+  EXPECT_EQ(tls.at("active"), 2);
+  if (offered) {
+    EXPECT_GE(tls.at("ktls_connections").get<int>(), 1) << "the kernel offers kTLS";
+  } else {
+    EXPECT_EQ(tls.at("ktls_connections"), 0) << "no tls ULP: user space";
+  }
+  EXPECT_TRUE(status.at("listeners").at(1).contains("ktls_connections"));  // wss: TLS too
+  const std::string metrics = get(admin, "/metrics").body;
+  EXPECT_NE(metrics.find(std::string("shoal_tls_ktls_connections{listener=\"tls\"} ") +
+                         (offered ? "" : "0")),
+            std::string::npos)
+      << metrics;
 }
 
 TEST(TlsEcho, SilentClientIsClosedAfterTheHandshakeTimeoutWhileOthersAreServed) {
