@@ -172,7 +172,6 @@ void TlsEchoSession::do_handshake() {
     ktls_ = true;
     stats().ktls_connections.add();
   }
-  enable_read_hints(io_.fd());
   log_debug("conn {}: TLS {} established{}", id_string(), io_.tls_stream().version(),
             ktls_ ? " (kTLS)" : "");
   touch();
