@@ -106,6 +106,7 @@ void TlsEchoSession::start(const boost::asio::ip::tcp::endpoint& peer) {
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("conn {}: accepted from {} (tls)", id_string(), peer.address().to_string());
   }
+  enable_read_hints(io_.fd());  // after the hand-over, reads say when the socket is empty
   if (!io_.start_tls(tls_->ssl_context())) {
     end_with_error(boost::asio::error::no_memory, "tls setup");
     return;

@@ -52,11 +52,7 @@ class Transport {
 
   // `more`: whether another read may find bytes without a new edge.
   Io read(void* buf, std::size_t len, std::size_t& got, bool& more) {
-    if (tls()) {
-      const Io r = map(tls_->read(buf, len, got));
-      more = true;  // read on until OpenSSL's recv() finds the socket empty
-      return r;
-    }
+    if (tls()) return map(tls_->read(buf, len, got, more));
     for (;;) {
       const long n = read_hinted(fd(), buf, len, more);
       if (n > 0) {

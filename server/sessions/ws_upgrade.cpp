@@ -62,7 +62,7 @@ void WsSession::start(const boost::asio::ip::tcp::endpoint& peer) {
     end_with_error(ec, "setup");
     return;
   }
-  if (!tls_) enable_read_hints(io_.fd());  // plaintext reads say when the socket is empty
+  enable_read_hints(io_.fd());  // reads say when the socket is empty
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("conn {}: accepted from {} ({})", id_string(), peer.address().to_string(),
                   tls_ ? "wss" : "websocket");

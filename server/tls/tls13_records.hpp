@@ -48,6 +48,12 @@ class Tls13Records {
   Tls13Records(Suite suite, const unsigned char* server_secret, const unsigned char* client_secret,
                std::size_t secret_len, std::uint64_t write_seq, std::uint64_t read_seq);
 
+  // Forgets its keys in the per-thread contexts: another connection's may
+  // come to live at the same address.
+  ~Tls13Records();
+  Tls13Records(const Tls13Records&) = delete;
+  Tls13Records& operator=(const Tls13Records&) = delete;
+
   // Appends `n` bytes of `content_type` (23 application data, 21 alert, 22
   // handshake) to `out` as records of at most kMaxPlaintext each.
   void seal(std::uint8_t content_type, const unsigned char* p, std::size_t n, ByteBuffer& out);

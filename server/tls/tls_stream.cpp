@@ -1,5 +1,7 @@
 #include "tls/tls_stream.hpp"
 
+#include "runtime/ready_wait.hpp"
+
 #include <sys/socket.h>
 
 #include <algorithm>
@@ -197,9 +199,10 @@ void TlsStream::hand_over() {
   ssl_ = nullptr;
 }
 
-TlsStream::Io TlsStream::read(void* buf, std::size_t len, std::size_t& got) {
+TlsStream::Io TlsStream::read(void* buf, std::size_t len, std::size_t& got, bool& more) {
   got = 0;
-  if (records_) return records_read(buf, len, got);
+  more = true;  // through OpenSSL: read on until its recv() finds the socket empty
+  if (records_) return records_read(buf, len, got, more);
   const int r = SSL_read_ex(ssl_, buf, len, &got);
   return r == 1 ? Io::done : result(r);
 }
@@ -207,14 +210,14 @@ TlsStream::Io TlsStream::read(void* buf, std::size_t len, std::size_t& got) {
 // Receives at most `len` minus what is carried, so that the application
 // data of every record opened fits in `buf` (a record's plaintext is
 // shorter than the record).
-TlsStream::Io TlsStream::records_read(void* buf, std::size_t len, std::size_t& got) {
+TlsStream::Io TlsStream::records_read(void* buf, std::size_t len, std::size_t& got, bool& more) {
   unsigned char* const cb = cipher_buffer();
   for (;;) {
     const std::size_t carried = rin_.size();
     if (carried != 0) std::memcpy(cb, rin_.data(), carried);
     const std::size_t want = std::min(len > carried ? len - carried : 0, kCipherBufferSize - carried);
     if (want == 0) return fail_with("read buffer too small");
-    const ssize_t n = ::recv(fd_, cb + carried, want, MSG_DONTWAIT);
+    const long n = read_hinted(fd_, cb + carried, want, more);
     if (n < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Io::want_read;
@@ -248,7 +251,9 @@ TlsStream::Io TlsStream::records_read(void* buf, std::size_t len, std::size_t& g
         break;
     }
     if (got != 0) return Io::done;
-    // Only part of a record came (or a KeyUpdate): read on.
+    // Only part of a record came (or a KeyUpdate): read on, or wait when
+    // the kernel holds nothing more (no edge is lost: the socket is empty).
+    if (!more) return Io::want_read;
   }
 }
 

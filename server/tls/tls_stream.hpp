@@ -76,8 +76,10 @@ class TlsStream {
   bool own_records() const noexcept { return records_ != nullptr; }
 
   Io handshake();
-  // Up to `len` decrypted bytes into `buf`; `got` says how many.
-  Io read(void* buf, std::size_t len, std::size_t& got);
+  // Up to `len` decrypted bytes into `buf`; `got` says how many. `more`:
+  // whether another read may find bytes without a new edge (after the
+  // hand-over the kernel's TCP_INQ says, when enable_read_hints() is on).
+  Io read(void* buf, std::size_t len, std::size_t& got, bool& more);
   // Whether OpenSSL holds decrypted or undecrypted bytes a read would return
   // without touching the socket.
   bool pending() const noexcept;
@@ -111,7 +113,7 @@ class TlsStream {
   static void on_keylog(const ssl_st* ssl, const char* line);
   Io result(int ret);
   void hand_over();
-  Io records_read(void* buf, std::size_t len, std::size_t& got);
+  Io records_read(void* buf, std::size_t len, std::size_t& got, bool& more);
   Io fail_with(const char* why);
 
   ssl_st* ssl_ = nullptr;
