@@ -153,16 +153,12 @@ void TlsEchoSession::do_handshake() {
       return;
     case Transport::Io::eof:
     case Transport::Io::failed: {
-      const error_code ec = io_.error();
-      const CloseReason reason = classify(ec);
-      if (!(io_.tls_stream().peer_sent_nothing() &&
-            (reason == CloseReason::reset || reason == CloseReason::peer_closed))) {
+      const Transport::HandshakeEnd end = io_.handshake_end();
+      if (end.failed) {
         stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
-        log_debug("conn {}: TLS handshake failed: {}", id_string(), ec.message());
+        log_debug("conn {}: TLS handshake failed: {}", id_string(), io_.error().message());
       }
-      // A handshake that failed for anything but the peer leaving was a
-      // protocol failure, whatever the error's category.
-      close(reason == CloseReason::error ? CloseReason::protocol_error : reason);
+      close(end.reason);
       return;
     }
   }

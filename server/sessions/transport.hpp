@@ -50,6 +50,22 @@ class Transport {
 
   Io handshake() { return map(tls_->handshake()); }
 
+  // After a handshake that ended in eof or failed: how the connection is
+  // closed, and whether it counts as rejected{reason="handshake_failed"}. A
+  // client that connects and leaves without sending a byte (a port check)
+  // has not failed a handshake; anything but the peer leaving is a protocol
+  // failure, whatever the error's category.
+  struct HandshakeEnd {
+    CloseReason reason;
+    bool failed;
+  };
+  HandshakeEnd handshake_end() const {
+    const CloseReason reason = classify(error());
+    const bool left = reason == CloseReason::reset || reason == CloseReason::peer_closed;
+    return {reason == CloseReason::error ? CloseReason::protocol_error : reason,
+            !(left && tls_->peer_sent_nothing())};
+  }
+
   // `more`: whether another read may find bytes without a new edge.
   Io read(void* buf, std::size_t len, std::size_t& got, bool& more) {
     if (tls()) return map(tls_->read(buf, len, got, more));

@@ -96,16 +96,12 @@ void WsSession::do_tls_handshake() {
       return;
     case Transport::Io::eof:
     case Transport::Io::failed: {
-      const error_code ec = io_.error();
-      const CloseReason reason = classify(ec);
-      if (!(io_.tls_stream().peer_sent_nothing() &&
-            (reason == CloseReason::reset || reason == CloseReason::peer_closed))) {
+      const Transport::HandshakeEnd end = io_.handshake_end();
+      if (end.failed) {
         count_handshake_failed();
-        log_debug("conn {}: TLS handshake failed: {}", id_string(), ec.message());
+        log_debug("conn {}: TLS handshake failed: {}", id_string(), io_.error().message());
       }
-      // Anything but the peer leaving is a failed handshake, whatever the
-      // error's category.
-      close(reason == CloseReason::error ? CloseReason::protocol_error : reason);
+      close(end.reason);
       return;
     }
   }
