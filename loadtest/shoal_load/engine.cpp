@@ -381,6 +381,9 @@ struct Engine::Impl {
       if (c.records) {
         SSL_free(c.ssl);
         c.ssl = nullptr;
+        // Our own recv from now on, told when the socket is empty, as the
+        // plaintext path is: no recv per wakeup that finds EAGAIN.
+        shoal::enable_read_hints(c.sock.native_handle());
       }
       leave_pending(c);
       pump_connects();
