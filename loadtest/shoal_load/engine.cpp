@@ -135,7 +135,8 @@ struct Conn {
   std::size_t out_pos = 0;
   std::string hs;              // WS: handshake key, then response bytes
   std::string key;
-  SSL* ssl = nullptr;          // tls:// and wss://, from TCP connect to close_socket()
+  SSL* ssl = nullptr;          // tls:// and wss://, from TCP connect to the hand-over or close_socket()
+  std::unique_ptr<TlsRecordIo> records;  // TLS 1.3 after the hand-over (tls_client.hpp)
   ws::FrameParser parser;
   // Waits for the next edge without an epoll_ctl per wait (ready_wait.hpp):
   // the client must not cost more system calls per message than a server.
@@ -182,6 +183,7 @@ struct Engine::Impl {
       c->state = State::closed;
       SSL_free(c->ssl);
       c->ssl = nullptr;
+      c->records.reset();  // on any thread: it only forgets its keys
       boost::system::error_code ignored;
       c->sock.close(ignored);
     }
@@ -375,12 +377,21 @@ struct Engine::Impl {
       fin.tls_handshake.record(static_cast<std::uint64_t>(now - c.t_connected));
       fin.connect.record(static_cast<std::uint64_t>(now - c.t_start));
       c.t_connected = now;
+      c.records = tls->hand_over(c.ssl);
+      if (c.records) {
+        SSL_free(c.ssl);
+        c.ssl = nullptr;
+        // Our own recv from now on, told when the socket is empty, as the
+        // plaintext path is: no recv per wakeup that finds EAGAIN.
+        shoal::enable_read_hints(c.sock.native_handle());
+      }
       leave_pending(c);
       pump_connects();
       transport_ready(c);
-      // OpenSSL reads ahead: what came with the last handshake record (TLS
-      // 1.3 session tickets, early echoes) may sit in its buffer, where no
-      // socket edge will announce it. Drain it before waiting.
+      // What came after the server's Finished (TLS 1.3 session tickets,
+      // early echoes) is in the kernel, or in OpenSSL's buffer for a
+      // connection that stays on it, and its edge was spent on the
+      // handshake. Drain it before waiting.
       if (c.state != State::closed) on_readable(c);
       return;
     }
@@ -498,6 +509,7 @@ struct Engine::Impl {
     // closes it below.
     SSL_free(c.ssl);
     c.ssl = nullptr;
+    c.records.reset();
     c.write_wants_read = c.read_wants_write = false;
     boost::system::error_code ignored;
     c.sock.close(ignored);
@@ -658,6 +670,10 @@ struct Engine::Impl {
 
   void flush(Conn& c) {
     if (c.write_armed || c.state == State::closed) return;
+    if (c.records) {
+      flush_records(c);
+      return;
+    }
     if (c.ssl) {
       flush_tls(c);
       return;
@@ -745,6 +761,37 @@ struct Engine::Impl {
     }
   }
 
+  // The same plaintext as flush_tls, sealed by the connection's TlsRecordIo;
+  // ciphertext the kernel does not take waits there, and nothing more is
+  // sealed until it has gone.
+  void flush_records(Conn& c) {
+    const int fd = c.sock.native_handle();
+    int err = 0;
+    TlsRecordIo::Write w = c.records->flush(fd, err);
+    while (w == TlsRecordIo::Write::done) {
+      if (is_ws || c.state == State::handshaking) {
+        if (c.out_pos >= c.out.size()) {
+          c.out.clear();
+          c.out_pos = 0;
+          return;
+        }
+        w = c.records->write(fd, c.out.data() + c.out_pos, c.out.size() - c.out_pos, err);
+        c.out.clear();
+        c.out_pos = 0;
+      } else {
+        if (c.wr_off >= c.gen_off) return;
+        const auto len = static_cast<std::size_t>(std::min<std::uint64_t>(c.gen_off - c.wr_off, Pattern::max_window));
+        w = c.records->write(fd, pat.at(c.salt + c.wr_off), len, err);
+        c.wr_off += len;
+      }
+    }
+    if (w == TlsRecordIo::Write::blocked) {
+      arm_write(c);
+      return;
+    }
+    fail_errno(c, err, "send");
+  }
+
   void arm_write(Conn& c) {
     if (c.write_armed) return;
     c.write_armed = true;
@@ -782,6 +829,10 @@ struct Engine::Impl {
   // Asio's reactor is edge-triggered: read until the socket is empty (EAGAIN,
   // or read_hinted says the kernel holds nothing more) before waiting.
   void on_readable(Conn& c) {
+    if (c.records) {
+      on_readable_records(c);
+      return;
+    }
     if (c.ssl) {
       on_readable_tls(c);
       return;
@@ -847,6 +898,31 @@ struct Engine::Impl {
     }
     c.write_wants_read = false;
     flush(c);
+    arm_read(c);
+  }
+
+  // Records opened from what each recv brings, until the socket is empty.
+  void on_readable_records(Conn& c) {
+    const int fd = c.sock.native_handle();
+    for (;;) {
+      const TlsRecordIo::Read r = c.records->read(fd, rbuf, sizeof rbuf);
+      if (r.plain != 0) {
+        on_bytes(c, rbuf, r.plain, now_ns());
+        if (c.state == State::closed) return;
+      }
+      using Status = TlsRecordIo::Read::Status;
+      if (r.status == Status::data) continue;
+      if (r.status == Status::drained) break;
+      if (r.status == Status::end) {
+        on_end_of_stream(c);
+      } else if (r.error != 0) {
+        fail_errno(c, r.error, "recv");
+      } else {
+        fail(c, ErrorKind::tls, std::string("recv: tls: ") + r.why);
+      }
+      return;
+    }
+    flush(c);  // a KeyUpdate's answer too
     arm_read(c);
   }
 
@@ -1050,9 +1126,13 @@ struct Engine::Impl {
                                   static_cast<std::uint32_t>(rng()));
           if (c.ssl) {
             SSL_write(c.ssl, c.out.data(), static_cast<int>(c.out.size()));
-          } else {
+          } else if (!c.records) {
             ::send(c.sock.native_handle(), c.out.data(), c.out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
           }
+        }
+        if (c.records && can_write) {
+          // Sealed with a close_notify after it, in one send.
+          c.records->close(c.sock.native_handle(), c.out.data(), c.out.size());
         }
         if (c.ssl && can_write) {
           SSL_shutdown(c.ssl);  // best effort: close_notify before the FIN

@@ -374,6 +374,59 @@ TEST(ShoalLoad, TlsEchoAndWssAgainstShoald) {
   }
 }
 
+// A TLS echo server that is not shoald: Debian's Python (OpenSSL's own
+// server code, with its default two session tickets under TLS 1.3) limited
+// to `version` ("TLSv1_2" or "TLSv1_3"), printing the lines ShoaldProcess
+// reads its port from.
+std::unique_ptr<ShoaldProcess> start_python_tls_echo(const SelfSigned& c, const std::string& version) {
+  static const char* script = R"py(
+import socket, ssl, sys, threading
+ctx = ssl.SSLContext(ssl.PROTOCOL_TLS_SERVER)
+ctx.load_cert_chain(sys.argv[1], sys.argv[2])
+ctx.minimum_version = ctx.maximum_version = getattr(ssl.TLSVersion, sys.argv[3])
+listener = socket.create_server(("127.0.0.1", 0), backlog=128)
+def echo(conn):
+    try:
+        with ctx.wrap_socket(conn, server_side=True) as s:
+            while True:
+                data = s.recv(65536)
+                if not data:
+                    break
+                s.sendall(data)
+    except (OSError, ssl.SSLError):
+        pass
+print('listener "echo" (tcp-echo) listening on 127.0.0.1:%d' % listener.getsockname()[1], flush=True)
+print("ready:", flush=True)
+while True:
+    conn, _ = listener.accept()
+    threading.Thread(target=echo, args=(conn,), daemon=True).start()
+)py";
+  return std::make_unique<ShoaldProcess>(ShoaldProcess::Options{
+      .args = std::vector<std::string>{"-c", script, c.cert(), c.key(), version}, .binary = "/usr/bin/python3"});
+}
+
+// A server that speaks only TLS 1.2 keeps shoal-load on OpenSSL's record
+// layer, and one whose TLS 1.3 is OpenSSL's own (session tickets as it
+// sends them) is followed after the hand-over: every echo checks out,
+// messages of one record and of several.
+TEST(ShoalLoad, TlsEchoAgainstAnotherServerInTls12AndTls13) {
+  SelfSigned cert;
+  for (const std::string version : {"TLSv1_2", "TLSv1_3"}) {
+    auto server = start_python_tls_echo(cert, version);
+    for (const std::string size : {"300", "40000"}) {
+      const std::string json = temp_path(".json");
+      const auto r = run_load({tls_url(server->port("echo")), "-c", "8", "--pipeline", "4", "--size", size,
+                               "--duration", "1s", "--insecure", "--json", json, "-q"});
+      ASSERT_EQ(r.exit_code, 0) << version << " " << size << "\n" << r.output;
+      const auto j = read_json(json);
+      EXPECT_EQ(j["connections"]["established"].get<int>(), 8) << version;
+      EXPECT_GT(j["messages"]["received"].get<std::uint64_t>(), 0u) << version;
+      EXPECT_EQ(j["messages"]["received"], j["messages"]["sent"]) << version;
+      EXPECT_EQ(error_total(j), 0u) << version << " " << size << "\n" << r.output;
+    }
+  }
+}
+
 // --messages: each connection echoes exactly that many, then is held idle
 // (how the bench measures idle TLS memory "after a handshake and one echo").
 TEST(ShoalLoad, MessagesPerConnectionOverWss) {

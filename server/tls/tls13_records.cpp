@@ -13,7 +13,7 @@ namespace shoal {
 namespace {
 
 constexpr std::uint8_t kAlert = 21, kHandshake = 22, kApplicationData = 23;
-constexpr std::uint8_t kKeyUpdate = 24;
+constexpr std::uint8_t kNewSessionTicket = 4, kKeyUpdate = 24;
 constexpr std::size_t kTag = 16;
 
 const EVP_MD* digest_of(Tls13Records::Suite s) {
@@ -105,12 +105,12 @@ bool Tls13Records::suite_of(const ssl_cipher_st* cipher, Suite& suite) noexcept 
   }
 }
 
-Tls13Records::Tls13Records(Suite suite, const unsigned char* server_secret,
-                           const unsigned char* client_secret, std::size_t secret_len,
-                           std::uint64_t write_seq, std::uint64_t read_seq)
-    : secret_len_(static_cast<std::uint8_t>(secret_len)), suite_(suite) {
-  std::memcpy(write_.secret, server_secret, secret_len);
-  std::memcpy(read_.secret, client_secret, secret_len);
+Tls13Records::Tls13Records(Suite suite, const unsigned char* write_secret,
+                           const unsigned char* read_secret, std::size_t secret_len,
+                           std::uint64_t write_seq, std::uint64_t read_seq, Role role)
+    : secret_len_(static_cast<std::uint8_t>(secret_len)), suite_(suite), role_(role) {
+  std::memcpy(write_.secret, write_secret, secret_len);
+  std::memcpy(read_.secret, read_secret, secret_len);
   derive(write_);
   derive(read_);
   write_.seq = write_seq;
@@ -225,9 +225,23 @@ Tls13Records::Opened Tls13Records::open(unsigned char* data, std::size_t n, unsi
         }
         return fail("alert from the peer");
       case kHandshake: {
-        // Post-handshake messages from a client: only KeyUpdate (a message
-        // split over records, or several in one, is not worth the code: no
-        // client sends that).
+        // A client skips the server's session tickets (it does not resume),
+        // as many as one record holds; a ticket split over records is not
+        // worth the code: OpenSSL writes each in one.
+        if (role_ == Role::client && content_len >= 4 && content[0] == kNewSessionTicket) {
+          std::size_t at = 0;
+          while (at + 4 <= content_len && content[at] == kNewSessionTicket) {
+            const std::size_t body = (static_cast<std::size_t>(content[at + 1]) << 16) |
+                                     (static_cast<std::size_t>(content[at + 2]) << 8) |
+                                     content[at + 3];
+            if (body > content_len - at - 4) break;
+            at += 4 + body;
+          }
+          if (at != content_len) return fail("malformed or split NewSessionTicket");
+          break;
+        }
+        // Otherwise only KeyUpdate (a message split over records, or several
+        // in one, is not worth the code: no peer sends that).
         if (content_len != 5 || content[0] != kKeyUpdate || content[1] != 0 || content[2] != 0 ||
             content[3] != 1 || content[4] > 1)
           return fail("unexpected post-handshake message");

@@ -16,6 +16,11 @@
 // TLS_CHACHA20_POLY1305_SHA256, the suites OpenSSL offers by default.
 // Anything else (TLS 1.2, CCM suites) stays on OpenSSL's record layer.
 //
+// Role-neutral: shoald's connections are the server's records, shoal-load's
+// the client's. The one difference is the client's: a server may send
+// NewSessionTicket messages at any time after the handshake, which a client
+// that does not resume skips; a server receiving one fails the connection.
+//
 // Pure: no I/O. The caller brings received bytes and sends what is sealed.
 // Thread safety: none; one per connection, used on its shard's thread (the
 // EVP contexts it borrows are per thread).
@@ -42,11 +47,15 @@ class Tls13Records {
   // The suite of an OpenSSL cipher, or false when it is not one of the three.
   static bool suite_of(const ssl_cipher_st* cipher, Suite& suite) noexcept;
 
-  // From the application traffic secrets (each `secret_len` bytes) and the
-  // records already protected with them (OpenSSL's session tickets are
+  enum class Role : std::uint8_t { server, client };
+
+  // From the application traffic secrets (each `secret_len` bytes): ours to
+  // write with (the server's on a server), the peer's to read with, and the
+  // records already protected with each (shoald's session tickets are
   // written under the server's secret before the hand-over).
-  Tls13Records(Suite suite, const unsigned char* server_secret, const unsigned char* client_secret,
-               std::size_t secret_len, std::uint64_t write_seq, std::uint64_t read_seq);
+  Tls13Records(Suite suite, const unsigned char* write_secret, const unsigned char* read_secret,
+               std::size_t secret_len, std::uint64_t write_seq, std::uint64_t read_seq,
+               Role role = Role::server);
 
   // Forgets its keys in the per-thread contexts: another connection's may
   // come to live at the same address.
@@ -92,6 +101,7 @@ class Tls13Records {
   Direction read_{};
   std::uint8_t secret_len_;
   Suite suite_;
+  Role role_;
 };
 
 }  // namespace shoal
