@@ -22,6 +22,16 @@ namespace shoal {
 
 inline constexpr std::int64_t kNever = std::numeric_limits<std::int64_t>::max();
 
+// The deadline of a closing handshake, a close_notify or a linger: as long
+// as the opening handshake is allowed (Beast's rule too), and bounded even
+// when that is 0 (no limit): a closing connection has left the shard's idle
+// list.
+inline constexpr std::int64_t kFallbackClosingMs = 10'000;
+inline std::int64_t closing_deadline_from(std::int64_t now_ms, Duration handshake_timeout) noexcept {
+  const auto t = handshake_timeout.count();
+  return now_ms + (t > 0 ? t : kFallbackClosingMs);
+}
+
 class SessionTimer {
  public:
   explicit SessionTimer(executor_type executor) : timer_(executor) {}

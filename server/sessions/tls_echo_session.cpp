@@ -31,8 +31,6 @@ namespace {
 
 using error_code = boost::system::error_code;
 
-// Bound on sending our close_notify when handshake_timeout is 0.
-constexpr std::int64_t kFallbackClosingMs = 10'000;
 // Reads per readiness event, so that one busy client cannot hold the shard.
 constexpr int kReadsPerWakeup = 4;
 constexpr std::size_t kMinReadRoom = 2 * Tls13Records::kMaxRecord;
@@ -80,8 +78,7 @@ class TlsEchoSession final : public Connection,
   }
   void on_timer(const error_code& ec);
   std::int64_t closing_deadline() const {
-    const auto t = tls_->handshake_timeout.count();
-    return Shard::now_ms() + (t > 0 ? t : kFallbackClosingMs);
+    return closing_deadline_from(Shard::now_ms(), tls_->handshake_timeout);
   }
 
   TlsSettingsPtr tls_;  // keeps the context (and certificate) this session started with

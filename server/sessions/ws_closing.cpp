@@ -143,8 +143,7 @@ void WsSession::hard_close() {
 }
 
 std::int64_t WsSession::closing_deadline() const {
-  const auto t = cfg_->handshake_timeout.count();
-  return Shard::now_ms() + (t > 0 ? t : kFallbackClosingMs);
+  return closing_deadline_from(Shard::now_ms(), cfg_->handshake_timeout);
 }
 
 void WsSession::arm(std::int64_t at_ms) {

@@ -46,8 +46,6 @@ namespace shoal::ws {
 
 using error_code = boost::system::error_code;
 
-// Bound on a closing handshake or linger when handshake_timeout is 0.
-inline constexpr std::int64_t kFallbackClosingMs = 10'000;
 inline constexpr std::uint16_t kNoStatus = 1005;  // close frame without a code
 inline constexpr std::uint16_t kAbnormal = 1006;  // TCP ended without a close frame
 
@@ -134,7 +132,7 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
   std::int64_t out_since_ms_ = 0;
   std::int64_t last_read_ms_ = 0;
   std::int64_t ping_sent_ms_ = 0;  // 0: no pong awaited
-  std::uint32_t header_scan_ = 0;  // request bytes already searched for the blank line
+  RequestHeadEnd head_end_;  // where the request's blank line is, across reads
   Phase phase_ = Phase::tls_handshake;
   bool finishing_ = false;           // in finish(): our last frame is out
   bool linger_after_flush_ = false;  // finish(): after a failure

@@ -6,8 +6,8 @@
 //   buffer: whatever came after its blank line in the same read is the
 //   client's first frames and goes to the engine, for ws:// and wss:// alike
 //   (TLS cannot peek; one path for both keeps them equal).
-// - A request that comes in pieces is gathered in in_ and searched for its
-//   blank line from where the last search stopped; one that has not ended
+// - A request that comes in pieces is gathered in in_, and each piece is
+//   searched once for its blank line (RequestHeadEnd); one that has not ended
 //   within max_header_bytes is refused with 431 without waiting for more.
 // - websocket.handshake_timeout covers the TLS handshake and the upgrade
 //   together; a client that connects and leaves without a byte (a port
@@ -29,14 +29,6 @@ namespace {
 template <typename... Args>
 void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
   if (spdlog::should_log(spdlog::level::debug)) spdlog::debug(fmt, std::forward<Args>(args)...);
-}
-
-// Where the head in p[from, n) ends: the offset just past "\r\n\r\n", or 0.
-// `from` may be inside a terminator begun earlier: the search backs up 3.
-std::size_t head_end(const char* p, std::size_t n, std::size_t from) {
-  const std::string_view s(p, n);
-  const std::size_t at = s.find("\r\n\r\n", from >= 3 ? from - 3 : 0);
-  return at == std::string_view::npos ? 0 : at + 4;
 }
 
 }  // namespace
@@ -139,25 +131,19 @@ void WsSession::read_request() {
         end_with_error(io_.error(), "read request");
         return;
     }
-    if (in_.empty()) {
-      // The usual case: the whole request in one read, decided in place.
-      if (const std::size_t end = head_end(buf, got, 0); end != 0) {
-        handle_request(buf, got, end);
+    const std::size_t before = in_.size();
+    if (const std::size_t end = head_end_.feed(std::string_view(buf, got));
+        end != RequestHeadEnd::npos) {
+      if (before == 0) {
+        handle_request(buf, got, end);  // the usual case: the whole request in one read, decided in place
         return;
       }
       in_.append(buf, got);
-      header_scan_ = static_cast<std::uint32_t>(got);
-    } else {
-      const std::size_t from = header_scan_;
-      in_.append(buf, got);
-      const char* const all = reinterpret_cast<const char*>(in_.data());
-      if (const std::size_t end = head_end(all, in_.size(), from); end != 0) {
-        ByteBuffer request = std::move(in_);
-        handle_request(reinterpret_cast<const char*>(request.data()), request.size(), end);
-        return;
-      }
-      header_scan_ = static_cast<std::uint32_t>(std::min<std::size_t>(in_.size(), limit + 1));
+      ByteBuffer request = std::move(in_);
+      handle_request(reinterpret_cast<const char*>(request.data()), request.size(), before + end);
+      return;
     }
+    in_.append(buf, got);
     if (in_.size() > limit) {
       reject(kRequestHeaderTooLarge);
       return;
@@ -197,7 +183,6 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
   if (rest_size != 0) first.append(rest, rest_size);
   in_ = std::move(first);
   unfed_ = !in_.empty();
-  header_scan_ = 0;
 
   phase_ = Phase::open;
   deadline_ms_ = kNever;

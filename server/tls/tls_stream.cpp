@@ -151,8 +151,7 @@ TlsStream::Io TlsStream::result(int ret) {
   }
 }
 
-TlsStream::Io TlsStream::fail_with(const char* why) {
-  (void)why;
+TlsStream::Io TlsStream::protocol_failure() {
   error_ = error_code(EPROTO, boost::system::system_category());
   return Io::failed;
 }
@@ -216,7 +215,7 @@ TlsStream::Io TlsStream::records_read(void* buf, std::size_t len, std::size_t& g
     const std::size_t carried = rin_.size();
     if (carried != 0) std::memcpy(cb, rin_.data(), carried);
     const std::size_t want = std::min(len > carried ? len - carried : 0, kCipherBufferSize - carried);
-    if (want == 0) return fail_with("read buffer too small");
+    if (want == 0) return protocol_failure();  // callers give room for two records
     const long n = read_hinted(fd_, cb + carried, want, more);
     if (n < 0) {
       if (errno == EINTR) continue;
@@ -245,7 +244,7 @@ TlsStream::Io TlsStream::records_read(void* buf, std::size_t len, std::size_t& g
         error_ = asio::error::eof;
         return Io::closed;
       case Tls13Records::Opened::Status::failed:
-        return fail_with(o.why);
+        return protocol_failure();
       case Tls13Records::Opened::Status::room:
       case Tls13Records::Opened::Status::more:
         break;
@@ -255,10 +254,6 @@ TlsStream::Io TlsStream::records_read(void* buf, std::size_t len, std::size_t& g
     // the kernel holds nothing more (no edge is lost: the socket is empty).
     if (!more) return Io::want_read;
   }
-}
-
-bool TlsStream::pending() const noexcept {
-  return records_ ? false : SSL_has_pending(ssl_) == 1;
 }
 
 TlsStream::Io TlsStream::write(const void* buf, std::size_t len, std::size_t& wrote) {

@@ -80,9 +80,6 @@ class TlsStream {
   // whether another read may find bytes without a new edge (after the
   // hand-over the kernel's TCP_INQ says, when enable_read_hints() is on).
   Io read(void* buf, std::size_t len, std::size_t& got, bool& more);
-  // Whether OpenSSL holds decrypted or undecrypted bytes a read would return
-  // without touching the socket.
-  bool pending() const noexcept;
   // Encrypts and sends from `buf`; `wrote` says how many bytes were taken
   // (whole records went to the kernel). want_write: some bytes wait inside
   // OpenSSL; call again with the same bytes first.
@@ -114,7 +111,7 @@ class TlsStream {
   Io result(int ret);
   void hand_over();
   Io records_read(void* buf, std::size_t len, std::size_t& got, bool& more);
-  Io fail_with(const char* why);
+  Io protocol_failure();  // a bad record or message from the peer
 
   ssl_st* ssl_ = nullptr;
   std::unique_ptr<Secrets> secrets_;          // during the handshake only
