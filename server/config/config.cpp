@@ -1383,3 +1383,14 @@ std::string to_string(KtlsMode m) { return name_of(ktls_names, m); }
 std::string to_string(LogFormat f) { return name_of(log_format_names, f); }
 
 }  // namespace shoal
+
+namespace shoal {
+
+std::string effective_instance(const Config& config) {
+  if (!config.instance.empty()) return config.instance;
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0 || name[0] == '\0') return "shoald";
+  return name;
+}
+
+}  // namespace shoal

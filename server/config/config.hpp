@@ -48,6 +48,20 @@ struct WebSocketConfig {
     int client_max_window_bits = 15;  // 9-15
     bool operator==(const Deflate&) const = default;
   } permessage_deflate;
+  // Requests that are not WebSocket upgrades, on any path, get 200 and a
+  // JSON echo of what arrived (protocol/http_echo.hpp); GET /.ws gets the
+  // browser page. false: they get the refusals of an upgrade-only port
+  // (405, 426 on `path`, 404 elsewhere).
+  bool http_echo = true;
+  std::uint64_t max_body_bytes = 64 * 1024;  // an HTTP echo request's body; larger: 413
+  // Response controls in the query of a request or an upgrade URL
+  // (delay=, status=, size=, close_after=, close_code=), each capped here.
+  struct Controls {
+    bool enabled = true;  // false: the parameters are only echoed, never acted on
+    Duration max_delay = std::chrono::seconds(10);
+    std::uint64_t max_size = 1024 * 1024;  // bytes of a sized HTTP body or WebSocket echo
+    bool operator==(const Controls&) const = default;
+  } controls;
 
   bool operator==(const WebSocketConfig&) const = default;
 };
@@ -164,6 +178,9 @@ inline constexpr std::size_t kMaxListeners = 65535;
 std::vector<ListenerConfig> default_listeners();
 
 struct Config {
+  // Names this shoald in HTTP echo answers, /status and shoal_build_info.
+  // Empty: the host name (effective_instance()).
+  std::string instance;
   unsigned shards = 0;  // 0 = auto: the CPUs this process may run on
   bool cpu_affinity = false;
   Sharding sharding = Sharding::reuseport;
@@ -175,6 +192,9 @@ struct Config {
 
   bool operator==(const Config&) const = default;
 };
+
+// config.instance, or the host name when it is empty.
+std::string effective_instance(const Config& config);
 
 // Thrown by load_config for any invalid input. what() is the full message,
 // e.g. "listeners[1].port: 70000 is not a port (line 12, column 11)";
