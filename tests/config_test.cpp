@@ -576,7 +576,8 @@ TEST(Config, ToYamlRoundTrips) {
 }
 
 TEST(Config, ToYamlKeyOrderAndFormats) {
-  EXPECT_EQ(to_yaml(Config{}), R"(shards: auto
+  EXPECT_EQ(to_yaml(Config{}), R"(instance: ""
+shards: auto
 cpu_affinity: false
 sharding: reuseport
 listeners:
@@ -619,6 +620,12 @@ listeners:
         enabled: false
         server_max_window_bits: 15
         client_max_window_bits: 15
+      http_echo: true
+      max_body_bytes: 65536
+      controls:
+        enabled: true
+        max_delay: 10s
+        max_size: 1048576
 limits:
   max_connections: 1000000
   reserved_descriptors: 64
