@@ -214,6 +214,11 @@ async def run_checks(page, url, expected_extensions, screenshot):
     sent, echo = "sent: " + MESSAGE, "echo: " + MESSAGE
     check(sent in lines and lines.index(sent) < lines.index(echo),
           "#log shows the message sent, then its echo", lines)
+    # The log's own times (ms since Connect): a ?delay= in the page's query
+    # shows here.
+    times = await page.eval(
+        "Array.from(document.querySelectorAll('#log li'), li => parseInt(li.dataset.t, 10))")
+    print("echo after %d ms" % (times[lines.index(echo)] - times[lines.index(sent)]), flush=True)
 
     extensions = await page.text("extensions")
     print("extensions:", repr(extensions), flush=True)
