@@ -17,7 +17,7 @@ namespace shoal {
 
 using Duration = std::chrono::milliseconds;
 
-enum class Protocol { tcp_echo, websocket_echo };
+enum class Protocol { tcp_echo, websocket_echo, websocket_pubsub };
 // Which PROXY protocol header (proxy_protocol.hpp) a listener requires
 // before the client's first byte.
 enum class ProxyProtocol { off, v1, v2, any };
@@ -64,6 +64,19 @@ struct WebSocketConfig {
   } controls;
 
   bool operator==(const WebSocketConfig&) const = default;
+};
+
+// Options of a `protocol: websocket-pubsub` listener (its `pubsub:` map; it
+// takes a `websocket:` map too, as websocket-echo does).
+enum class SlowConsumer { close, drop };
+struct PubSubConfig {
+  bool echo_to_sender = false;  // a publisher gets its own messages too
+  // A subscriber whose unsent messages pass this is a slow consumer.
+  std::uint64_t max_queued_bytes = 1024 * 1024;
+  SlowConsumer slow_consumer = SlowConsumer::close;  // close: 1008; drop: the message is dropped and counted
+  std::string redis;            // "redis://HOST:PORT"; empty: this instance alone
+  bool redis_required = false;  // /readyz is not ready while Redis is unreachable
+  bool operator==(const PubSubConfig&) const = default;
 };
 
 // --- TLS (a listener's `tls:` map) ------------------------------------------
@@ -127,7 +140,8 @@ struct ListenerConfig {
   // one; the client address it carries is the one limits and logs use.
   ProxyProtocol proxy_protocol = ProxyProtocol::off;
   std::vector<std::string> proxy_trusted = {"127.0.0.0/8", "::1/128"};  // CIDR ranges
-  WebSocketConfig websocket;  // used when protocol is websocket_echo
+  WebSocketConfig websocket;  // used when protocol is websocket_echo or websocket_pubsub
+  PubSubConfig pubsub;        // used when protocol is websocket_pubsub
   std::optional<TlsConfig> tls;  // absent: plaintext
 
   bool operator==(const ListenerConfig&) const = default;
@@ -252,6 +266,7 @@ std::string to_string(ProxyProtocol p);
 std::string to_string(Sharding s);
 std::string to_string(OnInsufficient o);
 std::string to_string(LogFormat f);
+std::string to_string(SlowConsumer s);  // "close", "drop"
 std::string to_string(KtlsMode m);      // "auto", "off"
 std::string to_string(TlsVersion v);  // "1.2", "1.3"
 

@@ -51,6 +51,8 @@ SessionStarter starter_for(const ListenerConfig& lc, const TlsSlot* tls) {
                                   PerIpCounts::Entry* client, const tcp::endpoint& peer) {
         start_websocket_session(shard, index, std::move(socket), client, peer, *ws);
       };
+    case Protocol::websocket_pubsub:
+      break;  // not served yet
   }
   throw std::logic_error("no session type for protocol");
 }
