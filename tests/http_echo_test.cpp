@@ -364,9 +364,9 @@ std::string listener(const std::string& name, const CertFiles& cert, const std::
 }
 
 // Each listener twice: NAME (plaintext) and NAME-tls.
-std::string echo_yaml(const CertFiles& cert, const std::string& top) {
+std::string echo_yaml(const CertFiles& cert, const std::string& top, std::uint16_t admin) {
   return "shards: 2\n" + top +
-         "admin: {address: 127.0.0.1, port: 0}\n"
+         "admin: {address: 127.0.0.1, port: " + std::to_string(admin) + "}\n"
          "shutdown: {drain_timeout: 1s}\n"
          "listeners:\n" +
          listener("ws", cert, kWsSettings) +
@@ -379,7 +379,9 @@ std::string echo_yaml(const CertFiles& cert, const std::string& top) {
 struct Server {
   TempDir dir;
   CertFiles cert = make_cert(dir);
-  ShoaldProcess shoald{{.yaml = echo_yaml(cert, std::string("instance: ") + kInstance + "\n")}};
+  std::unique_ptr<ShoaldProcess> shoald = start_with_admin_port([this](std::uint16_t admin) {
+    return echo_yaml(cert, std::string("instance: ") + kInstance + "\n", admin);
+  });
 };
 
 // One shoald for every test of a suite (each ctest entry runs one test, so
@@ -395,7 +397,7 @@ class EchoFixture : public ::testing::Test {
   }
 
  protected:
-  static ShoaldProcess& shoald() { return server_->shoald; }
+  static ShoaldProcess& shoald() { return *server_->shoald; }
   static std::uint16_t port_of(const std::string& name) { return shoald().port(name); }
 
   static Server* server_;
@@ -1322,8 +1324,11 @@ TEST_P(HttpEchoMetrics, RequestsControlsAndControlErrorsAreCounted) {
   // A shoald of its own: the counters start at zero.
   TempDir dir;
   const CertFiles cert = make_cert(dir);
-  ShoaldProcess own({.yaml = "shards: 2\nadmin: {address: 127.0.0.1, port: 0}\nlisteners:\n" +
-                             listener("m", cert, kWsSettings)});
+  auto started = start_with_admin_port([&](std::uint16_t admin) {
+    return "shards: 2\nadmin: {address: 127.0.0.1, port: " + std::to_string(admin) + "}\nlisteners:\n" +
+           listener("m", cert, kWsSettings);
+  });
+  ShoaldProcess& own = *started;
   const std::string lname = tls() ? "m-tls" : "m";
   const auto conn = [&] {
     auto c = std::make_unique<Conn>(own.port(lname), ConnOptions{.tls = tls()});
@@ -1388,8 +1393,11 @@ TEST_F(HttpEchoInstance, StatusAndBuildInfoNameTheInstance) {
 }
 
 TEST(HttpEchoInstanceDefault, TheInstanceIsTheHostNameWhenNotSet) {
-  ShoaldProcess own({.yaml = "shards: 1\nadmin: {address: 127.0.0.1, port: 0}\nlisteners:\n" +
-                             loopback_listener("ws", "websocket-echo")});
+  auto started = start_with_admin_port([](std::uint16_t admin) {
+    return "shards: 1\nadmin: {address: 127.0.0.1, port: " + std::to_string(admin) + "}\nlisteners:\n" +
+           loopback_listener("ws", "websocket-echo");
+  });
+  ShoaldProcess& own = *started;
   const std::string host = host_name();
   Conn c(own.port("ws"), {});
   ASSERT_TRUE(c.ok());
