@@ -32,6 +32,15 @@ inline std::int64_t closing_deadline_from(std::int64_t now_ms, Duration handshak
   return now_ms + (t > 0 ? t : kFallbackClosingMs);
 }
 
+// Now by the clock the timer fires by, rounded up to the millisecond: the
+// start of a wait that must not end early (delay=). Shard::now_ms() is the
+// coarse clock and may trail it by a tick, which would make a delay short.
+inline std::int64_t precise_now_ms() noexcept {
+  return std::chrono::ceil<std::chrono::milliseconds>(
+             std::chrono::steady_clock::now().time_since_epoch())
+      .count();
+}
+
 class SessionTimer {
  public:
   explicit SessionTimer(executor_type executor) : timer_(executor) {}

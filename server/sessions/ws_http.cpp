@@ -136,7 +136,7 @@ bool WsSession::answer_http(const HttpRequest& request) {
   const std::int64_t timeout = cfg_->handshake_timeout.count();
   if (delay_ms > 0) {
     http_->delayed = std::move(response);
-    http_->delayed_until = now + delay_ms;
+    http_->delayed_until = precise_now_ms() + delay_ms;
     http_->close_after_delayed = close_after;
     deadline_ms_ = timeout > 0 ? http_->delayed_until + timeout : kNever;
     arm(http_->delayed_until);

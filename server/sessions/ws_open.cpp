@@ -118,7 +118,7 @@ void WsSession::on_readable() {
       paused_ = true;  // release_delayed() reads on
       return;
     }
-    shaper->begin_feed(Shard::now_ms());
+    shaper->begin_feed(precise_now_ms());  // delay= counts from here, and must not end early
   }
   unsigned char* const scratch = reinterpret_cast<unsigned char*>(shard_.scratch());
   ByteBuffer& out = echo_out();
