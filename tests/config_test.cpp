@@ -3,6 +3,8 @@
 // their first line is line 1 of the expected positions.
 #include "config/config.hpp"
 
+#include <unistd.h>
+
 #include <gtest/gtest.h>
 
 #include <algorithm>
@@ -172,6 +174,21 @@ TEST(Config, DescribeKeys) {
   EXPECT_TRUE(find("logging").live);
   EXPECT_FALSE(find("listeners[].tls").live);  // turning it on or off
   EXPECT_TRUE(find("listeners[].tls.certificate").live);
+  EXPECT_EQ(find("instance").default_text, "the host name");
+  EXPECT_EQ(find("instance").range_text,
+            "1-64 characters, each an ASCII letter, a digit or one of _ . : -");
+  EXPECT_FALSE(find("instance").live);
+  EXPECT_EQ(find("listeners[].websocket.http_echo").default_text, "true");
+  EXPECT_EQ(find("listeners[].websocket.max_body_bytes").default_text, "65536");
+  EXPECT_EQ(find("listeners[].websocket.max_body_bytes").range_text, "0-67108864");
+  EXPECT_TRUE(find("listeners[].websocket.controls").section);
+  EXPECT_FALSE(find("listeners[].websocket.controls").live);
+  EXPECT_EQ(find("listeners[].websocket.controls.enabled").default_text, "true");
+  EXPECT_EQ(find("listeners[].websocket.controls.max_delay").default_text, "10s");
+  EXPECT_EQ(find("listeners[].websocket.controls.max_delay").range_text, "0-1h");
+  EXPECT_EQ(find("listeners[].websocket.controls.max_size").default_text, "1048576");
+  EXPECT_EQ(find("listeners[].websocket.controls.max_size").range_text, "0-67108864");
+  EXPECT_FALSE(find("listeners[].websocket.controls.max_size").live);
   for (const KeyDoc& key : keys) {
     EXPECT_FALSE(key.doc.empty()) << key.path;
     EXPECT_EQ(std::count_if(keys.begin(), keys.end(),
@@ -236,6 +253,29 @@ TEST(ConfigReload, RestartOnlyChangesAreNamedPerKeyInConfigOrder) {
   EXPECT_EQ(restart_required(running, renamed),
             (std::vector<std::string>{"listeners[1].name", "listeners[1].protocol",
                                       "admin.address"}));
+}
+
+// Like the other websocket keys, sessions read these on their own shards;
+// the instance name is in every answer and label from start-up on.
+TEST(ConfigReload, InstanceHttpEchoAndControlsNeedARestart) {
+  const Config running;
+  Config next = running;
+  next.instance = "edge-2";
+  next.listeners[1].websocket.http_echo = false;
+  next.listeners[1].websocket.max_body_bytes = 1;
+  next.listeners[1].websocket.controls.enabled = false;
+  next.listeners[1].websocket.controls.max_delay = 1s;
+  next.listeners[1].websocket.controls.max_size = 2;
+  EXPECT_EQ(restart_required(running, next),
+            (std::vector<std::string>{"instance", "listeners[1].websocket.http_echo",
+                                      "listeners[1].websocket.max_body_bytes",
+                                      "listeners[1].websocket.controls.enabled",
+                                      "listeners[1].websocket.controls.max_delay",
+                                      "listeners[1].websocket.controls.max_size"}));
+  EXPECT_EQ(apply_live(running, next), running);
+  // From a file, as a SIGHUP reads it.
+  EXPECT_EQ(restart_required(running, parse_config("instance: edge-2\n")),
+            std::vector<std::string>{"instance"});
 }
 
 TEST(ConfigReload, ListenerCountChangeIsReportedOnce) {
@@ -303,6 +343,170 @@ admin:
   EXPECT_EQ(ws.permessage_deflate.client_max_window_bits, 15);
   EXPECT_EQ(config.admin.port, 0);
   EXPECT_EQ(parse_config(to_yaml(config)), config);
+}
+
+// HTTP echo and response controls (issue 18): on by default, so that a
+// websocket-echo port answers curl as well as a WebSocket client.
+TEST(Config, HttpEchoAndControlsDefaults) {
+  const WebSocketConfig& ws = Config{}.listeners.at(1).websocket;
+  EXPECT_TRUE(ws.http_echo);
+  EXPECT_EQ(ws.max_body_bytes, 65536u);
+  EXPECT_TRUE(ws.controls.enabled);
+  EXPECT_EQ(ws.controls.max_delay, 10s);
+  EXPECT_EQ(ws.controls.max_size, 1048576u);
+  // The shipped file and a websocket map that leaves them out agree.
+  const Config parsed = parse_config(
+      "listeners:\n  - protocol: websocket-echo\n    websocket:\n      path: /\n"
+      "      controls:\n");
+  EXPECT_EQ(parsed.listeners.at(0).websocket, WebSocketConfig{});
+}
+
+TEST(Config, HttpEchoAndControls) {
+  const Config config = parse_config(R"(listeners:
+  - name: ws
+    protocol: websocket-echo
+    port: 9001
+    websocket:
+      http_echo: false
+      max_body_bytes: 0
+      controls:
+        enabled: false
+        max_delay: 250ms
+        max_size: 67108864
+  - name: wide
+    protocol: websocket-echo
+    port: 9002
+    websocket: {max_body_bytes: 67108864, controls: {max_delay: 1h, max_size: 0}}
+  - name: seconds
+    protocol: websocket-echo
+    port: 9003
+    websocket: {controls: {max_delay: 3600}}
+admin:
+  port: 0
+)");
+  const WebSocketConfig& ws = config.listeners.at(0).websocket;
+  EXPECT_FALSE(ws.http_echo);
+  EXPECT_EQ(ws.max_body_bytes, 0u);
+  EXPECT_FALSE(ws.controls.enabled);
+  EXPECT_EQ(ws.controls.max_delay, 250ms);
+  EXPECT_EQ(ws.controls.max_size, 67108864u);
+  const WebSocketConfig& wide = config.listeners.at(1).websocket;
+  EXPECT_TRUE(wide.http_echo);
+  EXPECT_EQ(wide.max_body_bytes, 67108864u);
+  EXPECT_TRUE(wide.controls.enabled);  // the keys left out keep their defaults
+  EXPECT_EQ(wide.controls.max_delay, 1h);
+  EXPECT_EQ(wide.controls.max_size, 0u);
+  EXPECT_EQ(config.listeners.at(2).websocket.controls.max_delay, 1h);
+
+  const std::string yaml = to_yaml(config);
+  EXPECT_EQ(parse_config(yaml), config) << yaml;
+  EXPECT_NE(yaml.find(R"(      http_echo: false
+      max_body_bytes: 0
+      controls:
+        enabled: false
+        max_delay: 250ms
+        max_size: 67108864
+)"),
+            std::string::npos)
+      << yaml;
+}
+
+TEST(ConfigError, HttpEchoAndControls) {
+  const auto ws_error = [](const std::string& websocket_map) {
+    return error_of("listeners:\n  - protocol: websocket-echo\n    websocket:\n" +
+                    websocket_map);
+  };
+  EXPECT_EQ(ws_error("      http_echo: yes\n"),
+            R"(listeners[0].websocket.http_echo: expected true or false, got "yes" (line 4, column 18))");
+  EXPECT_EQ(ws_error("      http_echo:\n"),
+            "listeners[0].websocket.http_echo: expected true or false, got null (line 4, column 7)");
+  EXPECT_EQ(ws_error("      max_body_bytes: 67108865\n"),
+            "listeners[0].websocket.max_body_bytes: 67108865 is out of range (0-67108864) "
+            "(line 4, column 23)");
+  EXPECT_EQ(ws_error("      max_body_bytes: -1\n"),
+            "listeners[0].websocket.max_body_bytes: -1 is out of range (0-67108864) "
+            "(line 4, column 23)");
+  EXPECT_EQ(ws_error("      max_body_bytes: 64KiB\n"),
+            R"(listeners[0].websocket.max_body_bytes: expected an integer, got "64KiB" (line 4, column 23))");
+  EXPECT_EQ(ws_error("      controls: on\n"),
+            "listeners[0].websocket.controls: expected a map (line 4, column 17)");
+  EXPECT_EQ(ws_error("      controls:\n        max_dealy: 1s\n"),
+            R"(listeners[0].websocket.controls.max_dealy: unknown key; did you mean "max_delay"? (line 5, column 9))");
+  EXPECT_EQ(ws_error("      controls:\n        status: 200\n"),
+            "listeners[0].websocket.controls.status: unknown key; known keys: enabled, "
+            "max_delay, max_size (line 5, column 9)");
+  EXPECT_EQ(ws_error("      controls:\n        enabled: 1\n"),
+            R"(listeners[0].websocket.controls.enabled: expected true or false, got "1" (line 5, column 18))");
+  EXPECT_EQ(ws_error("      controls:\n        max_delay: 61m\n"),
+            "listeners[0].websocket.controls.max_delay: 61m is out of range (0-1h) "
+            "(line 5, column 20)");
+  EXPECT_EQ(ws_error("      controls:\n        max_delay: 3601\n"),
+            "listeners[0].websocket.controls.max_delay: 3601 is out of range (0-1h) "
+            "(line 5, column 20)");
+  EXPECT_EQ(ws_error("      controls:\n        max_delay: 3600001ms\n"),
+            "listeners[0].websocket.controls.max_delay: 3600001ms is out of range (0-1h) "
+            "(line 5, column 20)");
+  EXPECT_EQ(ws_error("      controls:\n        max_delay: 8761h\n"),
+            "listeners[0].websocket.controls.max_delay: 8761h is out of range (0-1h) "
+            "(line 5, column 20)");
+  EXPECT_EQ(ws_error("      controls:\n        max_delay: 1.5s\n"),
+            "listeners[0].websocket.controls.max_delay: expected a duration like 30s, 250ms, "
+            R"(5m or 1h, got "1.5s" (line 5, column 20))");
+  EXPECT_EQ(ws_error("      controls:\n        max_size: 67108865\n"),
+            "listeners[0].websocket.controls.max_size: 67108865 is out of range (0-67108864) "
+            "(line 5, column 19)");
+  EXPECT_EQ(ws_error("      controls:\n        max_size: 1MiB\n"),
+            R"(listeners[0].websocket.controls.max_size: expected an integer, got "1MiB" (line 5, column 19))");
+  EXPECT_EQ(ws_error("      controls:\n        max_size: 1\n        max_size: 2\n"),
+            "listeners[0].websocket.controls.max_size: key given twice (line 6, column 9)");
+  // Only a websocket-echo listener takes them, like every websocket key.
+  EXPECT_EQ(error_of("listeners:\n  - websocket: {http_echo: false}\n"),
+            "listeners[0].websocket: only a websocket-echo listener takes websocket options "
+            "(line 2, column 16)");
+}
+
+// Empty is the host name; anything else goes unescaped into a header, JSON
+// and a Prometheus label.
+TEST(Config, Instance) {
+  EXPECT_EQ(Config{}.instance, "");
+  EXPECT_EQ(parse_config("instance: edge-1\n").instance, "edge-1");
+  EXPECT_EQ(parse_config("instance: A.b:c_d-9\n").instance, "A.b:c_d-9");
+  EXPECT_EQ(parse_config("instance: " + std::string(64, 'x') + "\n").instance,
+            std::string(64, 'x'));
+  EXPECT_EQ(parse_config("instance: 1234\n").instance, "1234");
+  EXPECT_EQ(parse_config("instance: \"\"\n"), Config{});
+  EXPECT_EQ(parse_config("instance:\n"), Config{});
+
+  Config named;
+  named.instance = "eu-west-1a:shoal.3";
+  EXPECT_EQ(effective_instance(named), "eu-west-1a:shoal.3");
+  EXPECT_EQ(parse_config(to_yaml(named)), named);
+  // Empty: the host name, the name HTTP echo gives as server.hostname.
+  char host[256] = {};
+  ASSERT_EQ(::gethostname(host, sizeof host - 1), 0);
+  EXPECT_EQ(effective_instance(Config{}), host[0] != '\0' ? std::string(host) : "shoald");
+}
+
+TEST(ConfigError, Instance) {
+  EXPECT_EQ(error_of("instance: edge 1\n"),
+            R"(instance: "edge 1" is not an instance name (1-64 characters, each an ASCII )"
+            R"(letter, a digit or one of _ . : -) (line 1, column 11))");
+  EXPECT_EQ(error_of("shards: 2\ninstance: " + std::string(65, 'x') + "\n"),
+            "instance: \"" + std::string(65, 'x') +
+                "\" is not an instance name (1-64 characters, each an ASCII letter, a digit or "
+                "one of _ . : -) (line 2, column 11)");
+  for (const char* bad : {"a/b", "\"a\\\"b\"", "caf\u00e9", "<x>", "a,b", "'x=1'"}) {
+    const std::string error = error_of(std::string("instance: ") + bad + "\n");
+    EXPECT_EQ(error.rfind("instance: ", 0), 0u) << bad << ": " << error;
+    EXPECT_NE(error.find("is not an instance name"), std::string::npos) << bad << ": " << error;
+    EXPECT_NE(error.find("(line 1, column 11)"), std::string::npos) << bad << ": " << error;
+  }
+  EXPECT_EQ(error_of("instance: \"a\\tb\"\n"),
+            "instance: must not contain control characters (line 1, column 11)");
+  EXPECT_EQ(error_of("instance: [a]\n"),
+            "instance: expected a string, got a sequence (line 1, column 11)");
+  EXPECT_EQ(error_of("instnce: a\n"),
+            R"(instnce: unknown key; did you mean "instance"? (line 1, column 1))");
 }
 
 TEST(ConfigError, WebSocketOptionsOnATcpListener) {
@@ -576,7 +780,8 @@ TEST(Config, ToYamlRoundTrips) {
 }
 
 TEST(Config, ToYamlKeyOrderAndFormats) {
-  EXPECT_EQ(to_yaml(Config{}), R"(shards: auto
+  EXPECT_EQ(to_yaml(Config{}), R"(instance: ""
+shards: auto
 cpu_affinity: false
 sharding: reuseport
 listeners:
@@ -619,6 +824,12 @@ listeners:
         enabled: false
         server_max_window_bits: 15
         client_max_window_bits: 15
+      http_echo: true
+      max_body_bytes: 65536
+      controls:
+        enabled: true
+        max_delay: 10s
+        max_size: 1048576
 limits:
   max_connections: 1000000
   reserved_descriptors: 64

@@ -94,6 +94,7 @@ nlohmann::ordered_json build_status(const Server& server) {
 
   const std::optional<ProcessStats> process = read_process_stats();
   return {
+      {"instance", server.instance()},
       {"version", kVersion},
       {"commit", kGitCommit},
       {"uptime_seconds", uptime},

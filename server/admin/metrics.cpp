@@ -71,7 +71,14 @@ struct ListenerTotals {
   std::uint64_t messages_sent = 0;
   std::uint64_t close_codes[kCloseCodeSlots] = {};
   std::uint64_t ktls_connections = 0;
+  std::uint64_t http_requests = 0;
+  std::uint64_t controls[kControlSlots] = {};
+  std::uint64_t control_errors[kControlSlots] = {};
 };
+
+// The `control` label of each ListenerStats::controls slot.
+constexpr const char* kControlNames[kControlSlots] = {"delay", "status", "size", "close_after",
+                                                      "close_code"};
 
 // Reads the per-shard counters at scrape time.
 //
@@ -143,6 +150,22 @@ class ShardCollector final : public prometheus::Collectable {
         "the kernel offers no kTLS or tls.ktls is off (see the preflight).",
         MetricType::Gauge);
 
+    MetricFamily http_requests = make_family(
+        "shoal_http_requests_total",
+        "Requests answered by HTTP echo (the browser page included, error answers not), by "
+        "websocket-echo listener.",
+        MetricType::Counter);
+    MetricFamily controls = make_family(
+        "shoal_controls_total",
+        "HTTP requests and WebSocket upgrades that used a response control (delay, status, size, "
+        "close_after, close_code), by listener and control.",
+        MetricType::Counter);
+    MetricFamily control_errors = make_family(
+        "shoal_control_errors_total",
+        "Requests and upgrades refused with 400 for a bad response control, by listener and "
+        "control.",
+        MetricType::Counter);
+
     for (std::size_t li = 0; li < listeners.size(); ++li) {
       const std::string& name = listeners[li].name;
       ListenerTotals t;
@@ -162,6 +185,11 @@ class ShardCollector final : public prometheus::Collectable {
         t.messages_sent += s.messages_sent.load();
         for (std::size_t c = 0; c < kCloseCodeSlots; ++c) t.close_codes[c] += s.close_codes[c].load();
         t.ktls_connections += s.ktls_connections.load();
+        t.http_requests += s.http_requests.load();
+        for (std::size_t c = 0; c < kControlSlots; ++c) {
+          t.controls[c] += s.controls[c].load();
+          t.control_errors[c] += s.control_errors[c].load();
+        }
       }
       if (listeners[li].tls) add_gauge(ktls, {{"listener", name}}, as_double(t.ktls_connections));
       add_counter(accepted, {{"listener", name}}, as_double(t.accepted));
@@ -182,6 +210,13 @@ class ShardCollector final : public prometheus::Collectable {
           const std::string code =
               c < std::size(kCountedCloseCodes) ? std::to_string(kCountedCloseCodes[c]) : "other";
           add_counter(close_codes, {{"listener", name}, {"code", code}}, as_double(t.close_codes[c]));
+        }
+        add_counter(http_requests, {{"listener", name}}, as_double(t.http_requests));
+        for (std::size_t c = 0; c < kControlSlots; ++c) {
+          add_counter(controls, {{"listener", name}, {"control", kControlNames[c]}},
+                      as_double(t.controls[c]));
+          add_counter(control_errors, {{"listener", name}, {"control", kControlNames[c]}},
+                      as_double(t.control_errors[c]));
         }
       }
     }
@@ -247,7 +282,7 @@ class ShardCollector final : public prometheus::Collectable {
 
     std::vector<MetricFamily> out;
     for (MetricFamily* f : {&active, &served, &accepted, &rejected, &closed, &msg_in, &msg_out,
-                            &bytes_in, &bytes_out, &close_codes, &ktls, &lag, &handlers, &exceptions,
+                            &bytes_in, &bytes_out, &close_codes, &http_requests, &controls, &control_errors, &ktls, &lag, &handlers, &exceptions,
                             &healthy, &draining}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }
@@ -413,7 +448,9 @@ Metrics::Metrics(const Server& server) : static_(std::make_shared<prometheus::Re
       .Name("shoal_build_info")
       .Help("Always 1; the labels say which shoald build is running.")
       .Register(*static_)
-      .Add({{"version", kVersion}, {"commit", kGitCommit}})
+      .Add({{"version", kVersion},
+            {"commit", kGitCommit},
+            {"instance", server.instance()}})
       .Set(1);
 
   collectables_.push_back(static_);

@@ -36,7 +36,6 @@ constexpr std::uint64_t max_u64 = std::numeric_limits<std::uint64_t>::max();
 // Far below the ~292 years at which steady_clock::now() + timeout overflows in
 // nanoseconds; "never" is spelled 0, not a huge value.
 constexpr Duration max_duration = std::chrono::hours(8760);
-constexpr std::string_view max_duration_text = "8760h";
 
 // New connections per second and burst: far above what one listener accepts,
 // low enough that the token bucket's arithmetic in nanoseconds stays exact.
@@ -346,8 +345,8 @@ std::size_t read_choice(const Field& field,
                   describe(field.node));
 }
 
-// [0-9]+ followed by ms, s, m, h or nothing (seconds).
-Duration read_duration(const Field& field) {
+// [0-9]+ followed by ms, s, m, h or nothing (seconds), at most `max`.
+Duration read_duration(const Field& field, Duration max = max_duration) {
   const YAML::Node& node = field.node;
   if (!node.IsScalar()) {
     fail_duration(field);
@@ -375,10 +374,9 @@ Duration read_duration(const Field& field) {
   std::uint64_t count = 0;
   const auto [end, error] =
       std::from_chars(digits.data(), digits.data() + digits.size(), count);
-  const auto max_ms = static_cast<std::uint64_t>(max_duration.count());
+  const auto max_ms = static_cast<std::uint64_t>(max.count());
   if (error == std::errc::result_out_of_range || count > max_ms / ms_per_unit) {
-    fail(field,
-         text + " is out of range (0-" + std::string(max_duration_text) + ")");
+    fail(field, text + " is out of range (0-" + format_duration(max) + ")");
   }
   return Duration(static_cast<Duration::rep>(count * ms_per_unit));
 }
@@ -747,10 +745,10 @@ Codec<unsigned> shard_count() {
           "auto or 1-1024"};
 }
 
-Codec<Duration> duration() {
-  return {read_duration,
+Codec<Duration> duration(Duration max = max_duration) {
+  return {[max](const Field& field) { return read_duration(field, max); },
           [](YAML::Emitter& out, const Duration& value) { out << format_duration(value); },
-          format_duration, "0-" + std::string(max_duration_text)};
+          format_duration, "0-" + format_duration(max)};
 }
 
 Codec<bool> boolean() {
@@ -807,6 +805,31 @@ void ip_address(const Field& field, const std::string& value) {
   if (error) {
     fail(field, quote(value) + " is not an IP address");
   }
+}
+
+// The instance name goes unescaped into an HTTP header (X-Shoal-Instance),
+// JSON strings and Prometheus label values, so it keeps to characters that
+// need quoting in none of them. Empty (or left out) is the host name.
+constexpr std::size_t kMaxInstanceBytes = 64;
+constexpr std::string_view instance_range =
+    "1-64 characters, each an ASCII letter, a digit or one of _ . : -";
+
+void instance_name(const Field& field, const std::string& value) {
+  const bool allowed = std::all_of(value.begin(), value.end(), [](char c) {
+    return (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+           c == '_' || c == '.' || c == ':' || c == '-';
+  });
+  if (value.size() > kMaxInstanceBytes || !allowed) {
+    fail(field, quote(value) + " is not an instance name (" + std::string(instance_range) + ")");
+  }
+}
+
+Codec<std::string> instance_text() {
+  Codec<std::string> codec = text(instance_name, std::string(instance_range));
+  codec.text = [](const std::string& name) {
+    return name.empty() ? std::string("the host name") : name;
+  };
+  return codec;
 }
 
 Codec<std::uint16_t> port_number() { return integer<std::uint16_t>(0, 65535, "is not a port"); }
@@ -879,18 +902,34 @@ const Section<WebSocketConfig::Deflate>& deflate_section() {
   return section;
 }
 
+// Bodies and sized echoes are held whole in memory, per request or message.
+constexpr std::uint64_t kMaxControlBytes = 64ULL * 1024 * 1024;
+
+const Section<WebSocketConfig::Controls>& controls_section() {
+  using K = WebSocketConfig::Controls;
+  static const Section<K> section{{
+      {"enabled", leaf(&K::enabled, boolean()), Reload::restart,
+       "act on the control parameters; false: they are only echoed"},
+      {"max_delay", leaf(&K::max_delay, duration(std::chrono::hours(1))), Reload::restart,
+       "largest delay= accepted; larger gets 400"},
+      {"max_size", leaf(&K::max_size, integer<std::uint64_t>(0, kMaxControlBytes)),
+       Reload::restart, "largest size= accepted, in bytes; larger gets 400"},
+  }};
+  return section;
+}
+
 const Section<WebSocketConfig>& websocket_section() {
   using W = WebSocketConfig;
   static const Section<W> section{{
       {"path", leaf(&W::path, text(http_path, "a path starting with /")), Reload::restart,
-       "request path that upgrades; any other gets 404"},
+       "request path that upgrades; an upgrade elsewhere gets 404"},
       {"max_message_bytes", leaf(&W::max_message_bytes, integer<std::uint64_t>(1, 1ULL << 31)),
        Reload::restart, "largest message after reassembly; larger closes with 1009"},
       {"max_header_bytes",
        leaf(&W::max_header_bytes, integer<std::uint64_t>(1024, 1024 * 1024)), Reload::restart,
-       "largest upgrade request; larger gets 431"},
+       "largest request head, upgrade or HTTP echo; larger gets 431"},
       {"handshake_timeout", leaf(&W::handshake_timeout, duration()), Reload::restart,
-       "time to complete the upgrade, and TLS when on"},
+       "time to complete the upgrade, and TLS when on; also each wait for an HTTP request"},
       {"ping_interval", leaf(&W::ping_interval, duration()), Reload::restart,
        "ping a peer silent this long; 0 turns keepalive pings off"},
       {"pong_timeout", leaf(&W::pong_timeout, duration()), Reload::restart,
@@ -903,6 +942,12 @@ const Section<WebSocketConfig>& websocket_section() {
        "subprotocols offered, in order of preference"},
       {"permessage_deflate", nested(&W::permessage_deflate, deflate_section), Reload::per_key,
        "compression (RFC 7692)"},
+      {"http_echo", leaf(&W::http_echo, boolean()), Reload::restart,
+       "answer requests that are not upgrades with a JSON echo, and GET /.ws with a page"},
+      {"max_body_bytes", leaf(&W::max_body_bytes, integer<std::uint64_t>(0, kMaxControlBytes)),
+       Reload::restart, "largest HTTP echo request body; larger gets 413"},
+      {"controls", nested(&W::controls, controls_section), Reload::per_key,
+       "response controls: delay=, status=, size=, close_after= in the query"},
   }};
   return section;
 }
@@ -1171,6 +1216,8 @@ const Section<Config>& config_section() {
   using C = Config;
   static const Section<C> section{
       {
+          {"instance", leaf(&C::instance, instance_text()), Reload::restart,
+           "name of this shoald in HTTP echo, /status and shoal_build_info"},
           {"shards", leaf(&C::shards, shard_count()), Reload::restart,
            "event loops, each on its own thread"},
           {"cpu_affinity", leaf(&C::cpu_affinity, boolean()), Reload::restart,

@@ -27,9 +27,9 @@ enum class LogFormat { text, json };
 
 // Options of a `protocol: websocket-echo` listener (its `websocket:` map).
 struct WebSocketConfig {
-  std::string path = "/";  // request target that upgrades; others get 404
+  std::string path = "/";  // request target that upgrades; an upgrade elsewhere gets 404
   std::uint64_t max_message_bytes = 1024 * 1024;  // larger: close 1009
-  std::uint64_t max_header_bytes = 8 * 1024;       // upgrade request headers
+  std::uint64_t max_header_bytes = 8 * 1024;       // a request head: upgrade or HTTP echo
   Duration handshake_timeout = std::chrono::seconds(10);
   // Ping a peer that has been silent for ping_interval. 0: keepalive pings
   // off entirely, and pong_timeout then has no effect.

@@ -105,8 +105,17 @@ UpgradeDecision decide_upgrade(std::string_view request, const WebSocketConfig& 
   const bool upgrade_websocket = has_token(req, http::field::upgrade, "websocket");
   const bool connection_upgrade = has_token(req, http::field::connection, "upgrade");
   if (!upgrade_websocket && !connection_upgrade &&
-      count_of(req, http::field::sec_websocket_key) == 0)
-    return bad_request("this port speaks WebSocket only");
+      count_of(req, http::field::sec_websocket_key) == 0) {
+    // A plain request (http_echo off, or a caller that does not tell them
+    // apart): the WebSocket path needs an upgrade, there is nothing elsewhere.
+    const std::string_view plain_target = sv(req.target());
+    if (plain_target.substr(0, plain_target.find('?')) == config.path)
+      return UpgradeReject{426, "Upgrade Required", "this port speaks WebSocket only",
+                           "Upgrade: websocket\r\nSec-WebSocket-Version: 13\r\n",
+                           UpgradeReject::Why::handshake_failed};
+    return UpgradeReject{404, "Not Found", "no WebSocket endpoint at this path", {},
+                         UpgradeReject::Why::handshake_failed};
+  }
   if (count_of(req, http::field::host) != 1) return bad_request("one Host header is required");
   if (!upgrade_websocket) return bad_request("Upgrade: websocket is required");
   if (!connection_upgrade) return bad_request("Connection: Upgrade is required");

@@ -55,8 +55,41 @@ bool WsEchoEngine::check_partial_text(const unsigned char* payload, std::size_t 
   return true;
 }
 
+namespace {
+
+// An EchoShaper's message or its deflated echo, off the buffers feed() uses;
+// one per thread, never held across a feed.
+ByteBuffer& shaping_buffer() {
+  thread_local ByteBuffer buffer;
+  return buffer;
+}
+
+}  // namespace
+
+void WsEchoEngine::append_message(ByteBuffer& out, unsigned opcode, const unsigned char* payload,
+                                  std::size_t n) {
+  if (compression_ == nullptr) {
+    append_frame(out, opcode, payload, n);
+    return;
+  }
+  thread_local ByteBuffer deflated;  // beside shaping_buffer(), which may hold `payload`
+  deflated.clear();
+  compression_->deflate(payload, n, deflated);
+  append_frame(out, opcode, deflated.data(), deflated.size(), /*compressed=*/true);
+  if (deflated.capacity() > 1024 * 1024) deflated.release();
+}
+
+bool WsEchoEngine::shape(WsEchoResult& r, EchoShaper& shaper, unsigned opcode,
+                         const unsigned char* message, std::size_t n, ByteBuffer& out) {
+  ++r.messages;
+  r.message_bytes += n;
+  if (shaper.on_message(*this, opcode, message, n, out)) return true;
+  r.stopped = true;
+  return false;
+}
+
 bool WsEchoEngine::echo_compressed(WsEchoResult& r, unsigned opcode, const unsigned char* in, std::size_t n,
-                                   ByteBuffer& out) {
+                                   ByteBuffer& out, EchoShaper* shaper) {
   // The message is inflated into `out`, behind the echoes so far, checked
   // there, and deflated from there into message_ (whose compressed input,
   // for a message in pieces, has been read by then); the frame then takes
@@ -89,6 +122,17 @@ bool WsEchoEngine::echo_compressed(WsEchoResult& r, unsigned opcode, const unsig
       return false;
     }
   }
+  if (shaper != nullptr) {
+    // The shaper appends to `out`: the message moves out of its way first.
+    ByteBuffer& message = shaping_buffer();
+    message.clear();
+    message.append(out.data() + mark, size);
+    out.resize(mark);
+    message_.release();
+    const bool go_on = shape(r, *shaper, opcode, message.data(), message.size(), out);
+    if (message.capacity() > 1024 * 1024) message.release();
+    return go_on;
+  }
   message_.clear();
   compression_->deflate(out.data() + mark, size, message_);
   out.resize(mark);
@@ -99,7 +143,8 @@ bool WsEchoEngine::echo_compressed(WsEchoResult& r, unsigned opcode, const unsig
   return true;
 }
 
-WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& out) {
+WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& out,
+                                EchoShaper* shaper) {
   WsEchoResult r;
   std::size_t pos = 0;
   const ws::Extensions ext{.deflate = compression_ != nullptr};
@@ -172,7 +217,20 @@ WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& 
     if (start && f.fin) {
       if (f.rsv1) {
         ws::apply_mask(payload, size, f.key);
-        if (!echo_compressed(r, f.opcode, payload, size, out)) return r;
+        if (!echo_compressed(r, f.opcode, payload, size, out, shaper)) {
+          if (r.stopped) r.consumed = pos;
+          return r;
+        }
+        continue;
+      }
+      if (shaper != nullptr) {
+        ws::apply_mask(payload, size, f.key);
+        if (plain_text && (!utf8_.feed(payload + checked, size - checked) || !utf8_.complete()))
+          return fail(r, cc::invalid_payload, "text message not UTF-8", out);
+        if (!shape(r, *shaper, f.opcode, payload, size, out)) {
+          r.consumed = pos;
+          return r;
+        }
         continue;
       }
       // A whole message in one frame, the usual case: unmasked straight
@@ -200,18 +258,32 @@ WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& 
       return fail(r, cc::invalid_payload, "text message not UTF-8", out);
     message_.commit(size);
     if (!f.fin) continue;
+    const unsigned message_opcode = opcode_;
+    bool go_on = true;
     if (compressed_) {
-      if (!echo_compressed(r, opcode_, message_.data(), message_.size(), out)) return r;
+      opcode_ = 0;
+      compressed_ = false;
+      if (!echo_compressed(r, message_opcode, message_.data(), message_.size(), out, shaper)) {
+        if (r.stopped) r.consumed = pos;
+        return r;
+      }
     } else {
       if (plain_text && !utf8_.complete())
         return fail(r, cc::invalid_payload, "text message ends inside a UTF-8 sequence", out);
-      append_frame(out, opcode_, message_.data(), message_.size());
-      ++r.messages;
-      r.message_bytes += message_.size();
+      opcode_ = 0;
+      if (shaper != nullptr) {
+        go_on = shape(r, *shaper, message_opcode, message_.data(), message_.size(), out);
+      } else {
+        append_frame(out, message_opcode, message_.data(), message_.size());
+        ++r.messages;
+        r.message_bytes += message_.size();
+      }
     }
     message_.release();
-    opcode_ = 0;
-    compressed_ = false;
+    if (!go_on) {
+      r.consumed = pos;
+      return r;
+    }
   }
   r.consumed = pos;
   return r;

@@ -49,9 +49,29 @@ struct WsEchoResult {
   bool ping = false;                 // a ping was answered
   bool pong = false;                 // a pong came
   End end = End::none;
+  // The EchoShaper stopped the feed after a message: whole frames may
+  // follow `consumed`, to be fed again without a read.
+  bool stopped = false;
   // peer_close: the code the client sent (1005 when none); fail: ours.
   std::uint16_t code = 0;
   const char* why = nullptr;  // fail: what was wrong, for the log
+};
+
+class WsEchoEngine;
+
+// Shapes a connection's echoes (the response controls of
+// protocol/http_echo.hpp): handed each whole data message instead of the
+// engine echoing it, it appends what the client gets back, now or later.
+// Control frames are the engine's as ever.
+class EchoShaper {
+ public:
+  virtual ~EchoShaper() = default;
+  // `message`: the whole message, unmasked, checked, inflated when it came
+  // compressed; `out`: where the read's answers go. Use
+  // engine.append_message() to frame (and deflate) an echo. false: stop the
+  // feed after this message.
+  virtual bool on_message(WsEchoEngine& engine, unsigned opcode, const unsigned char* message,
+                          std::size_t n, ByteBuffer& out) = 0;
 };
 
 class WsEchoEngine {
@@ -73,7 +93,14 @@ class WsEchoEngine {
   // is not complete yet, and after a close frame or a failure. The next
   // call's data must begin with the bytes this one did not consume (the
   // incomplete frame, whose text may have been checked already).
-  WsEchoResult feed(unsigned char* data, std::size_t n, ByteBuffer& out);
+  // `shaper`: null, the plain echo (the hot path, with no cost of its own);
+  // else every whole data message goes to it.
+  WsEchoResult feed(unsigned char* data, std::size_t n, ByteBuffer& out,
+                    EchoShaper* shaper = nullptr);
+
+  // Appends a data message as one frame, deflated when permessage-deflate
+  // was agreed (for an EchoShaper).
+  void append_message(ByteBuffer& out, unsigned opcode, const unsigned char* payload, std::size_t n);
 
   // After the server sent its own close frame: data frames and pings are
   // dropped unanswered; feed() then only looks for the client's close.
@@ -98,7 +125,10 @@ class WsEchoEngine {
   // Inflates a compressed message, checks it, and appends its echo,
   // deflated, to `out`; false (with r filled by fail()) on an error.
   bool echo_compressed(WsEchoResult& r, unsigned opcode, const unsigned char* in, std::size_t n,
-                       ByteBuffer& out);
+                       ByteBuffer& out, EchoShaper* shaper);
+  // A whole message to the shaper; false when it stopped the feed.
+  bool shape(WsEchoResult& r, EchoShaper& shaper, unsigned opcode, const unsigned char* message,
+             std::size_t n, ByteBuffer& out);
 
   std::uint64_t max_;
   MessageCompression* compression_;

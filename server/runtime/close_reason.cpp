@@ -18,6 +18,7 @@ const char* to_string(CloseReason r) {
     case CloseReason::protocol_error: return "protocol_error";
     case CloseReason::write_timeout: return "write_timeout";
     case CloseReason::ping_timeout: return "ping_timeout";
+    case CloseReason::close_after: return "close_after";
     case CloseReason::count_: break;
   }
   return "unknown";

@@ -21,6 +21,7 @@ enum class CloseReason : std::uint8_t {
   protocol_error,  // the peer broke the protocol (WebSocket 1002/1007/1009, a bad TLS record)
   write_timeout,   // the peer stopped reading our writes
   ping_timeout,    // no pong within pong_timeout
+  close_after,     // the close_after= response control: closed after N echoes
   count_
 };
 const char* to_string(CloseReason r);

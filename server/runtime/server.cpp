@@ -55,6 +55,12 @@ SessionStarter starter_for(const ListenerConfig& lc, const TlsSlot* tls) {
   throw std::logic_error("no session type for protocol");
 }
 
+std::string host_name() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof name - 1) != 0) return {};
+  return name;
+}
+
 // proxy_trusted as the accept path matches it (validated by the config).
 std::shared_ptr<const CidrSet> trusted_of(const ListenerConfig& lc) {
   auto set = std::make_shared<CidrSet>();
@@ -88,6 +94,7 @@ std::vector<int> allowed_cpus() {
 Server::Server(const Config& config, const PreflightResult& preflight,
                std::vector<TlsSettingsPtr> tls)
     : startup_(config),
+      instance_(effective_instance(config)),
       running_{config, preflight},
       max_connections_(preflight.effective_max_connections),
       shard_count_(preflight.shards == 0 ? 1 : preflight.shards) {
@@ -103,6 +110,9 @@ Server::Server(const Config& config, const PreflightResult& preflight,
     s->max_connections_per_ip = l.max_connections_per_ip;
     s->new_connections.configure(l.max_new_connections_per_second, l.new_connections_burst);
     s->proxy_trusted.set(trusted_of(l));
+    s->name = l.name;
+    s->instance = instance_;
+    s->hostname = host_name();
     shared.push_back(s.get());
     listener_shared_.push_back(std::move(s));
   }

@@ -85,6 +85,9 @@ class Server {
 
   // Any thread.
   std::uint64_t active_connections() const { return active_.load(); }
+  // The name this shoald answers with (config `instance`, else the host
+  // name); fixed at start-up. Any thread.
+  const std::string& instance() const { return instance_; }
 
   // The shards and the bound listeners are fixed once start() returned, so
   // any thread may walk them afterwards (reading only their counters).
@@ -128,6 +131,7 @@ class Server {
   // The configuration the listeners were started with. The session starters
   // and acceptors keep pointers into it, so it never changes.
   const Config startup_;
+  const std::string instance_;
   mutable std::mutex running_mutex_;
   RunningState running_;  // guarded by running_mutex_
   // The effective process-wide limit, read by acceptors on every accept.

@@ -105,6 +105,10 @@ struct ListenerShared {
   // The balancers allowed to send a PROXY header (proxy_trusted); a reload
   // swaps it while acceptors read it.
   SharedValue<const CidrSet> proxy_trusted{std::make_shared<const CidrSet>(loopback_cidrs())};
+  // Who answers, for HTTP echo: set before the shards start, never changed.
+  std::string name;      // the listener's
+  std::string instance;  // effective_instance()
+  std::string hostname;
 };
 
 // The admission counts one accepted connection holds (the process's and the
@@ -164,6 +168,10 @@ class AdmissionGuard {
   PerIpCounts::Entry* client_ = nullptr;
 };
 
+// Response controls counted by name: delay, status, size, close_after,
+// close_code (http_echo.hpp's Control order).
+inline constexpr std::size_t kControlSlots = 5;
+
 // Counters of one listener on one shard, written only by that shard.
 struct alignas(64) ListenerStats {
   ShardCounter accepted;  // by this shard's acceptor (dispatch: one shard accepts for all)
@@ -181,6 +189,12 @@ struct alignas(64) ListenerStats {
   ShardCounter close_codes[kCloseCodeSlots];
   // Open TLS connections whose records the kernel encrypts (kTLS).
   ShardCounter ktls_connections;
+  // HTTP echo (websocket-echo listeners): answers given (the page
+  // included, errors not), and the response controls used and refused, by
+  // Control (protocol/http_echo.hpp).
+  ShardCounter http_requests;
+  ShardCounter controls[kControlSlots];
+  ShardCounter control_errors[kControlSlots];
 };
 
 // Upper bounds, in seconds, of the shoal_shard_loop_lag_seconds buckets; a

@@ -42,6 +42,10 @@ void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
 
 void WsSession::on_close(CloseReason reason) {
   if (phase_ == Phase::closing || phase_ == Phase::linger || phase_ == Phase::done) return;
+  if (phase_ == Phase::open && reason == CloseReason::close_after && controls_) {
+    start_ws_close(controls_->close_code(), "close_after");  // behind the echoes before it
+    return;
+  }
   if (phase_ == Phase::open && !write_blocked() &&
       (reason == CloseReason::drain || reason == CloseReason::idle_timeout)) {
     start_ws_close(1001, reason == CloseReason::drain ? "going away" : "idle timeout");
@@ -60,7 +64,16 @@ void WsSession::start_ws_close(std::uint16_t code, const char* why) {
   engine_.closing();
   ByteBuffer frame;
   WsEchoEngine::append_close(frame, code, why);
-  send(frame.data(), frame.size());
+  if (!send(frame.data(), frame.size())) return;
+  if (paused_) {
+    // Reading waited for delayed echoes, which are not sent now: it must
+    // resume for the client's close.
+    paused_ = false;
+    if (controls_) controls_->drop_queue();
+    boost::asio::post(shard_.executor(), [self = shared_from_this()] {
+      if (self->phase_ == Phase::closing) self->on_readable();
+    });
+  }
 }
 
 void WsSession::finish(bool then_linger) {
@@ -157,8 +170,13 @@ void WsSession::on_timer(const error_code& ec) {
   switch (phase_) {
     case Phase::done:
       return;
-    case Phase::tls_handshake:
     case Phase::request:
+      if (http_) {
+        on_http_timer(now);
+        return;
+      }
+      [[fallthrough]];
+    case Phase::tls_handshake:
       if (now >= deadline_ms_) {
         // A client that trickles its request, or sends none.
         count_handshake_failed();
@@ -197,6 +215,10 @@ void WsSession::on_timer(const error_code& ec) {
     case Keepalive::Due::nothing:
       break;
   }
+  if (controls_) {
+    release_delayed(now);
+    if (phase_ != Phase::open) return;
+  }
   schedule_open_deadlines(now);
 }
 
@@ -206,6 +228,7 @@ void WsSession::schedule_open_deadlines(std::int64_t now) {
   if (write_timeout > 0 && write_blocked()) next = out_since_ms_ + write_timeout;
   const Keepalive keepalive{cfg_->ping_interval.count(), cfg_->pong_timeout.count()};
   next = std::min(next, keepalive.next(last_read_ms_, ping_sent_ms_));
+  if (controls_) next = std::min(next, controls_->next_due());
   if (next != kNever) arm(std::max(next, now));
 }
 

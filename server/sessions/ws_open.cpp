@@ -91,6 +91,11 @@ void WsSession::on_writable(const error_code& ec) {
     finish(linger_after_flush_);
     return;
   }
+  if (phase_ == Phase::request) {
+    // An HTTP answer has gone (or TLS had to write before reading on).
+    if (!http_ || (http_->delayed_until == 0 && serve_http())) read_request();
+    return;
+  }
   if (phase_ == Phase::open) {
     touch();  // the client took its echoes
     schedule_open_deadlines(Shard::now_ms());
@@ -104,6 +109,16 @@ void WsSession::on_readable() {
   if (write_blocked()) {  // a ping or close frame still waits for the kernel
     wait_write();
     return;
+  }
+  // Response controls: the engine hands them each message. Null, the usual
+  // case, is the plain echo.
+  WsControls* const shaper = phase_ == Phase::open ? controls_.get() : nullptr;
+  if (shaper != nullptr) {
+    if (shaper->close_due() || shaper->queue_full()) {
+      paused_ = true;  // release_delayed() reads on
+      return;
+    }
+    shaper->begin_feed(Shard::now_ms());
   }
   unsigned char* const scratch = reinterpret_cast<unsigned char*>(shard_.scratch());
   ByteBuffer& out = echo_out();
@@ -130,7 +145,10 @@ void WsSession::on_readable() {
     }
     std::size_t got = 0;
     bool more = true;
-    const Transport::Io io = io_.read(buf, room, got, more);
+    // Whole frames a stopped feed left (or that came with the request) go
+    // to the engine before anything more is read.
+    const bool carried = unfed_;
+    const Transport::Io io = carried ? Transport::Io::done : io_.read(buf, room, got, more);
     if (io != Transport::Io::done) {
       switch (io) {
         case Transport::Io::eof: eof = true; break;
@@ -138,15 +156,10 @@ void WsSession::on_readable() {
         case Transport::Io::want_write: want_write = true; break;
         default: drained = true; break;
       }
-      // Bytes carried from before that no read has fed yet (the frames that
-      // came with the request) are fed now; else they go back.
-      if (!unfed_ || have + in_.size() == 0) {
-        if (in_scratch && have != 0) in_.append(scratch, have);
-        break;
-      }
-    } else {
-      last_read_ms_ = Shard::now_ms();
+      if (in_scratch && have != 0) in_.append(scratch, have);  // the carried bytes go back
+      break;
     }
+    if (!carried) last_read_ms_ = Shard::now_ms();
     unfed_ = false;
     unsigned char* data;
     std::size_t n;
@@ -158,7 +171,7 @@ void WsSession::on_readable() {
       data = in_.data();
       n = in_.size();
     }
-    const WsEchoResult r = engine_.feed(data, n, out);
+    const WsEchoResult r = engine_.feed(data, n, out, shaper);
     seen.messages += r.messages;
     seen.message_bytes += r.message_bytes;
     seen.ping = seen.ping || r.ping;
@@ -174,6 +187,10 @@ void WsSession::on_readable() {
       if (r.consumed < n) in_.append(data + r.consumed, n - r.consumed);
     } else {
       in_.consume(r.consumed);
+    }
+    if (r.stopped) {  // the shaper's bound, or close_after: the rest is fed later
+      unfed_ = !in_.empty();
+      break;
     }
     if (io != Transport::Io::done) break;
     if (!more) {  // the kernel has nothing more, not even a FIN
@@ -199,6 +216,7 @@ void WsSession::on_readable() {
 
   switch (seen.end) {
     case WsEchoResult::End::peer_close:
+      if (controls_) controls_->drop_queue();  // the client is done: delayed echoes are not sent
       if (!close_code_seen_) {
         close_code_seen_ = true;
         count_close_code(seen.code);
@@ -233,6 +251,19 @@ void WsSession::on_readable() {
     end_with_error(boost::asio::error::eof, "read");
     return;
   }
+  if (shaper != nullptr) {
+    if (shaper->close_due() && shaper->queue_empty()) {
+      close(CloseReason::close_after);  // the Nth echo is out (or in out_, ahead of the close)
+      if (phase_ == Phase::done) return;
+    } else if (shaper->close_due() || shaper->queue_full()) {
+      paused_ = true;  // nothing more is read until delayed echoes have left
+      if (shaper->delaying()) arm(shaper->next_due());
+      if (write_blocked() || want_write) wait_write();
+      return;
+    } else if (shaper->delaying()) {
+      arm(shaper->next_due());
+    }
+  }
   if (write_blocked() || want_write) {
     // The client is slow to take its echoes: nothing more is read until
     // it has (write_timeout bounds the wait).
@@ -249,6 +280,28 @@ void WsSession::on_readable() {
     boost::asio::post(shard_.executor(), [self = shared_from_this()] {
       if (self->phase_ == Phase::open || self->phase_ == Phase::closing) self->on_readable();
     });
+  }
+}
+
+// The delayed echoes that are due, then close_after's close once the last
+// is out; reading resumes when the queue has room again.
+void WsSession::release_delayed(std::int64_t now) {
+  ByteBuffer& out = echo_out();
+  out.clear();
+  controls_->release_due(now, out);
+  if (!out.empty()) {
+    const bool sent = send(out.data(), out.size());
+    out.clear();
+    if (!sent) return;
+    touch();
+  }
+  if (controls_->close_due() && controls_->queue_empty()) {
+    close(CloseReason::close_after);
+    return;  // start_ws_close resumes reading for the client's close
+  }
+  if (paused_ && !controls_->queue_full() && !controls_->close_due()) {
+    paused_ = false;
+    on_readable();
   }
 }
 

@@ -33,12 +33,14 @@
 
 #include "config/config.hpp"
 #include "protocol/byte_buffer.hpp"
+#include "protocol/http_echo.hpp"
 #include "protocol/permessage_deflate.hpp"
 #include "protocol/upgrade.hpp"
 #include "protocol/ws_echo.hpp"
 #include "runtime/ready_wait.hpp"
 #include "runtime/shard.hpp"
 #include "sessions/session_timer.hpp"
+#include "sessions/ws_controls.hpp"
 #include "sessions/transport.hpp"
 #include "tls/tls.hpp"
 
@@ -86,12 +88,40 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
   void on_ready(const error_code& ec);
   void on_writable(const error_code& ec);
 
+  // What only the HTTP phase needs (websocket.http_echo): freed at the
+  // upgrade, so an open WebSocket does not keep it.
+  struct HttpSide {
+    boost::asio::ip::tcp::endpoint peer;  // the client (PROXY header's, when one came)
+    TlsDetails tls;
+    std::string delayed;               // an answer waiting for its delay=
+    std::int64_t delayed_until = 0;    // 0: none waits
+    bool close_after_delayed = false;  // that answer ends the connection
+    bool served = false;               // a request was answered (an idle keep-alive is no failed handshake)
+    bool body_wait = false;            // in_ holds a whole head whose body has not all come
+    bool continue_sent = false;        // 100 Continue went for the request in in_
+  };
+
   // ws_upgrade.cpp
   void do_tls_handshake();
   void read_request();
-  void handle_request(const char* data, std::size_t size, std::size_t request_size);
+  // `data[0, request_size)` is a request head, what follows up to `size`
+  // came after it. True when more bytes are needed (read on).
+  bool handle_request(const char* data, std::size_t size, std::size_t request_size);
+  void upgrade(const char* data, std::size_t size, std::size_t request_size);
   void accept(const UpgradeAccept& accept, const char* rest, std::size_t rest_size);
   void reject(const UpgradeReject& reject);
+  // Sends `response` as the connection's last bytes (counted as `why`).
+  void refuse(const std::string& response, RejectReason why);
+
+  // ws_http.cpp: HTTP echo of the requests gathered in in_; true when
+  // more bytes are needed, false when it has taken over (an answer waits
+  // for its delay or for the kernel, or the connection ends).
+  bool serve_http();
+  bool answer_http(const HttpRequest& request);
+  bool send_http(const std::string& response, bool close_after);
+  void on_http_timer(std::int64_t now);
+  // The echoes and the close of a connection with response controls.
+  void release_delayed(std::int64_t now);
 
   // ws_open.cpp
   void on_readable();
@@ -125,6 +155,8 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
   ReadyWait<std::shared_ptr<WsSession>, &WsSession::ready> read_wait_;
   WsEchoEngine engine_;
   std::unique_ptr<MessageDeflate> deflate_;  // agreed permessage-deflate, else null
+  std::unique_ptr<HttpSide> http_;           // until the upgrade, with http_echo on
+  std::unique_ptr<WsControls> controls_;     // after it, when the URL asked for controls
   ByteBuffer in_;   // the request so far, then the start of a frame a read did not complete
   ByteBuffer out_;  // our bytes the kernel has not taken yet
   SessionTimer timer_;
@@ -140,6 +172,7 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
   bool writing_wait_ = false;        // a write wait is pending
   bool unfed_ = false;               // in_ holds bytes no feed() has seen (came with the request)
   bool ktls_ = false;                // counted in ktls_connections
+  bool paused_ = false;              // controls_' queue is full: reading waits for the timer
 };
 
 }  // namespace shoal::ws

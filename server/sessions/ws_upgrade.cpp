@@ -55,6 +55,10 @@ void WsSession::start(const boost::asio::ip::tcp::endpoint& peer) {
     return;
   }
   enable_read_hints(io_.fd());  // reads say when the socket is empty
+  if (cfg_->http_echo) {
+    http_ = std::make_unique<HttpSide>();
+    http_->peer = peer;
+  }
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("conn {}: accepted from {} ({})", id_string(), peer.address().to_string(),
                   tls_ ? "wss" : "websocket");
@@ -68,6 +72,7 @@ void WsSession::start(const boost::asio::ip::tcp::endpoint& peer) {
       end_with_error(boost::asio::error::no_memory, "tls setup");
       return;
     }
+    if (http_) io_.tls_stream().capture_details(&http_->tls);
     phase_ = Phase::tls_handshake;
     do_tls_handshake();
     return;
@@ -132,21 +137,25 @@ void WsSession::read_request() {
         return;
     }
     const std::size_t before = in_.size();
-    if (const std::size_t end = head_end_.feed(std::string_view(buf, got));
-        end != RequestHeadEnd::npos) {
+    if (http_ && http_->body_wait) {  // a head is in; its body is coming
+      in_.append(buf, got);
+      if (!serve_http()) return;
+    } else if (const std::size_t end = head_end_.feed(std::string_view(buf, got));
+               end != RequestHeadEnd::npos) {
       if (before == 0) {
-        handle_request(buf, got, end);  // the usual case: the whole request in one read, decided in place
+        // The usual case: the whole request in one read, decided in place.
+        if (!handle_request(buf, got, end)) return;
+      } else {
+        in_.append(buf, got);
+        if (!handle_request(reinterpret_cast<const char*>(in_.data()), in_.size(), before + end))
+          return;
+      }
+    } else {
+      in_.append(buf, got);
+      if (in_.size() > limit) {
+        reject(kRequestHeaderTooLarge);
         return;
       }
-      in_.append(buf, got);
-      ByteBuffer request = std::move(in_);
-      handle_request(reinterpret_cast<const char*>(request.data()), request.size(), before + end);
-      return;
-    }
-    in_.append(buf, got);
-    if (in_.size() > limit) {
-      reject(kRequestHeaderTooLarge);
-      return;
     }
     if (!more) {
       wait_read();
@@ -155,9 +164,19 @@ void WsSession::read_request() {
   }
 }
 
+bool WsSession::handle_request(const char* data, std::size_t size, std::size_t request_size) {
+  if (http_ && !is_upgrade_attempt(std::string_view(data, request_size))) {
+    // HTTP echo works on in_: the request, its body, and any behind it.
+    if (data != reinterpret_cast<const char*>(in_.data())) in_.append(data, size);
+    return serve_http();
+  }
+  upgrade(data, size, request_size);
+  return false;
+}
+
 // `data[0, request_size)` is the request head; what follows up to `size` is
 // the first frames.
-void WsSession::handle_request(const char* data, std::size_t size, std::size_t request_size) {
+void WsSession::upgrade(const char* data, std::size_t size, std::size_t request_size) {
   const UpgradeDecision decision = decide_upgrade(std::string_view(data, request_size), *cfg_);
   if (const auto* no = std::get_if<UpgradeReject>(&decision)) {
     reject(*no);
@@ -167,6 +186,26 @@ void WsSession::handle_request(const char* data, std::size_t size, std::size_t r
 }
 
 void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t rest_size) {
+  // Response controls in the URL; without a '?' this is one find().
+  auto controls = parse_controls(yes.target, cfg_->controls, /*websocket=*/true);
+  if (const auto* bad = std::get_if<ControlError>(&controls)) {
+    stats().control_errors[static_cast<std::size_t>(bad->parameter)].add();
+    log_debug("conn {}: upgrade refused: {}", id_string(), bad->message);
+    refuse(http_error_response(400, bad->message, control_name(bad->parameter),
+                               shard_.slot(listener_index_).shared->instance, /*close=*/true),
+           RejectReason::handshake_failed);
+    return;
+  }
+  if (const EchoControls& c = std::get<EchoControls>(controls); c.any_websocket()) {
+    ListenerStats& st = stats();
+    if (c.delay_ms) st.controls[static_cast<std::size_t>(Control::delay)].add();
+    if (c.size) st.controls[static_cast<std::size_t>(Control::size)].add();
+    if (c.close_after) st.controls[static_cast<std::size_t>(Control::close_after)].add();
+    if (c.close_after && c.close_code != 1000)
+      st.controls[static_cast<std::size_t>(Control::close_code)].add();
+    controls_ = std::make_unique<WsControls>(c);
+  }
+  http_.reset();  // the HTTP phase is over
   std::string extensions;
   if (cfg_->permessage_deflate.enabled && !yes.extensions.empty()) {
     const std::vector<std::string_view> offers(yes.extensions.begin(), yes.extensions.end());
@@ -191,7 +230,11 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
   log_debug("conn {}: websocket open{}", id_string(), deflate_ ? " (permessage-deflate)" : "");
   touch();
   if (!send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
-  schedule_open_deadlines(now);
+  if (controls_ && controls_->close_due()) {  // close_after=0: closed at once
+    close(CloseReason::close_after);
+    if (phase_ == Phase::done) return;
+  }
+  if (phase_ == Phase::open) schedule_open_deadlines(now);
   if (write_blocked()) {
     wait_write();  // on_writable reads on once the 101 is out
     return;
@@ -200,15 +243,17 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
 }
 
 void WsSession::reject(const UpgradeReject& no) {
-  stats().rejected[static_cast<int>(no.why == UpgradeReject::Why::origin
-                                        ? RejectReason::origin
-                                        : RejectReason::handshake_failed)]
-      .add();
   log_debug("conn {}: upgrade refused: {} {}", id_string(), no.status, no.body);
+  refuse(reject_response(no), no.why == UpgradeReject::Why::origin ? RejectReason::origin
+                                                                   : RejectReason::handshake_failed);
+}
+
+void WsSession::refuse(const std::string& response, RejectReason why) {
+  stats().rejected[static_cast<int>(why)].add();
   phase_ = Phase::closing;  // the response below is this session's ending
   close(CloseReason::protocol_error);
   in_.release();
-  const std::string response = reject_response(no);
+  http_.reset();
   if (!send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
   finish(/*then_linger=*/true);
 }

@@ -23,6 +23,17 @@
 namespace shoal {
 namespace {
 
+int select_http11(SSL*, const unsigned char** out, unsigned char* outlen, const unsigned char* in,
+                  unsigned int inlen, void*) {
+  static const unsigned char kHttp11[] = {8, 'h', 't', 't', 'p', '/', '1', '.', '1'};
+  unsigned char* selected = nullptr;
+  if (SSL_select_next_proto(&selected, outlen, kHttp11, sizeof kHttp11, in, inlen) !=
+      OPENSSL_NPN_NEGOTIATED)
+    return SSL_TLSEXT_ERR_NOACK;
+  *out = selected;
+  return SSL_TLSEXT_ERR_OK;
+}
+
 
 // Far above any real chain or key; keeps a wrong path (a log file, a disk
 // image) from being read into memory whole.
@@ -225,6 +236,10 @@ TlsSettingsPtr load_tls_settings(const ListenerConfig& listener, std::size_t ind
   // (tls_stream.hpp): the stream needs the traffic secrets and sends the
   // session tickets itself.
   TlsStream::install_key_capture(ctx);
+  // ALPN: HTTP/1.1 when the client offers it (HTTP echo and the upgrade
+  // are both HTTP/1.1); a client that offers only others (h2) gets no ALPN
+  // answer rather than a refused handshake.
+  SSL_CTX_set_alpn_select_cb(ctx, select_http11, nullptr);
 
   X509* leaf = use_certificate_chain(ctx, certificate_pem, tls.certificate, certificate_errors);
   use_private_key(ctx, key_pem, tls.private_key, tls.certificate, key_errors);

@@ -29,6 +29,7 @@ struct TlsStream::Secrets {
   unsigned char server[Tls13Records::kMaxSecret];
   std::size_t client_len = 0;
   std::size_t server_len = 0;
+  TlsDetails* details = nullptr;  // capture_details()
 };
 
 namespace {
@@ -156,11 +157,26 @@ TlsStream::Io TlsStream::protocol_failure() {
   return Io::failed;
 }
 
+void TlsStream::capture_details(TlsDetails* into) noexcept {
+  if (secrets_) secrets_->details = into;
+}
+
 TlsStream::Io TlsStream::handshake() {
   if (stage_ == 0) {
     const int r = SSL_do_handshake(ssl_);
     if (r != 1) return result(r);
     version_ = SSL_get_version(ssl_);
+    if (secrets_ && secrets_->details) {
+      TlsDetails& d = *secrets_->details;
+      d.version = version_;
+      d.cipher = SSL_CIPHER_get_name(SSL_get_current_cipher(ssl_));
+      const char* sni = SSL_get_servername(ssl_, TLSEXT_NAMETYPE_host_name);
+      d.sni = sni != nullptr ? sni : "";
+      const unsigned char* alpn = nullptr;
+      unsigned alpn_len = 0;
+      SSL_get0_alpn_selected(ssl_, &alpn, &alpn_len);
+      d.alpn.assign(reinterpret_cast<const char*>(alpn), alpn != nullptr ? alpn_len : 0);
+    }
     stage_ = 1;
     // TLS 1.3 tickets are ours to send (install_key_capture), so that the
     // records written under the server's traffic secret are counted.

@@ -44,6 +44,14 @@ struct ssl_ctx_st;
 
 namespace shoal {
 
+// What a connection's handshake agreed, for people to see (HTTP echo).
+struct TlsDetails {
+  std::string version;  // "TLSv1.3"
+  std::string cipher;   // "TLS_AES_128_GCM_SHA256"
+  std::string sni;      // empty: none sent
+  std::string alpn;     // empty: none agreed
+};
+
 class TlsStream {
  public:
   enum class Io : std::uint8_t {
@@ -76,6 +84,9 @@ class TlsStream {
   bool own_records() const noexcept { return records_ != nullptr; }
 
   Io handshake();
+  // Before the handshake: `into` gets its details when it completes (the
+  // SSL object may be gone after it). `into` must outlive the handshake.
+  void capture_details(TlsDetails* into) noexcept;
   // Up to `len` decrypted bytes into `buf`; `got` says how many. `more`:
   // whether another read may find bytes without a new edge (after the
   // hand-over the kernel's TCP_INQ says, when enable_read_hints() is on).
