@@ -619,6 +619,110 @@ TEST(ShoalLoad, NoControlsNoReport) {
   EXPECT_EQ(c.r.output.find("controls"), std::string::npos) << c.r.output;
 }
 
+// shoald with a ws listener "ws" and a wss listener "wss" (the certificate
+// of `c`), whose websocket: map has `websocket` in it.
+std::unique_ptr<ShoaldProcess> start_controls_shoald(const SelfSigned& c, const std::string& websocket) {
+  const std::string tls = "    tls:\n      certificate: " + c.cert() + "\n      private_key: " + c.key() + "\n";
+  const std::string ws = "    websocket:\n" + websocket;
+  const std::string yaml = "shards: 2\nlisteners:\n" + shoal::test::loopback_listener("ws", "websocket-echo", ws) +
+                           shoal::test::loopback_listener("wss", "websocket-echo", ws + tls) +
+                           "admin:\n  port: 0\nshutdown:\n  drain_timeout: 1s\n";
+  return std::make_unique<ShoaldProcess>(ShoaldProcess::Options{.yaml = yaml});
+}
+
+// The real shoald does what each control asks, over ws:// and wss://, in
+// text and binary, larger and smaller than the message: shoal-load counts
+// every echo as asked and every connection closed as asked.
+TEST(ShoalLoad, ControlsAgainstShoald) {
+  SelfSigned cert;
+  auto server = start_controls_shoald(cert, "      ping_interval: 0s\n");
+  struct Case {
+    std::string url;
+    std::vector<std::string> args;
+  };
+  const std::string ws = ws_base(server->port("ws"));
+  const std::string wss = "wss://127.0.0.1:" + std::to_string(server->port("wss"));
+  const std::vector<Case> cases = {
+      {ws + "/?size=1000", {"--size", "300", "--text", "--pipeline", "4"}},
+      {ws + "/?x=1&size=7", {"--size", "300", "--binary", "--pipeline", "4"}},
+      {wss + "/?size=100000", {"--size", "1000", "--insecure", "--pipeline", "2"}},
+      {ws + "/?close_after=4&close_code=4000", {"--pipeline", "2"}},
+      {wss + "/?close_after=3&size=10", {"--insecure", "--text"}},
+      {ws + "/?close_after=0", {}},
+  };
+  for (const auto& k : cases) {
+    std::vector<std::string> args = {"-c", "5", "--duration", "1s"};
+    args.insert(args.end(), k.args.begin(), k.args.end());
+    const auto c = run_controls(k.url, args);
+    ASSERT_EQ(c.r.exit_code, 0) << k.url << "\n" << c.r.output;
+    const auto& ctl = c.j["controls"];
+    const std::uint64_t received = c.j["messages"]["received"].get<std::uint64_t>();
+    EXPECT_EQ(error_total(c.j), 0u) << k.url << "\n" << c.r.output;
+    EXPECT_EQ(c.j["connections"]["lost"].get<int>(), 0) << k.url;
+    EXPECT_EQ(c.j["messages"]["unanswered"].get<int>(), 0) << k.url;
+    if (ctl.contains("size")) {
+      EXPECT_GT(received, 0u) << k.url;
+      EXPECT_EQ(ctl["size"]["resized"].get<std::uint64_t>(), received) << k.url;
+      EXPECT_EQ(c.j["bytes"]["received"].get<std::uint64_t>(), received * ctl["size"]["bytes"].get<std::uint64_t>())
+          << k.url;
+    }
+    if (ctl.contains("close_after")) {
+      const std::uint64_t n = ctl["close_after"]["echoes"].get<std::uint64_t>();
+      EXPECT_EQ(ctl["close_after"]["closed_as_asked"].get<int>(), 5) << k.url << "\n" << c.r.output;
+      EXPECT_EQ(received, 5 * n) << k.url;
+    }
+  }
+}
+
+// delay= at shoald: every echo no sooner than 25 ms after its message, in
+// the closed loop with three in flight (with size= too) and in the open
+// loop over wss://.
+TEST(ShoalLoad, DelayAgainstShoald) {
+  SelfSigned cert;
+  auto server = start_controls_shoald(cert, "      ping_interval: 0s\n");
+  const std::string ws = ws_base(server->port("ws"));
+  const std::string wss = "wss://127.0.0.1:" + std::to_string(server->port("wss"));
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {ws + "?delay=25ms&size=64", {"--size", "64", "--pipeline", "3"}},
+      {wss + "/?delay=25ms", {"--rate", "200", "--insecure"}},
+  };
+  for (const auto& [url, extra] : cases) {
+    std::vector<std::string> args = {"-c", "5", "--duration", "1s"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto c = run_controls(url, args);
+    EXPECT_EQ(c.r.exit_code, 0) << url << "\n" << c.r.output;
+    const std::uint64_t received = c.j["messages"]["received"].get<std::uint64_t>();
+    EXPECT_GT(received, 0u) << url;
+    EXPECT_EQ(c.j["controls"]["delay"]["at_or_after"].get<std::uint64_t>(), received) << url;
+    EXPECT_EQ(c.j["controls"]["delay"]["early"].get<int>(), 0) << url;
+    EXPECT_GE(c.j["latency"]["min_us"].get<double>(), 25000.0) << url;
+    EXPECT_EQ(error_total(c.j), 0u) << url;
+  }
+}
+
+// With controls.enabled false shoald only passes the parameters on and
+// echoes as ever: shoal-load reports every control as not done and fails.
+TEST(ShoalLoad, ControlsOffAtShoaldAreCaught) {
+  SelfSigned cert;
+  auto server = start_controls_shoald(cert, "      controls:\n        enabled: false\n");
+  const auto c = run_controls(ws_base(server->port("ws")) + "/?size=100&delay=50ms&close_after=2",
+                              {"-c", "3", "--duration", "500ms"});
+  EXPECT_EQ(c.r.exit_code, 5) << c.r.output;
+  const auto& ctl = c.j["controls"];
+  const std::uint64_t received = c.j["messages"]["received"].get<std::uint64_t>();
+  EXPECT_GT(received, 6u);
+  EXPECT_EQ(ctl["size"]["not_resized"].get<std::uint64_t>(), received);
+  EXPECT_EQ(ctl["delay"]["early"].get<std::uint64_t>(), received);
+  EXPECT_EQ(ctl["close_after"]["not"].get<int>(), 3);
+  EXPECT_EQ(c.j["errors"]["mismatch"].get<int>(), 0);
+  // Over the listener's cap, shoald refuses the upgrade (400): every
+  // connection fails to upgrade, and says why.
+  auto capped = start_controls_shoald(cert, "      controls:\n        max_size: 1000\n");
+  const auto r = run_load({ws_base(capped->port("ws")) + "/?size=1001", "-c", "2", "--duration", "200ms", "-q"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("WebSocket upgrade: status 400"), std::string::npos) << r.output;
+}
+
 TEST(ShoalLoad, ControlUsageErrors) {
   const struct {
     std::vector<std::string> args;
