@@ -19,6 +19,7 @@ build_pkgs="
   clang libclang-rt-14-dev
   python3 python3-websockets python3-yaml prometheus
   procps systemd haproxy
+  chromium
 "
 # Compilers, cmake and the -dev libraries, nothing else: no clang, no test
 # tools. Every one of them is in build_pkgs too.

@@ -256,13 +256,24 @@ TEST(DecideUpgrade, Http10IsRefused) {
   expect_bad_request(r, "a WebSocket upgrade needs HTTP/1.1 or higher", "HTTP/1.0, no fields");
 }
 
-TEST(DecideUpgrade, PlainHttpIsToldThisPortSpeaksWebSocketOnly) {
+// What a port without HTTP echo answers a plain request: 426 on the
+// WebSocket path (naming the upgrade), 404 elsewhere.
+TEST(DecideUpgrade, PlainHttpGets426OnThePathAnd404Elsewhere) {
+  WebSocketConfig cfg;
+  cfg.path = "/chat";
   Request plain;
+  plain.target = "/chat?x=1";
   plain.fields = {{"Host", "x"}, {"Accept", "*/*"}};
-  expect_bad_request(plain, "this port speaks WebSocket only", "plain GET");
+  const UpgradeReject on_path = refused(decide(plain, cfg), "plain GET on the path");
+  EXPECT_EQ(on_path.status, 426u);
+  EXPECT_EQ(on_path.body, "this port speaks WebSocket only");
+  EXPECT_NE(on_path.extra_headers.find("Upgrade: websocket\r\n"), std::string_view::npos);
+  EXPECT_NE(on_path.extra_headers.find("Sec-WebSocket-Version: 13\r\n"), std::string_view::npos);
   // Even without a Host: what the port is comes first.
   plain.fields = {};
-  expect_bad_request(plain, "this port speaks WebSocket only", "plain GET without Host");
+  EXPECT_EQ(refused(decide(plain, cfg), "plain GET without Host").status, 426u);
+  plain.target = "/other";
+  EXPECT_EQ(refused(decide(plain, cfg), "plain GET elsewhere").status, 404u);
   // One field of the upgrade is enough to be told which others are missing.
   expect_bad_request(Request{}.erase("Upgrade").erase("Connection"),
                      "Upgrade: websocket is required", "a key alone");

@@ -343,9 +343,9 @@ HttpParse parse_http_request(std::string_view bytes, const WebSocketConfig& conf
     out.headers.emplace_back(std::string(name.data(), name.size()),
                              std::string(value.data(), value.size()));
   }
-  out.body = std::move(parser.release().body());
   out.keep_alive = req.keep_alive();
   out.head = out.method == "HEAD";
+  out.body = std::move(parser.release().body());  // `req` is gone after this
   return r;
 }
 

@@ -145,6 +145,14 @@ bool WsEchoEngine::echo_compressed(WsEchoResult& r, unsigned opcode, const unsig
 
 WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& out,
                                 EchoShaper* shaper) {
+  // Chosen once per read, so that the plain echo's loop has no test of its
+  // own for the shaper: a connection without controls pays nothing per message.
+  return shaper != nullptr ? run<true>(data, n, out, shaper) : run<false>(data, n, out, nullptr);
+}
+
+template <bool kShaped>
+WsEchoResult WsEchoEngine::run(unsigned char* data, std::size_t n, ByteBuffer& out,
+                               EchoShaper* shaper) {
   WsEchoResult r;
   std::size_t pos = 0;
   const ws::Extensions ext{.deflate = compression_ != nullptr};
@@ -217,13 +225,13 @@ WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& 
     if (start && f.fin) {
       if (f.rsv1) {
         ws::apply_mask(payload, size, f.key);
-        if (!echo_compressed(r, f.opcode, payload, size, out, shaper)) {
+        if (!echo_compressed(r, f.opcode, payload, size, out, kShaped ? shaper : nullptr)) {
           if (r.stopped) r.consumed = pos;
           return r;
         }
         continue;
       }
-      if (shaper != nullptr) {
+      if constexpr (kShaped) {
         ws::apply_mask(payload, size, f.key);
         if (plain_text && (!utf8_.feed(payload + checked, size - checked) || !utf8_.complete()))
           return fail(r, cc::invalid_payload, "text message not UTF-8", out);
@@ -263,7 +271,8 @@ WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& 
     if (compressed_) {
       opcode_ = 0;
       compressed_ = false;
-      if (!echo_compressed(r, message_opcode, message_.data(), message_.size(), out, shaper)) {
+      if (!echo_compressed(r, message_opcode, message_.data(), message_.size(), out,
+                           kShaped ? shaper : nullptr)) {
         if (r.stopped) r.consumed = pos;
         return r;
       }
@@ -271,7 +280,7 @@ WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& 
       if (plain_text && !utf8_.complete())
         return fail(r, cc::invalid_payload, "text message ends inside a UTF-8 sequence", out);
       opcode_ = 0;
-      if (shaper != nullptr) {
+      if constexpr (kShaped) {
         go_on = shape(r, *shaper, message_opcode, message_.data(), message_.size(), out);
       } else {
         append_frame(out, message_opcode, message_.data(), message_.size());
@@ -280,7 +289,7 @@ WsEchoResult WsEchoEngine::feed(unsigned char* data, std::size_t n, ByteBuffer& 
       }
     }
     message_.release();
-    if (!go_on) {
+    if (kShaped && !go_on) {
       r.consumed = pos;
       return r;
     }

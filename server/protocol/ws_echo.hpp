@@ -118,6 +118,8 @@ class WsEchoEngine {
   static void append_close(ByteBuffer& out, std::uint16_t code, std::string_view reason = {});
 
  private:
+  template <bool kShaped>
+  WsEchoResult run(unsigned char* data, std::size_t n, ByteBuffer& out, EchoShaper* shaper);
   WsEchoResult& fail(WsEchoResult& r, std::uint16_t code, const char* why, ByteBuffer& out);
   // Checks the text of the incomplete frame at `payload` whose first
   // `have` bytes are in; false when they prove it is not UTF-8.

@@ -90,19 +90,35 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     const bool deflate = negotiated_deflate(*head);
     if (deflate && !cfg.permessage_deflate.enabled) fail("deflate negotiated on a listener without it");
     check_after_upgrade(r, head->size, model(*head), deflate, cfg.max_message_bytes);
+  } else if (cfg.http_echo && head->status != 431 &&
+             !contains_token(head->field("connection").value_or(""), "close")) {
+    // HTTP echo (or a bad control's 400) on a connection that stays open:
+    // a status a client may ask for, and a body of the length announced.
+    if (head->status < 200 || head->status > 599) fail("an HTTP echo status out of range: " + excerpt(r.bytes));
+    const auto length = head->field("content-length");
+    const bool bodyless = head->status == 204 || head->status == 304;
+    if (!bodyless && (!length || length->empty() ||
+                      length->find_first_not_of("0123456789") != std::string::npos))
+      fail("an HTTP echo answer without a valid Content-Length: " + excerpt(r.bytes));
   } else {
-    switch (head->status) {
-      case 400: case 403: case 404: case 405: case 426: case 431: break;
-      default: fail("unexpected status " + std::to_string(head->status) + ": " + excerpt(r.bytes));
-    }
+    // A refusal, or HTTP echo's last answer (Connection: close), which may
+    // carry any status a client asked for with status=.
+    if (cfg.http_echo ? (head->status < 200 || head->status > 599)
+                      : (head->status != 400 && head->status != 403 && head->status != 404 &&
+                         head->status != 405 && head->status != 413 && head->status != 426 &&
+                         head->status != 431))
+      fail("unexpected status " + std::to_string(head->status) + ": " + excerpt(r.bytes));
     if (!contains_token(head->field("connection").value_or(""), "close"))
       fail("a refusal without Connection: close: " + excerpt(r.bytes));
+    const bool bodyless = head->status == 204 || head->status == 304;
     const auto length = head->field("content-length");
-    if (!length || length->empty() || length->find_first_not_of("0123456789") != std::string::npos)
-      fail("a refusal without a valid Content-Length: " + excerpt(r.bytes));
-    const std::size_t total = head->size + std::stoul(*length);
-    if (r.bytes.size() > total) fail("bytes after the refusal's body: " + excerpt(r.bytes));
-    if (!r.reset && r.bytes.size() < total) fail("a truncated refusal: " + excerpt(r.bytes));
+    if (!bodyless) {
+      if (!length || length->empty() || length->find_first_not_of("0123456789") != std::string::npos)
+        fail("a refusal without a valid Content-Length: " + excerpt(r.bytes));
+      const std::size_t total = head->size + std::stoul(*length);
+      if (r.bytes.size() > total) fail("bytes after the refusal's body: " + excerpt(r.bytes));
+      if (!r.reset && r.bytes.size() < total) fail("a truncated refusal: " + excerpt(r.bytes));
+    }
   }
   server.check_no_handler_exception();
   return 0;

@@ -67,6 +67,9 @@ Config fuzz_config() {
   ListenerConfig& s = config.listeners[kStrict];
   s.name = "strict";
   s.websocket.path = "/chat";
+  // Refusals only, so that every non-upgrade answer is held to them; the
+  // other listeners answer with HTTP echo.
+  s.websocket.http_echo = false;
   s.websocket.allowed_origins = {"https://example.com", "http://localhost:8080"};
   s.websocket.subprotocols = {"chat.v2", "chat"};
   s.websocket.max_header_bytes = 1024;
