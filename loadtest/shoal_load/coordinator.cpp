@@ -318,6 +318,7 @@ Results run_load(const Options& o) {
       r.unanswered += j.value("unanswered", std::uint64_t{0});
       r.skipped += j.value("skipped", std::uint64_t{0});
       r.peak_open += j.value("peak_open", std::uint64_t{0});
+      if (j.contains("controls")) r.controls.add(control_counts_from_json(j["controls"]));
       r.client_cpu_s += j.value("cpu_s", 0.0);
       r.client_max_rss_kb = std::max<std::uint64_t>(r.client_max_rss_kb, j.value("max_rss_kb", std::uint64_t{0}));
       for (auto& s : j["samples"]) {

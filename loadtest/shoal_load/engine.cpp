@@ -16,6 +16,7 @@
 #include <openssl/err.h>
 #include <openssl/ssl.h>
 
+#include "controls.hpp"
 #include "runtime/ready_wait.hpp"
 #include "tls_client.hpp"
 #include "ws_frame.hpp"
@@ -120,6 +121,7 @@ struct Conn {
   bool write_wants_read = false;  // TLS: SSL_write said WANT_READ; retried after the next read
   bool in_pending = false;     // counted in the engine's connects in progress
   bool read_wants_write = false;  // TLS: SSL_read said WANT_WRITE; retried when writable
+  bool close_judged = false;   // close_after=: this connection's close is counted as asked or not
   std::uint32_t port_attempt = 0;  // explicit source ports: candidate index
   std::uint8_t connect_retries = 0;
   std::uint64_t salt = 0;      // pattern offset of this connection's stream
@@ -152,6 +154,7 @@ struct Engine::Impl {
         phase_timer(ioc.get_executor()), pace_timer(ioc.get_executor()), sweep_timer(ioc.get_executor()),
         rng(0x9e3779b9u ^ (setup.ids.empty() ? 0u : setup.ids.front())) {
     is_ws = o.target.proto == Target::Proto::ws;
+    controlled = is_ws && ctl.any();
     if (o.target.tls) tls = std::make_unique<TlsClientContext>(o);
     size = o.size;
     msg_op = o.text ? ws::Opcode::text : ws::Opcode::binary;
@@ -195,6 +198,7 @@ struct Engine::Impl {
   Setup setup;
   const Options& o;
   const Pattern& pat;
+  const Controls& ctl = o.target.controls;
   asio::io_context ioc;
   shoal::Reactor& reactor;
   asio::executor_work_guard<asio::io_context::executor_type> guard;
@@ -204,6 +208,13 @@ struct Engine::Impl {
   std::unique_ptr<TlsClientContext> tls;  // tls:// and wss:// only
   std::minstd_rand rng;
   bool is_ws = false;
+  // The target URL asks for response controls: echoes go through
+  // CheckedWsHandler. Fixed for the run, so a run without controls never
+  // reaches any of their code.
+  bool controlled = false;
+  // close_after=: connections that have had their N echoes and wait for
+  // the server's close; the drain waits for them as for echoes.
+  std::uint64_t closes_awaited = 0;
   std::size_t size = 64;
   ws::Opcode msg_op = ws::Opcode::binary;
   std::uint64_t active_limit = 0;
@@ -242,8 +253,9 @@ struct Engine::Impl {
   }
 
   void sample(const std::string& s) {
-    if (fin.samples.size() < 8) fin.samples.push_back(s);
+    if (sampling()) fin.samples.push_back(s);
   }
+  bool sampling() const { return fin.samples.size() < 8; }
 
   // ---- connecting -------------------------------------------------------
 
@@ -448,6 +460,7 @@ struct Engine::Impl {
     if (open > fin.peak_open) fin.peak_open = open;
     ++finished_connects;
     check_connect_done();
+    if (controlled && ctl.close_after && *ctl.close_after == 0) ++closes_awaited;  // due at once
     if (traffic_started && c.active) {
       active_list.push_back(&c);
       if (sending && pace_interval == 0) {
@@ -497,7 +510,9 @@ struct Engine::Impl {
 
   // ---- failures and closing -------------------------------------------
 
-  void close_socket(Conn& c) {
+  // `as_asked`: the server closed as close_after= asked, so the messages
+  // still in flight were never going to be echoed and are not unanswered.
+  void close_socket(Conn& c, bool as_asked = false) {
     if (c.in_pending) {
       // Failed (or timed out) before its connect completed: a slot frees.
       leave_pending(c);
@@ -515,7 +530,7 @@ struct Engine::Impl {
     c.sock.close(ignored);
     if (was_open) --open;
     inflight_total -= c.inflight.size();
-    fin.unanswered += c.inflight.size();
+    if (!as_asked) fin.unanswered += c.inflight.size();
     c.inflight.clear();
     std::string().swap(c.out);
     std::string().swap(c.hs);
@@ -528,10 +543,27 @@ struct Engine::Impl {
       fail_connect(c, kind, what);
       return;
     }
+    if (controlled && ctl.close_after && !c.close_judged) {
+      judge_close(c, false, "ended before the server's close (" + what + ")");
+    }
     fin.total.errors[static_cast<std::size_t>(kind)]++;
     ++fin.lost;
     sample("connection " + std::to_string(c.id) + ": " + what);
     close_socket(c);
+  }
+
+  // close_after=: counts this connection's close once, as asked or not.
+  void judge_close(Conn& c, bool as_asked, const std::string& why) {
+    if (c.close_judged) return;
+    c.close_judged = true;
+    if (c.msgs_done >= *ctl.close_after) --closes_awaited;  // counted when its Nth echo came
+    if (as_asked) {
+      ++fin.controls.closed_as_asked;
+    } else {
+      ++fin.controls.not_closed_as_asked;
+      sample("connection " + std::to_string(c.id) + ": close_after=" + std::to_string(*ctl.close_after) + ": " + why);
+    }
+    check_drained();
   }
 
   void fail_errno(Conn& c, int err, const char* op) {
@@ -581,7 +613,8 @@ struct Engine::Impl {
   }
 
   void check_drained() {
-    if (traffic_started && !sending && inflight_total == 0 && !self.drained_.load(std::memory_order_relaxed)) {
+    if (traffic_started && !sending && inflight_total == 0 && closes_awaited == 0 &&
+        !self.drained_.load(std::memory_order_relaxed)) {
       self.drained_.store(true, std::memory_order_release);
       notify();
     }
@@ -980,7 +1013,7 @@ struct Engine::Impl {
         c.cur = 0;
         const bool bad = c.msg_bad;
         c.msg_bad = false;
-        complete_message(c, now, bad);
+        complete_message(c, now, bad, size);
         if (c.state == State::closed) return;
       }
     }
@@ -1042,7 +1075,7 @@ struct Engine::Impl {
       c.msg_bad = false;
       c.cur = 0;
       c.recv_off += e.size;
-      e.complete_message(c, now, bad);
+      e.complete_message(c, now, bad, e.size);
     }
     void on_control(ws::Opcode op, std::string_view payload) {
       if (op == ws::Opcode::ping) {
@@ -1062,15 +1095,117 @@ struct Engine::Impl {
     }
   };
 
+  // The echo checks of a target URL's response controls (controls.hpp), a
+  // handler of their own so that WsHandler, which every run without them
+  // uses, has no branch for them. The parser goes by each frame's length,
+  // so an echo of another size than the message is read whole either way.
+  struct CheckedWsHandler {
+    Impl& e;
+    Conn& c;
+    std::int64_t now;
+    WsHandler plain() { return WsHandler{e, c, now}; }
+    void on_message_begin(ws::Opcode op) { plain().on_message_begin(op); }
+    void on_message_data(const char* p, std::size_t n) {
+      if (!e.ctl.size) {
+        plain().on_message_data(p, n);
+        return;
+      }
+      if (!c.msg_bad) {
+        const std::size_t at = first_repeat_mismatch(p, n, c.cur, e.pat, c.salt + c.recv_off, e.size);
+        if (at < n) {
+          c.msg_bad = true;
+          if (e.sampling()) e.sample("connection " + std::to_string(c.id) + ": echo " + std::to_string(c.msgs_done + 1) +
+                   ": byte " + std::to_string(c.cur + at) + " is not the message repeated");
+        }
+      }
+      c.cur += n;
+    }
+    void on_message_end() {
+      bool bad = c.msg_bad;
+      const std::uint64_t len = c.cur;
+      auto which = [&] { return "connection " + std::to_string(c.id) + ": echo " + std::to_string(c.msgs_done + 1); };
+      if (e.ctl.size) {
+        // A wrong length alone is the control not done, not a corrupted
+        // echo: the bytes there are still the message repeated.
+        if (!bad && len == *e.ctl.size) {
+          ++e.fin.controls.resized;
+        } else {
+          ++e.fin.controls.not_resized;
+          if (!bad && e.sampling()) e.sample(which() + " is " + std::to_string(len) + " bytes, not size=" + std::to_string(*e.ctl.size));
+        }
+      } else if (len != e.size) {
+        if (!bad && e.sampling()) e.sample(which() + (len > e.size ? " is longer than sent" : " is shorter than sent"));
+        bad = true;
+      }
+      if (e.ctl.delay_ns && !c.inflight.empty()) {
+        // From the (intended) send time, which is never later than the
+        // send, to the read: the client's own lag can hide an early echo
+        // but never make a punctual one look early.
+        const std::int64_t waited = now - c.inflight.front();
+        if (waited >= *e.ctl.delay_ns) {
+          ++e.fin.controls.delayed;
+        } else {
+          ++e.fin.controls.early;
+          if (e.sampling()) e.sample(which() + " came " + fmt_ms(waited) + " after its message, before delay=" + e.ctl.delay_text);
+        }
+      }
+      c.msg_bad = false;
+      c.cur = 0;
+      c.recv_off += e.size;
+      e.complete_message(c, now, bad, len);
+      if (e.ctl.close_after && c.state == State::open && !c.close_judged) {
+        const std::uint32_t n = *e.ctl.close_after;
+        if (c.msgs_done == n) {
+          ++e.closes_awaited;
+        } else if (c.msgs_done > n) {
+          e.judge_close(c, false, "echo " + std::to_string(c.msgs_done) + " arrived; the server should have closed after " +
+                                      std::to_string(n));
+        }
+      }
+    }
+    void on_control(ws::Opcode op, std::string_view payload) {
+      if (op == ws::Opcode::close && e.ctl.close_after && !c.closing && !c.close_judged) {
+        const unsigned code = payload.size() >= 2 ? (static_cast<unsigned char>(payload[0]) << 8) | static_cast<unsigned char>(payload[1]) : 1005;
+        const std::string_view reason = payload.size() > 2 ? payload.substr(2) : std::string_view();
+        const std::uint32_t n = *e.ctl.close_after;
+        if (code == e.ctl.close_code && c.msgs_done == n && reason == "close_after") {
+          e.judge_close(c, true, {});
+          c.closing = true;
+          ws::append_client_frame(c.out, ws::Opcode::close, payload.substr(0, 2), static_cast<std::uint32_t>(e.rng()));
+          e.flush(c);
+          if (c.state != State::closed) e.close_socket(c, true);
+          return;
+        }
+        e.judge_close(c, false, "closed with " + std::to_string(code) + " \"" + std::string(reason) + "\" after " +
+                                    std::to_string(c.msgs_done) + " echoes, not " + std::to_string(e.ctl.close_code) +
+                                    " \"close_after\" after " + std::to_string(n));
+      }
+      plain().on_control(op, payload);
+    }
+  };
+
+  static std::string fmt_ms(std::int64_t ns) {
+    char b[32];
+    std::snprintf(b, sizeof b, "%.3fms", static_cast<double>(ns) / 1e6);
+    return b;
+  }
+
   void on_ws_bytes(Conn& c, const char* p, std::size_t n, std::int64_t now) {
-    WsHandler h{*this, c, now};
-    const ws::ParseError err = c.parser.feed(p, n, h);
+    ws::ParseError err;
+    if (controlled) {
+      CheckedWsHandler h{*this, c, now};
+      err = c.parser.feed(p, n, h);
+    } else {
+      WsHandler h{*this, c, now};
+      err = c.parser.feed(p, n, h);
+    }
     if (err != ws::ParseError::none && c.state != State::closed) {
       fail(c, ErrorKind::protocol, std::string("WebSocket frame: ") + ws::to_string(err));
     }
   }
 
-  void complete_message(Conn& c, std::int64_t now, bool bad) {
+  // `bytes`: the echo's length (what size= asked for, with controls).
+  void complete_message(Conn& c, std::int64_t now, bool bad, std::uint64_t bytes) {
     if (c.state == State::closed) return;
     ++c.msgs_done;
     if (c.inflight.empty()) {
@@ -1083,11 +1218,11 @@ struct Engine::Impl {
     const auto lat = static_cast<std::uint64_t>(now > ts ? now - ts : 0);
     interval_hist.record(lat);
     fin.total.msgs_recv++;
-    fin.total.bytes_recv += size;
+    fin.total.bytes_recv += bytes;
     if (ts >= t_measure && ts < t_end) fin.latency.record(lat);
     if (now >= t_measure && now < t_end) {
       fin.window.msgs_recv++;
-      fin.window.bytes_recv += size;
+      fin.window.bytes_recv += bytes;
     }
     if (bad) {
       fin.total.errors[static_cast<std::size_t>(ErrorKind::mismatch)]++;
@@ -1111,6 +1246,13 @@ struct Engine::Impl {
       Conn& c = *cp;
       if (c.state == State::closed || c.state == State::idle) continue;
       if (c.state == State::open) {
+        if (controlled && ctl.close_after && !c.close_judged) {
+          if (c.msgs_done >= *ctl.close_after) {
+            judge_close(c, false, "still open at the end, " + std::to_string(c.msgs_done) + " echoes in");
+          } else {
+            ++fin.controls.close_unfinished;
+          }
+        }
         if (!c.inflight.empty()) {
           fin.total.errors[static_cast<std::size_t>(ErrorKind::timeout)]++;
           sample("connection " + std::to_string(c.id) + ": " + std::to_string(c.inflight.size()) +

@@ -17,6 +17,7 @@
 #include <vector>
 
 #include "common.hpp"
+#include "controls.hpp"
 #include "histogram.hpp"
 #include "options.hpp"
 
@@ -57,6 +58,7 @@ struct FinalStats {
   std::uint64_t unanswered = 0;  // messages never echoed
   std::uint64_t skipped = 0;     // open loop: not sent, connection backlog full
   std::uint64_t peak_open = 0;
+  ControlCounts controls;  // the target URL's response controls, as checked
   std::vector<std::string> samples;  // first failures, for the report
 };
 

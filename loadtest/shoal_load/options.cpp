@@ -27,8 +27,8 @@ constexpr const char* usage_head =
     "Drives a TCP or WebSocket echo server with many connections, checks every\n"
     "echoed byte, and reports throughput, latency percentiles and failures.\n"
     "\n"
-    "TARGET is tcp://HOST:PORT or ws://HOST:PORT/PATH, or over TLS\n"
-    "tls://HOST:PORT or wss://HOST:PORT/PATH (the server's certificate is verified\n"
+    "TARGET is tcp://HOST:PORT or ws://HOST:PORT/PATH?QUERY, or over TLS\n"
+    "tls://HOST:PORT or wss://HOST:PORT/PATH?QUERY (the server's certificate is verified\n"
     "against the system's trust store, or --ca FILE, unless --insecure; the TLS\n"
     "handshake counts as part of connecting). By default only loopback\n"
     "hosts (127.0.0.0/8, ::1, localhost) are accepted: a safety default so that a\n"
@@ -38,10 +38,20 @@ constexpr const char* usage_head =
     "flight. Open loop (--rate M): M messages/s in total on a fixed schedule;\n"
     "latency is measured from each message's intended send time (as wrk2 does).\n"
     "\n"
+    "A ws:// or wss:// target's path and query go into the upgrade request as\n"
+    "written. When the query asks shoald's response controls for size=BYTES,\n"
+    "delay=DURATION or close_after=N (close_code=CODE), every echo is checked\n"
+    "for them too: exactly BYTES long, the message repeated or cut; no sooner\n"
+    "than DURATION after its message was sent; the server's close (CODE, default\n"
+    "1000) after exactly N echoes. The summary counts what was and was not as\n"
+    "asked.\n"
+    "\n"
     "Durations take ms, s, m, h (a bare number is seconds); counts take k and m.\n"
     "Exit status: 0 all good; 1 an echoed byte differed; 2 fewer connections\n"
     "were established than asked; 3 other failures (connections lost, echoes\n"
-    "missing); 4 the hard time limit was hit; 64 usage error; 130 interrupted.\n"
+    "missing); 4 the hard time limit was hit; 5 an echo or a close was not what\n"
+    "the target URL's size=, delay= or close_after= asked; 64 usage error;\n"
+    "130 interrupted.\n"
     "\n"
     "Ctrl-C once ends the traffic and reports; twice closes at once.\n";
 
@@ -182,11 +192,32 @@ Target parse_target(const std::string& url) {
   t.proto = scheme == "ws" || scheme == "wss" ? Target::Proto::ws : Target::Proto::tcp;
   t.tls = scheme == "tls" || scheme == "wss";
   rest = url.substr(scheme.size() + 3);
-  const auto slash = rest.find('/');
+  // The authority ends at the path or, with no path, at the query
+  // ("ws://127.0.0.1:7001?delay=5ms" asks for "/?delay=5ms", as a browser's
+  // WebSocket does).
+  const auto slash = rest.find_first_of("/?#");
   std::string hostport = rest.substr(0, slash);
-  if (slash != std::string::npos) t.path = rest.substr(slash);
+  if (slash != std::string::npos) t.path = rest[slash] == '/' ? rest.substr(slash) : "/" + rest.substr(slash);
   if (t.proto == Target::Proto::tcp && slash != std::string::npos && t.path != "/") {
     throw UsageError("target " + url + ": a " + scheme + ":// target takes no path");
+  }
+  if (t.proto == Target::Proto::ws) {
+    for (const char ch : t.path) {
+      const auto u = static_cast<unsigned char>(ch);
+      if (ch == '#') {
+        throw UsageError("target " + url + ": a WebSocket URL has no fragment (#...); percent-encode a '#' as %23");
+      }
+      if (u <= 0x20 || u >= 0x7f) {
+        throw UsageError("target " + url +
+                         ": spaces, control characters and non-ASCII bytes cannot go on the request line; "
+                         "percent-encode them");
+      }
+    }
+    try {
+      t.controls = parse_controls(t.path);
+    } catch (const UsageError& e) {
+      throw UsageError("target " + url + ": " + e.what());
+    }
   }
   std::string host, port;
   if (!hostport.empty() && hostport.front() == '[') {
@@ -361,6 +392,17 @@ std::optional<Options> parse_options(int argc, char** argv) {
   if (auto v = duration("hold")) o.hold_s = *v;
   if (auto v = duration("connect-timeout")) o.connect_timeout_s = std::max(0.001, *v);
   if (auto v = duration("timeout")) o.timeout_s = std::max(0.001, *v);
+  if (const auto& d = o.target.controls.delay_ns) {
+    // An echo the server holds back on purpose is not late: the default
+    // deadline moves past the delay, an explicit one must already be.
+    const double delay_s = static_cast<double>(*d) / 1e9;
+    if (!vm.count("timeout")) {
+      o.timeout_s = std::max(o.timeout_s, delay_s + 5.0);
+    } else if (o.timeout_s <= delay_s) {
+      throw UsageError("--timeout " + vm["timeout"].as<std::string>() + " is not longer than the target's delay=" +
+                       o.target.controls.delay_text + ": every echo would time out");
+    }
+  }
   if (auto v = duration("max-time")) o.max_time_s = *v;
   if (cli_payload) {
     o.text = vm.count("text") > 0;

@@ -13,6 +13,8 @@
 
 #include <boost/asio/ip/address.hpp>
 
+#include "controls.hpp"
+
 namespace shoal::load {
 
 struct UsageError : std::runtime_error {
@@ -25,14 +27,20 @@ struct Target {
   std::string host;  // HOST:PORT as written (for the Host header)
   std::string name;  // HOST alone, without brackets: SNI and the certificate check
   std::uint16_t port = 0;
+  // ws://, wss://: the request target of the upgrade, path and query
+  // exactly as the URL has them ("/" when it has neither).
   std::string path = "/";
+  Controls controls;  // ws://, wss://: the response controls in the query
   boost::asio::ip::address address;
   std::string url;
 };
 
-// Parses tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or
-// wss://HOST:PORT/PATH. HOST is an IP literal ([::1] for IPv6) or
-// "localhost". Throws UsageError.
+// Parses tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT[/PATH][?QUERY] or
+// wss://HOST:PORT[/PATH][?QUERY]. HOST is an IP literal ([::1] for IPv6) or
+// "localhost". A path and query go on the upgrade's request line as
+// written (nothing is decoded or re-encoded); a fragment (#), spaces,
+// control characters and non-ASCII bytes cannot go there and are refused.
+// Throws UsageError.
 Target parse_target(const std::string& url);
 
 // "500ms", "2s", "1m", "1h"; a bare number means seconds. Throws UsageError.

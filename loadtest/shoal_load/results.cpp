@@ -73,6 +73,50 @@ std::string mode_line(const Options& o) {
   return s;
 }
 
+// One clause per control the target URL asked for; empty when none.
+std::string controls_line(const Controls& c, const ControlCounts& n) {
+  std::string s;
+  auto clause = [&](const std::string& t) { s += (s.empty() ? "" : "; ") + t; };
+  if (c.size) {
+    clause("size=" + std::to_string(*c.size) + ": " + thousands(n.resized) + " echoes resized as asked, " +
+           thousands(n.not_resized) + " not");
+  }
+  if (c.delay_ns) {
+    clause("delay=" + c.delay_text + ": " + thousands(n.delayed) + " at or after " + c.delay_text + ", " +
+           thousands(n.early) + " early");
+  }
+  if (c.close_after) {
+    std::string t = "close_after=" + std::to_string(*c.close_after) + ": " + thousands(n.closed_as_asked) +
+                    " connections closed with " + std::to_string(c.close_code) + " after " +
+                    std::to_string(*c.close_after) + " echoes, " + thousands(n.not_closed_as_asked) + " not";
+    if (n.close_unfinished) {
+      t += " (" + thousands(n.close_unfinished) + " still open at the end with fewer echoes)";
+    }
+    clause(t);
+  }
+  return s;
+}
+
+nlohmann::json controls_json(const Controls& c, const ControlCounts& n) {
+  if (!c.any()) return nullptr;
+  nlohmann::json j = nlohmann::json::object();
+  if (c.size) j["size"] = {{"bytes", *c.size}, {"resized", n.resized}, {"not_resized", n.not_resized}};
+  if (c.delay_ns) {
+    j["delay"] = {{"given", c.delay_text},
+                  {"delay_us", static_cast<double>(*c.delay_ns) / 1000.0},
+                  {"at_or_after", n.delayed},
+                  {"early", n.early}};
+  }
+  if (c.close_after) {
+    j["close_after"] = {{"echoes", *c.close_after},
+                        {"close_code", c.close_code},
+                        {"closed_as_asked", n.closed_as_asked},
+                        {"not", n.not_closed_as_asked},
+                        {"unfinished", n.close_unfinished}};
+  }
+  return j;
+}
+
 std::string html_escape(const std::string& in) {
   std::string out;
   for (char c : in) {
@@ -196,10 +240,21 @@ void Results::decide_exit_code() {
   if (lost) verdict.push_back(thousands(lost) + " connection(s) failed after being established");
   if (unanswered) verdict.push_back(thousands(unanswered) + " message(s) never echoed");
   if (workers_failed) verdict.push_back(std::to_string(workers_failed) + " worker process(es) failed");
+  const Controls& ctl = o.target.controls;
+  if (controls.not_resized) {
+    verdict.push_back(thousands(controls.not_resized) + " echo(es) not resized to size=" + std::to_string(*ctl.size));
+  }
+  if (controls.early) verdict.push_back(thousands(controls.early) + " echo(es) earlier than delay=" + ctl.delay_text);
+  if (controls.not_closed_as_asked) {
+    verdict.push_back(thousands(controls.not_closed_as_asked) + " connection(s) not closed with " +
+                      std::to_string(ctl.close_code) + " after close_after=" + std::to_string(*ctl.close_after) +
+                      " echoes");
+  }
   if (interrupted) verdict.push_back("interrupted");
   if (mismatches) exit_code = 1;
   else if (established < o.connections) exit_code = 2;
   else if (hard_limit_hit) exit_code = 4;
+  else if (controls.failures()) exit_code = 5;
   else if (lost || unanswered || workers_failed) exit_code = 3;
   else if (interrupted) exit_code = 130;
   else exit_code = 0;
@@ -255,6 +310,7 @@ nlohmann::json to_json(const Results& r) {
                    {"unanswered", r.unanswered},      {"skipped", r.skipped},
                    {"pings_answered", r.total.pings}};
   j["bytes"] = {{"sent", r.total.bytes_sent}, {"received", r.total.bytes_recv}};
+  j["controls"] = controls_json(o.target.controls, r.controls);
   j["latency"] = percentiles_json(r.latency);
   j["connect_latency"] = percentiles_json(r.connect);
   j["handshake_latency"] = percentiles_json(r.handshake);
@@ -344,6 +400,9 @@ std::string summary_text(const Results& r) {
       << fmt("%.2f", static_cast<double>(r.window.bytes_recv) / r.measured_s / 1e6) << " MB/s; sent "
       << thousands(static_cast<std::uint64_t>(r.sent_per_s())) << " msgs/s\n";
     s << "  latency      " << percentiles_line(r.latency) << "\n";
+  }
+  if (const std::string c = controls_line(o.target.controls, r.controls); !c.empty()) {
+    s << "  controls     " << c << "\n";
   }
   s << "  errors       " << errors_line(r.total);
   if (r.unanswered) s << "; " << thousands(r.unanswered) << " unanswered";

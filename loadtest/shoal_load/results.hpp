@@ -10,6 +10,7 @@
 #include <nlohmann/json.hpp>
 
 #include "common.hpp"
+#include "controls.hpp"
 #include "histogram.hpp"
 #include "options.hpp"
 
@@ -33,6 +34,7 @@ struct Results {
   Counters total, window;
   Histogram latency, connect, handshake, tls_handshake;
   std::uint64_t established = 0, lost = 0, unanswered = 0, skipped = 0, peak_open = 0;
+  ControlCounts controls;       // the target URL's response controls, as checked
   std::vector<std::string> samples;
   double client_cpu_s = 0;
   std::uint64_t client_max_rss_kb = 0;

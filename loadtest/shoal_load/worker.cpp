@@ -197,6 +197,7 @@ int worker_main(const Options& o, unsigned index, int result_fd, int control_fd,
     all.unanswered += f.unanswered;
     all.skipped += f.skipped;
     all.peak_open += f.peak_open;
+    all.controls.add(f.controls);
     for (auto& s : f.samples) {
       if (all.samples.size() < 8) all.samples.push_back(s);
     }
@@ -216,6 +217,7 @@ int worker_main(const Options& o, unsigned index, int result_fd, int control_fd,
       {"unanswered", all.unanswered},
       {"skipped", all.skipped},
       {"peak_open", all.peak_open},
+      {"controls", to_json(all.controls)},
       {"samples", all.samples},
       {"cpu_s", cpu_seconds_self()},
       {"max_rss_kb", ru.ru_maxrss},

@@ -473,6 +473,278 @@ TEST(ShoalLoad, UnverifiableCertificateFailsClearly) {
   EXPECT_NE(r.output.find("(self-signed certificate)"), std::string::npos) << r.output;
 }
 
+// --- the target URL's path, query and response controls -------------------
+
+// tests/controls_server.py: a WebSocket echo that does what size=, delay=
+// and close_after= ask ("right"), gets each wrong ("wrong"), ignores them
+// ("ignore") or corrupts the resized echoes ("corrupt"); its port is the
+// listener "ws", and it prints "path: TARGET" for every upgrade.
+std::unique_ptr<ShoaldProcess> start_controls_server(const std::string& mode) {
+  return std::make_unique<ShoaldProcess>(ShoaldProcess::Options{
+      .args = std::vector<std::string>{std::string(SHOAL_LOADTEST_DIR) + "/tests/controls_server.py", mode},
+      .binary = "/usr/bin/python3"});
+}
+
+std::string ws_base(int port) { return "ws://127.0.0.1:" + std::to_string(port); }
+
+// The upgrade asks for the URL's path and query byte for byte (nothing
+// decoded or re-encoded), and for "/?QUERY" when the URL has a query but no
+// path.
+TEST(ShoalLoad, PathAndQueryReachTheServerAsWritten) {
+  auto server = start_controls_server("ignore");
+  for (const std::string target : {"/a%20b/c/?x=1&y=%2F&z&e=%C3%A9", "?x=2"}) {
+    const auto r = run_load({ws_base(server->port("ws")) + target, "-c", "2", "--messages", "1", "--duration",
+                             "200ms", "-q"});
+    ASSERT_EQ(r.exit_code, 0) << target << "\n" << r.output;
+    const std::string want = "path: " + std::string(target[0] == '?' ? "/" : "") + target + "\n";
+    EXPECT_TRUE(server->wait_for_output(want, 5s)) << want << server->output();
+  }
+}
+
+// shoald upgrades only on its websocket.path, whatever the query: the path
+// shoal-load sends is the one in the URL.
+TEST(ShoalLoad, PathDecidesTheUpgradeAtShoald) {
+  const std::string yaml = "shards: 2\nlisteners:\n" +
+                           shoal::test::loopback_listener("ws", "websocket-echo", "    websocket:\n      path: /echo\n") +
+                           "admin:\n  port: 0\nshutdown:\n  drain_timeout: 1s\n";
+  auto server = std::make_unique<ShoaldProcess>(ShoaldProcess::Options{.yaml = yaml});
+  const std::string base = ws_base(server->port("ws"));
+  auto r = run_load({base + "/echo?x=1", "-c", "3", "--messages", "2", "--duration", "200ms", "-q"});
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const std::string wrong : {"/echo/?x=1", "/?echo", "/Echo"}) {
+    r = run_load({base + wrong, "-c", "1", "--duration", "200ms", "-q"});
+    EXPECT_EQ(r.exit_code, 2) << wrong << "\n" << r.output;
+    EXPECT_NE(r.output.find("WebSocket upgrade: status 404"), std::string::npos) << wrong << "\n" << r.output;
+  }
+}
+
+struct ControlRun {
+  RunResult r;
+  nlohmann::json j;
+};
+
+ControlRun run_controls(const std::string& url, std::vector<std::string> extra) {
+  const std::string json = temp_path(".json");
+  std::vector<std::string> args = {url, "--json", json, "-q"};
+  args.insert(args.end(), extra.begin(), extra.end());
+  ControlRun c;
+  c.r = run_load(args);
+  c.j = read_json(json);
+  return c;
+}
+
+// A server that does what the controls ask: every echo is counted as asked,
+// nothing as not, and the run passes; the close after N echoes is neither a
+// failure nor leaves messages unanswered. Text and binary, an echo larger
+// than the message (repeated) and smaller (cut).
+TEST(ShoalLoad, ControlsDoneAsAskedAreCounted) {
+  auto server = start_controls_server("right");
+  struct Case {
+    std::string query;
+    std::string payload;
+    std::uint64_t size;
+  };
+  for (const Case& k : {Case{"size=1000&delay=20ms&close_after=5&close_code=4001", "--text", 1000},
+                        Case{"size=7&close_after=6", "--binary", 7}}) {
+    const auto c = run_controls(ws_base(server->port("ws")) + "/?" + k.query,
+                                {"-c", "4", "--pipeline", "2", "--size", "300", k.payload, "--duration", "1s"});
+    ASSERT_EQ(c.r.exit_code, 0) << k.query << "\n" << c.r.output;
+    const auto& ctl = c.j["controls"];
+    const std::uint64_t received = c.j["messages"]["received"].get<std::uint64_t>();
+    EXPECT_EQ(received, 4u * (k.query.find("close_after=5") != std::string::npos ? 5u : 6u)) << c.r.output;
+    EXPECT_EQ(ctl["size"]["bytes"].get<std::uint64_t>(), k.size);
+    EXPECT_EQ(ctl["size"]["resized"].get<std::uint64_t>(), received);
+    EXPECT_EQ(ctl["size"]["not_resized"].get<int>(), 0);
+    EXPECT_EQ(c.j["bytes"]["received"].get<std::uint64_t>(), received * k.size);
+    EXPECT_EQ(ctl["close_after"]["closed_as_asked"].get<int>(), 4);
+    EXPECT_EQ(ctl["close_after"]["not"].get<int>(), 0);
+    EXPECT_EQ(c.j["connections"]["lost"].get<int>(), 0);
+    EXPECT_EQ(c.j["messages"]["unanswered"].get<int>(), 0);
+    EXPECT_EQ(error_total(c.j), 0u) << c.r.output;
+    if (k.query.find("delay") != std::string::npos) {
+      EXPECT_EQ(ctl["delay"]["at_or_after"].get<std::uint64_t>(), received);
+      EXPECT_EQ(ctl["delay"]["early"].get<int>(), 0);
+      EXPECT_GE(c.j["latency"]["min_us"].get<double>(), 20000.0);
+      EXPECT_NE(c.r.output.find("controls     size=1000: 20 echoes resized as asked, 0 not; delay=20ms: 20 at or "
+                                "after 20ms, 0 early; close_after=5: 4 connections closed with 4001 after 5 "
+                                "echoes, 0 not"),
+                std::string::npos)
+          << c.r.output;
+    } else {
+      EXPECT_FALSE(ctl.contains("delay"));
+    }
+  }
+}
+
+// A server that gets each control wrong (echoes a byte short, at once, and
+// closes with another code) or ignores them is caught, counted and fails
+// the run with exit status 5; one that corrupts the resized echoes fails it
+// with 1, as any changed byte does.
+TEST(ShoalLoad, ControlsNotDoneAreCaught) {
+  for (const std::string mode : {"wrong", "ignore"}) {
+    auto server = start_controls_server(mode);
+    const auto c = run_controls(ws_base(server->port("ws")) + "/?size=100&delay=30ms&close_after=3&close_code=3000",
+                                {"-c", "3", "--duration", "500ms"});
+    EXPECT_EQ(c.r.exit_code, 5) << mode << "\n" << c.r.output;
+    const auto& ctl = c.j["controls"];
+    const std::uint64_t received = c.j["messages"]["received"].get<std::uint64_t>();
+    EXPECT_GE(received, 9u) << mode;
+    EXPECT_EQ(ctl["size"]["resized"].get<int>(), 0) << mode;
+    EXPECT_EQ(ctl["size"]["not_resized"].get<std::uint64_t>(), received) << mode;
+    EXPECT_EQ(ctl["delay"]["at_or_after"].get<int>(), 0) << mode;
+    EXPECT_EQ(ctl["delay"]["early"].get<std::uint64_t>(), received) << mode;
+    EXPECT_EQ(ctl["close_after"]["closed_as_asked"].get<int>(), 0) << mode;
+    EXPECT_EQ(ctl["close_after"]["not"].get<int>(), 3) << mode;
+    EXPECT_EQ(c.j["errors"]["mismatch"].get<int>(), 0) << mode;  // the bytes were the message's
+    EXPECT_FALSE(c.j["ok"].get<bool>());
+    EXPECT_NE(c.r.output.find("not resized to size=100"), std::string::npos) << c.r.output;
+    EXPECT_NE(c.r.output.find("earlier than delay=30ms"), std::string::npos) << c.r.output;
+    EXPECT_NE(c.r.output.find("not closed with 3000 after close_after=3"), std::string::npos) << c.r.output;
+  }
+  auto server = start_controls_server("corrupt");
+  const auto c = run_controls(ws_base(server->port("ws")) + "/?size=100", {"-c", "2", "--duration", "300ms"});
+  EXPECT_EQ(c.r.exit_code, 1) << c.r.output;
+  EXPECT_GT(c.j["errors"]["mismatch"].get<int>(), 0);
+  EXPECT_EQ(c.j["errors"]["mismatch"], c.j["controls"]["size"]["not_resized"]);
+  EXPECT_NE(c.r.output.find("is not the message repeated"), std::string::npos) << c.r.output;
+}
+
+// Without controls in the URL the report has none and says nothing of them.
+TEST(ShoalLoad, NoControlsNoReport) {
+  auto server = start_controls_server("right");
+  const auto c = run_controls(ws_base(server->port("ws")) + "/?x=1", {"-c", "2", "--messages", "3", "--duration", "200ms"});
+  ASSERT_EQ(c.r.exit_code, 0) << c.r.output;
+  EXPECT_TRUE(c.j.contains("controls"));
+  EXPECT_TRUE(c.j["controls"].is_null());
+  EXPECT_EQ(c.r.output.find("controls"), std::string::npos) << c.r.output;
+}
+
+// shoald with a ws listener "ws" and a wss listener "wss" (the certificate
+// of `c`), whose websocket: map has `websocket` in it.
+std::unique_ptr<ShoaldProcess> start_controls_shoald(const SelfSigned& c, const std::string& websocket) {
+  const std::string tls = "    tls:\n      certificate: " + c.cert() + "\n      private_key: " + c.key() + "\n";
+  const std::string ws = "    websocket:\n" + websocket;
+  const std::string yaml = "shards: 2\nlisteners:\n" + shoal::test::loopback_listener("ws", "websocket-echo", ws) +
+                           shoal::test::loopback_listener("wss", "websocket-echo", ws + tls) +
+                           "admin:\n  port: 0\nshutdown:\n  drain_timeout: 1s\n";
+  return std::make_unique<ShoaldProcess>(ShoaldProcess::Options{.yaml = yaml});
+}
+
+// The real shoald does what each control asks, over ws:// and wss://, in
+// text and binary, larger and smaller than the message: shoal-load counts
+// every echo as asked and every connection closed as asked.
+TEST(ShoalLoad, ControlsAgainstShoald) {
+  SelfSigned cert;
+  auto server = start_controls_shoald(cert, "      ping_interval: 0s\n");
+  struct Case {
+    std::string url;
+    std::vector<std::string> args;
+  };
+  const std::string ws = ws_base(server->port("ws"));
+  const std::string wss = "wss://127.0.0.1:" + std::to_string(server->port("wss"));
+  const std::vector<Case> cases = {
+      {ws + "/?size=1000", {"--size", "300", "--text", "--pipeline", "4"}},
+      {ws + "/?x=1&size=7", {"--size", "300", "--binary", "--pipeline", "4"}},
+      {wss + "/?size=100000", {"--size", "1000", "--insecure", "--pipeline", "2"}},
+      {ws + "/?close_after=4&close_code=4000", {"--pipeline", "2"}},
+      {wss + "/?close_after=3&size=10", {"--insecure", "--text"}},
+      {ws + "/?close_after=0", {}},
+  };
+  for (const auto& k : cases) {
+    std::vector<std::string> args = {"-c", "5", "--duration", "1s"};
+    args.insert(args.end(), k.args.begin(), k.args.end());
+    const auto c = run_controls(k.url, args);
+    ASSERT_EQ(c.r.exit_code, 0) << k.url << "\n" << c.r.output;
+    const auto& ctl = c.j["controls"];
+    const std::uint64_t received = c.j["messages"]["received"].get<std::uint64_t>();
+    EXPECT_EQ(error_total(c.j), 0u) << k.url << "\n" << c.r.output;
+    EXPECT_EQ(c.j["connections"]["lost"].get<int>(), 0) << k.url;
+    EXPECT_EQ(c.j["messages"]["unanswered"].get<int>(), 0) << k.url;
+    if (ctl.contains("size")) {
+      EXPECT_GT(received, 0u) << k.url;
+      EXPECT_EQ(ctl["size"]["resized"].get<std::uint64_t>(), received) << k.url;
+      EXPECT_EQ(c.j["bytes"]["received"].get<std::uint64_t>(), received * ctl["size"]["bytes"].get<std::uint64_t>())
+          << k.url;
+    }
+    if (ctl.contains("close_after")) {
+      const std::uint64_t n = ctl["close_after"]["echoes"].get<std::uint64_t>();
+      EXPECT_EQ(ctl["close_after"]["closed_as_asked"].get<int>(), 5) << k.url << "\n" << c.r.output;
+      EXPECT_EQ(received, 5 * n) << k.url;
+    }
+  }
+}
+
+// delay= at shoald: every echo no sooner than 25 ms after its message, in
+// the closed loop with three in flight (with size= too) and in the open
+// loop over wss://.
+TEST(ShoalLoad, DelayAgainstShoald) {
+  SelfSigned cert;
+  auto server = start_controls_shoald(cert, "      ping_interval: 0s\n");
+  const std::string ws = ws_base(server->port("ws"));
+  const std::string wss = "wss://127.0.0.1:" + std::to_string(server->port("wss"));
+  const std::vector<std::pair<std::string, std::vector<std::string>>> cases = {
+      {ws + "?delay=25ms&size=64", {"--size", "64", "--pipeline", "3"}},
+      {wss + "/?delay=25ms", {"--rate", "200", "--insecure"}},
+  };
+  for (const auto& [url, extra] : cases) {
+    std::vector<std::string> args = {"-c", "5", "--duration", "1s"};
+    args.insert(args.end(), extra.begin(), extra.end());
+    const auto c = run_controls(url, args);
+    EXPECT_EQ(c.r.exit_code, 0) << url << "\n" << c.r.output;
+    const std::uint64_t received = c.j["messages"]["received"].get<std::uint64_t>();
+    EXPECT_GT(received, 0u) << url;
+    EXPECT_EQ(c.j["controls"]["delay"]["at_or_after"].get<std::uint64_t>(), received) << url;
+    EXPECT_EQ(c.j["controls"]["delay"]["early"].get<int>(), 0) << url;
+    EXPECT_GE(c.j["latency"]["min_us"].get<double>(), 25000.0) << url;
+    EXPECT_EQ(error_total(c.j), 0u) << url;
+  }
+}
+
+// With controls.enabled false shoald only passes the parameters on and
+// echoes as ever: shoal-load reports every control as not done and fails.
+TEST(ShoalLoad, ControlsOffAtShoaldAreCaught) {
+  SelfSigned cert;
+  auto server = start_controls_shoald(cert, "      controls:\n        enabled: false\n");
+  const auto c = run_controls(ws_base(server->port("ws")) + "/?size=100&delay=50ms&close_after=2",
+                              {"-c", "3", "--duration", "500ms"});
+  EXPECT_EQ(c.r.exit_code, 5) << c.r.output;
+  const auto& ctl = c.j["controls"];
+  const std::uint64_t received = c.j["messages"]["received"].get<std::uint64_t>();
+  EXPECT_GT(received, 6u);
+  EXPECT_EQ(ctl["size"]["not_resized"].get<std::uint64_t>(), received);
+  EXPECT_EQ(ctl["delay"]["early"].get<std::uint64_t>(), received);
+  EXPECT_EQ(ctl["close_after"]["not"].get<int>(), 3);
+  EXPECT_EQ(c.j["errors"]["mismatch"].get<int>(), 0);
+  // Over the listener's cap, shoald refuses the upgrade (400): every
+  // connection fails to upgrade, and says why.
+  auto capped = start_controls_shoald(cert, "      controls:\n        max_size: 1000\n");
+  const auto r = run_load({ws_base(capped->port("ws")) + "/?size=1001", "-c", "2", "--duration", "200ms", "-q"});
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("WebSocket upgrade: status 400"), std::string::npos) << r.output;
+}
+
+TEST(ShoalLoad, ControlUsageErrors) {
+  const struct {
+    std::vector<std::string> args;
+    std::string says;
+  } cases[] = {
+      {{"ws://127.0.0.1:7001/?size=1MB"}, "size=1MB: expected a number of bytes, 0-67108864"},
+      {{"ws://127.0.0.1:7001/?delay=2h"}, "delay=2h: expected a duration like 250ms, 5s, 2m or 1h, at most 1h"},
+      {{"ws://127.0.0.1:7001/?close_after=1&close_code=1005"}, "close_code=1005: expected a close code"},
+      {{"ws://127.0.0.1:7001/?close_code=4000"}, "close_code= needs close_after="},
+      {{"ws://127.0.0.1:7001/?size=1&size=2"}, "size= is given twice"},
+      {{"ws://127.0.0.1:7001/#top"}, "a WebSocket URL has no fragment"},
+      {{"ws://127.0.0.1:7001/?delay=2s", "--timeout", "2s"}, "--timeout 2s is not longer than the target's delay=2s"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = c.args;
+    args.insert(args.end(), {"-c", "1", "--duration", "1s"});
+    const auto r = run_load(args);
+    EXPECT_EQ(r.exit_code, 64) << r.output;
+    EXPECT_NE(r.output.find(c.says), std::string::npos) << r.output;
+  }
+}
+
 TEST(ShoalLoad, TargetAndTlsOptionUsageErrors) {
   const struct {
     std::vector<std::string> args;
