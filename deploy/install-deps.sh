@@ -14,11 +14,11 @@ build_pkgs="
   make cmake g++ pkg-config ccache
   libboost1.81-dev libboost-program-options1.81-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  prometheus-cpp-dev libsystemd-dev libssl-dev zlib1g-dev openssl
+  prometheus-cpp-dev libsystemd-dev libssl-dev zlib1g-dev openssl libhiredis-dev
   libgtest-dev
   clang libclang-rt-14-dev
   python3 python3-websockets python3-yaml prometheus
-  procps systemd haproxy
+  procps systemd haproxy redis-server
   chromium
 "
 # Compilers, cmake and the -dev libraries, nothing else: no clang, no test
@@ -27,11 +27,11 @@ docker_build_pkgs="
   make cmake g++ pkg-config ccache
   libboost1.81-dev libboost-program-options1.81-dev
   libyaml-cpp-dev libspdlog-dev libfmt-dev nlohmann-json3-dev
-  prometheus-cpp-dev libsystemd-dev libssl-dev zlib1g-dev
+  prometheus-cpp-dev libsystemd-dev libssl-dev zlib1g-dev libhiredis-dev
 "
 runtime_pkgs="
   libboost-program-options1.81.0 libyaml-cpp0.7 libspdlog1.10 libfmt9
-  libprometheus-cpp-core1.0 libsystemd0 libssl3 zlib1g ca-certificates openssl
+  libprometheus-cpp-core1.0 libsystemd0 libssl3 zlib1g libhiredis0.14 ca-certificates openssl
 "
 
 case "${1:-build}" in
