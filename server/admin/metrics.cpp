@@ -1,5 +1,8 @@
 #include "admin/metrics.hpp"
 
+#include "pubsub/hub.hpp"
+#include "pubsub/redis_bridge.hpp"
+
 #include <dirent.h>
 #include <sys/resource.h>
 #include <unistd.h>
@@ -72,6 +75,8 @@ struct ListenerTotals {
   std::uint64_t close_codes[kCloseCodeSlots] = {};
   std::uint64_t ktls_connections = 0;
   std::uint64_t http_requests = 0;
+  std::uint64_t pubsub_subscribers = 0, pubsub_published = 0, pubsub_deliveries = 0,
+                pubsub_dropped = 0, pubsub_slow_closed = 0;
   std::uint64_t controls[kControlSlots] = {};
   std::uint64_t control_errors[kControlSlots] = {};
 };
@@ -166,6 +171,41 @@ class ShardCollector final : public prometheus::Collectable {
         "control.",
         MetricType::Counter);
 
+    MetricFamily ps_subscribers = make_family(
+        "shoal_pubsub_subscribers", "Subscribers connected now, by websocket-pubsub listener.",
+        MetricType::Gauge);
+    MetricFamily ps_published = make_family(
+        "shoal_pubsub_published_total",
+        "Messages this instance's clients published, by websocket-pubsub listener.",
+        MetricType::Counter);
+    MetricFamily ps_deliveries = make_family(
+        "shoal_pubsub_deliveries_total",
+        "Messages sent (or queued) to subscribers, from this instance or through Redis.",
+        MetricType::Counter);
+    MetricFamily ps_dropped = make_family(
+        "shoal_pubsub_dropped_total",
+        "Messages not delivered to a slow consumer (slow_consumer: drop).", MetricType::Counter);
+    MetricFamily ps_slow = make_family(
+        "shoal_pubsub_slow_consumers_closed_total",
+        "Subscribers closed with 1008 for passing max_queued_bytes (slow_consumer: close).",
+        MetricType::Counter);
+    MetricFamily redis_up = make_family(
+        "shoal_pubsub_redis_connected",
+        "1 while the listener's Redis link is up, else 0 (listeners with pubsub.redis).",
+        MetricType::Gauge);
+    MetricFamily redis_reconnects = make_family(
+        "shoal_pubsub_redis_reconnects_total", "Times the Redis link was connected again after a loss.",
+        MetricType::Counter);
+    MetricFamily redis_out = make_family(
+        "shoal_pubsub_redis_published_total", "Messages published to Redis.", MetricType::Counter);
+    MetricFamily redis_in = make_family(
+        "shoal_pubsub_redis_received_total",
+        "Messages from other instances received through Redis.", MetricType::Counter);
+    MetricFamily redis_dropped = make_family(
+        "shoal_pubsub_redis_publish_dropped_total",
+        "Messages not published to Redis because the link was down (local delivery went on).",
+        MetricType::Counter);
+
     for (std::size_t li = 0; li < listeners.size(); ++li) {
       const std::string& name = listeners[li].name;
       ListenerTotals t;
@@ -186,6 +226,11 @@ class ShardCollector final : public prometheus::Collectable {
         for (std::size_t c = 0; c < kCloseCodeSlots; ++c) t.close_codes[c] += s.close_codes[c].load();
         t.ktls_connections += s.ktls_connections.load();
         t.http_requests += s.http_requests.load();
+        t.pubsub_subscribers += s.pubsub_subscribers.load();
+        t.pubsub_published += s.pubsub_published.load();
+        t.pubsub_deliveries += s.pubsub_deliveries.load();
+        t.pubsub_dropped += s.pubsub_dropped.load();
+        t.pubsub_slow_closed += s.pubsub_slow_closed.load();
         for (std::size_t c = 0; c < kControlSlots; ++c) {
           t.controls[c] += s.controls[c].load();
           t.control_errors[c] += s.control_errors[c].load();
@@ -205,6 +250,27 @@ class ShardCollector final : public prometheus::Collectable {
       add_counter(bytes_out, {{"listener", name}}, as_double(t.bytes_sent));
       // Only WebSocket listeners have close codes: a TCP listener would show
       // a dozen series that can never move.
+      if (listeners[li].protocol == Protocol::websocket_pubsub) {
+        add_gauge(ps_subscribers, {{"listener", name}}, as_double(t.pubsub_subscribers));
+        add_counter(ps_published, {{"listener", name}}, as_double(t.pubsub_published));
+        add_counter(ps_deliveries, {{"listener", name}}, as_double(t.pubsub_deliveries));
+        add_counter(ps_dropped, {{"listener", name}}, as_double(t.pubsub_dropped));
+        add_counter(ps_slow, {{"listener", name}}, as_double(t.pubsub_slow_closed));
+        const auto& hubs = server_.pubsub_hubs();
+        if (li < hubs.size() && hubs[li] && hubs[li]->bridge()) {
+          const pubsub::RedisBridge::Stats& r = hubs[li]->bridge()->stats();
+          add_gauge(redis_up, {{"listener", name}}, r.connected.load() ? 1 : 0);
+          add_counter(redis_reconnects, {{"listener", name}}, as_double(r.reconnects.load()));
+          add_counter(redis_out, {{"listener", name}}, as_double(r.published.load()));
+          add_counter(redis_in, {{"listener", name}}, as_double(r.received.load()));
+          add_counter(redis_dropped, {{"listener", name}}, as_double(r.publish_dropped.load()));
+        }
+        for (std::size_t c = 0; c < kCloseCodeSlots; ++c) {
+          const std::string code =
+              c < std::size(kCountedCloseCodes) ? std::to_string(kCountedCloseCodes[c]) : "other";
+          add_counter(close_codes, {{"listener", name}, {"code", code}}, as_double(t.close_codes[c]));
+        }
+      }
       if (listeners[li].protocol == Protocol::websocket_echo) {
         for (std::size_t c = 0; c < kCloseCodeSlots; ++c) {
           const std::string code =
@@ -282,7 +348,9 @@ class ShardCollector final : public prometheus::Collectable {
 
     std::vector<MetricFamily> out;
     for (MetricFamily* f : {&active, &served, &accepted, &rejected, &closed, &msg_in, &msg_out,
-                            &bytes_in, &bytes_out, &close_codes, &http_requests, &controls, &control_errors, &ktls, &lag, &handlers, &exceptions,
+                            &bytes_in, &bytes_out, &close_codes, &http_requests, &controls, &control_errors, &ps_subscribers, &ps_published,
+                            &ps_deliveries, &ps_dropped, &ps_slow, &redis_up, &redis_reconnects,
+                            &redis_out, &redis_in, &redis_dropped, &ktls, &lag, &handlers, &exceptions,
                             &healthy, &draining}) {
       if (!f->metric.empty()) out.push_back(std::move(*f));
     }

@@ -19,6 +19,7 @@ const char* to_string(CloseReason r) {
     case CloseReason::write_timeout: return "write_timeout";
     case CloseReason::ping_timeout: return "ping_timeout";
     case CloseReason::close_after: return "close_after";
+    case CloseReason::slow_consumer: return "slow_consumer";
     case CloseReason::count_: break;
   }
   return "unknown";

@@ -22,6 +22,7 @@ enum class CloseReason : std::uint8_t {
   write_timeout,   // the peer stopped reading our writes
   ping_timeout,    // no pong within pong_timeout
   close_after,     // the close_after= response control: closed after N echoes
+  slow_consumer,   // websocket-pubsub: unsent messages passed pubsub.max_queued_bytes
   count_
 };
 const char* to_string(CloseReason r);

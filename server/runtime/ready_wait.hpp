@@ -88,6 +88,9 @@ class ReadyWait final : private boost::asio::detail::reactor_op {
   ReadyWait(const ReadyWait&) = delete;
   ReadyWait& operator=(const ReadyWait&) = delete;
 
+  // Whether a wait is pending (it holds its owner until it completes).
+  bool waiting() const noexcept { return static_cast<bool>(owner_); }
+
   // `reactor` is reactor_of(the socket's io_context).
   void start(Reactor& reactor, ReadySocket& socket, Owner owner) {
     owner_ = std::move(owner);

@@ -1,5 +1,7 @@
 #include "runtime/server.hpp"
 
+#include "pubsub/hub.hpp"
+
 #include <poll.h>
 #include <sched.h>
 #include <sys/signalfd.h>
@@ -40,6 +42,7 @@ SessionStarter starter_for(const ListenerConfig& lc, const TlsSlot* tls) {
       }
       return start_tcp_echo_session;
     case Protocol::websocket_echo:
+    case Protocol::websocket_pubsub:  // the same session; the shard's slot has its channels
       if (tls) {
         return [ws = &lc.websocket, tls](Shard& shard, std::size_t index, tcp_socket socket,
                                          PerIpCounts::Entry* client, const tcp::endpoint& peer) {
@@ -51,8 +54,6 @@ SessionStarter starter_for(const ListenerConfig& lc, const TlsSlot* tls) {
                                   PerIpCounts::Entry* client, const tcp::endpoint& peer) {
         start_websocket_session(shard, index, std::move(socket), client, peer, *ws);
       };
-    case Protocol::websocket_pubsub:
-      break;  // not served yet
   }
   throw std::logic_error("no session type for protocol");
 }
@@ -73,7 +74,7 @@ std::shared_ptr<const CidrSet> trusted_of(const ListenerConfig& lc) {
 // How long a balancer has to send the PROXY header: the listener's
 // handshake deadline, or 10 s for plaintext TCP echo, which has none.
 Duration proxy_timeout_of(const ListenerConfig& lc) {
-  if (lc.protocol == Protocol::websocket_echo) return lc.websocket.handshake_timeout;
+  if (lc.protocol != Protocol::tcp_echo) return lc.websocket.handshake_timeout;
   if (lc.tls) return lc.tls->handshake_timeout;
   return std::chrono::seconds(10);
 }
@@ -121,6 +122,24 @@ Server::Server(const Config& config, const PreflightResult& preflight,
   for (unsigned i = 0; i < shard_count_; ++i) {
     shards_.push_back(std::make_unique<Shard>(i, startup_, shared, active_));
   }
+  std::vector<Shard*> all;
+  for (auto& s : shards_) all.push_back(s.get());
+  for (std::size_t li = 0; li < startup_.listeners.size(); ++li) {
+    if (startup_.listeners[li].protocol != Protocol::websocket_pubsub) {
+      hubs_.push_back(nullptr);
+      continue;
+    }
+    auto hub = std::make_unique<pubsub::PubSubHub>(startup_.listeners[li], li);
+    hub->attach(all);
+    for (unsigned s = 0; s < shards_.size(); ++s) shards_[s]->slot(li).pubsub = &hub->table(s);
+    hubs_.push_back(std::move(hub));
+  }
+}
+
+bool Server::pubsub_ready() const {
+  for (const auto& hub : hubs_)
+    if (hub && !hub->ready()) return false;
+  return true;
 }
 
 Server::~Server() { stop(); }
@@ -170,6 +189,8 @@ void Server::start() {
     if (startup_.cpu_affinity && !cpus.empty()) cpu = cpus[i % cpus.size()];
     shards_[i]->start(cpu);
   }
+  for (auto& hub : hubs_)
+    if (hub) hub->start();  // Redis connects in the background
   for (auto& a : acceptors_) a->start();
   started_at_ = std::chrono::steady_clock::now();
   started_.store(true, std::memory_order_release);
@@ -249,7 +270,7 @@ DrainOutcome Server::drain(Duration timeout, int interrupt_fd) {
   // they do not all reconnect to the other instances in one moment.
   std::vector<std::size_t> websocket_listeners;
   for (std::size_t i = 0; i < startup_.listeners.size(); ++i) {
-    if (startup_.listeners[i].protocol == Protocol::websocket_echo) websocket_listeners.push_back(i);
+    if (startup_.listeners[i].protocol != Protocol::tcp_echo) websocket_listeners.push_back(i);
   }
   if (!websocket_listeners.empty()) {
     const Duration spread = std::min(running().config.shutdown.drain_spread, timeout);
@@ -279,6 +300,10 @@ DrainOutcome Server::drain(Duration timeout, int interrupt_fd) {
 void Server::stop() {
   if (stopped_) return;
   stopped_ = true;
+  // Before the loops stop: sessions that end from now on only leave their
+  // shard's table, and Redis is let go.
+  for (auto& hub : hubs_)
+    if (hub) hub->stop();
   for (auto& s : shards_) s->stop_and_join();
 }
 

@@ -22,6 +22,10 @@
 #include "runtime/shard.hpp"
 #include "tls/tls.hpp"
 
+namespace shoal::pubsub {
+class PubSubHub;
+}
+
 namespace shoal {
 
 struct BoundListener {
@@ -100,9 +104,13 @@ class Server {
 
   // Ready: every listener is bound and accepting, and no drain has begun.
   // Any thread.
+  // With pubsub.redis_required, also: that listener's Redis is connected.
   bool ready() const {
-    return started_.load(std::memory_order_acquire) && !draining_.load(std::memory_order_acquire);
+    return started_.load(std::memory_order_acquire) && !draining_.load(std::memory_order_acquire) &&
+           pubsub_ready();
   }
+  // Per pubsub listener (by index; null for the others), for metrics.
+  const std::vector<std::unique_ptr<pubsub::PubSubHub>>& pubsub_hubs() const { return hubs_; }
   bool draining() const { return draining_.load(std::memory_order_acquire); }
 
   // Applies a reloaded config that passed validation and the preflight
@@ -122,6 +130,7 @@ class Server {
  private:
   // Runs fn(shard) on every shard's own thread; returns when all have run
   // it, or false after `bound` if some have not (a stuck shard).
+  bool pubsub_ready() const;
   bool on_all_shards(const std::function<void(Shard&)>& fn, std::chrono::milliseconds bound);
   // Blocks until the connection count is zero, `deadline` passes or
   // `interrupt_fd` is readable; true when the count is zero.
@@ -142,6 +151,10 @@ class Server {
   // Per listener: the current TLS settings, null for plaintext listeners.
   // Read by the acceptors' session starters on every shard.
   std::vector<std::unique_ptr<TlsSlot>> tls_slots_;
+  // websocket-pubsub listeners' fan-out, by listener index (null for the
+  // others). Declared before the shards: sessions destroyed with a shard's
+  // io_context still leave their channel tables.
+  std::vector<std::unique_ptr<pubsub::PubSubHub>> hubs_;
   std::vector<std::unique_ptr<Shard>> shards_;
   // After the shards: destroyed first, while their contexts still exist.
   std::vector<std::unique_ptr<Acceptor>> acceptors_;

@@ -36,6 +36,10 @@
 #include "config/config.hpp"
 #include "runtime/ready_wait.hpp"
 
+namespace shoal::pubsub {
+class ChannelTable;
+}
+
 namespace shoal {
 
 // Sockets and timers typed with the concrete executor: no type-erased
@@ -193,6 +197,14 @@ struct alignas(64) ListenerStats {
   // included, errors not), and the response controls used and refused, by
   // Control (protocol/http_echo.hpp).
   ShardCounter http_requests;
+  // websocket-pubsub: subscribers now (up and down), messages published by
+  // this shard's clients, deliveries to them, and slow consumers' messages
+  // dropped (slow_consumer: drop) or connections closed (close).
+  ShardCounter pubsub_subscribers;
+  ShardCounter pubsub_published;
+  ShardCounter pubsub_deliveries;
+  ShardCounter pubsub_dropped;
+  ShardCounter pubsub_slow_closed;
   ShardCounter controls[kControlSlots];
   ShardCounter control_errors[kControlSlots];
 };
@@ -316,6 +328,7 @@ struct ListenerSlot {
   std::int64_t idle_timeout_ms = 0;
   std::int64_t write_timeout_ms = 0;
   ListenerShared* shared = nullptr;
+  pubsub::ChannelTable* pubsub = nullptr;  // websocket-pubsub listeners: this shard's channels
 };
 
 class Shard {

@@ -106,6 +106,7 @@ class Transport {
   // Bytes the transport took but the kernel has not (TLS records sealed
   // after the hand-over); flush_output() sends them.
   bool output_pending() const noexcept { return tls_ && tls_->output_pending(); }
+  std::size_t output_pending_bytes() const noexcept { return tls_ ? tls_->output_pending_bytes() : 0; }
   Io flush_output() { return map(tls_->flush()); }
 
   // Our end of the byte stream: TLS close_notify (done once it is in the

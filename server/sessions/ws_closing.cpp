@@ -42,8 +42,14 @@ void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
 
 void WsSession::on_close(CloseReason reason) {
   if (phase_ == Phase::closing || phase_ == Phase::linger || phase_ == Phase::done) return;
-  if (phase_ == Phase::open && reason == CloseReason::close_after && controls_) {
-    start_ws_close(controls_->close_code(), "close_after");  // behind the echoes before it
+  if (phase_ == Phase::open && reason == CloseReason::close_after && controls()) {
+    start_ws_close(controls()->close_code(), "close_after");  // behind the echoes before it
+    return;
+  }
+  if (phase_ == Phase::open && reason == CloseReason::slow_consumer) {
+    // Behind what it has not read: the closing deadline bounds a client
+    // that never reads again.
+    start_ws_close(1008, "slow consumer");
     return;
   }
   if (phase_ == Phase::open && !write_blocked() &&
@@ -69,7 +75,7 @@ void WsSession::start_ws_close(std::uint16_t code, const char* why) {
     // Reading waited for delayed echoes, which are not sent now: it must
     // resume for the client's close.
     paused_ = false;
-    if (controls_) controls_->drop_queue();
+    if (controls()) controls()->drop_queue();
     boost::asio::post(shard_.executor(), [self = shared_from_this()] {
       if (self->phase_ == Phase::closing) self->on_readable();
     });
@@ -215,7 +221,7 @@ void WsSession::on_timer(const error_code& ec) {
     case Keepalive::Due::nothing:
       break;
   }
-  if (controls_) {
+  if (controls()) {
     release_delayed(now);
     if (phase_ != Phase::open) return;
   }
@@ -228,7 +234,7 @@ void WsSession::schedule_open_deadlines(std::int64_t now) {
   if (write_timeout > 0 && write_blocked()) next = out_since_ms_ + write_timeout;
   const Keepalive keepalive{cfg_->ping_interval.count(), cfg_->pong_timeout.count()};
   next = std::min(next, keepalive.next(last_read_ms_, ping_sent_ms_));
-  if (controls_) next = std::min(next, controls_->next_due());
+  if (controls()) next = std::min(next, controls()->next_due());
   if (next != kNever) arm(std::max(next, now));
 }
 

@@ -44,7 +44,12 @@ ByteBuffer& echo_out() {
 // --- waiting -----------------------------------------------------------------
 
 // Only once a read found the socket empty (ready_wait.hpp).
-void WsSession::wait_read() { read_wait_.start(shard_.reactor(), io_.socket(), shared_from_this()); }
+// One wait at a time: a pubsub subscriber may be parked on a read when a
+// delivery's write completes and reads on.
+void WsSession::wait_read() {
+  if (read_wait_.waiting()) return;
+  read_wait_.start(shard_.reactor(), io_.socket(), shared_from_this());
+}
 
 void WsSession::wait_write() {
   if (writing_wait_) return;
@@ -110,15 +115,17 @@ void WsSession::on_readable() {
     wait_write();
     return;
   }
-  // Response controls: the engine hands them each message. Null, the usual
-  // case, is the plain echo.
-  WsControls* const shaper = phase_ == Phase::open ? controls_.get() : nullptr;
-  if (shaper != nullptr) {
-    if (shaper->close_due() || shaper->queue_full()) {
+  // Response controls (websocket-echo) or the channel (websocket-pubsub):
+  // the engine hands them each message. Neither, the usual case, is the
+  // plain echo.
+  WsControls* const ctl = phase_ == Phase::open ? controls() : nullptr;
+  EchoShaper* const shaper = phase_ == Phase::open ? shaper_.get() : nullptr;
+  if (ctl != nullptr) {
+    if (ctl->close_due() || ctl->queue_full()) {
       paused_ = true;  // release_delayed() reads on
       return;
     }
-    shaper->begin_feed(precise_now_ms());  // delay= counts from here, and must not end early
+    ctl->begin_feed(precise_now_ms());  // delay= counts from here, and must not end early
   }
   unsigned char* const scratch = reinterpret_cast<unsigned char*>(shard_.scratch());
   ByteBuffer& out = echo_out();
@@ -203,8 +210,10 @@ void WsSession::on_readable() {
     ListenerStats& st = stats();
     st.messages_received.add(seen.messages);
     st.bytes_received.add(seen.message_bytes);
-    st.messages_sent.add(seen.messages);
-    st.bytes_sent.add(seen.message_bytes);
+    if (member() == nullptr) {  // echoes; a subscriber's sends are counted as delivered
+      st.messages_sent.add(seen.messages);
+      st.bytes_sent.add(seen.message_bytes);
+    }
   }
   if (phase_ == Phase::open && (seen.messages != 0 || seen.ping)) touch();
   if (seen.pong) on_pong();
@@ -216,7 +225,7 @@ void WsSession::on_readable() {
 
   switch (seen.end) {
     case WsEchoResult::End::peer_close:
-      if (controls_) controls_->drop_queue();  // the client is done: delayed echoes are not sent
+      if (controls()) controls()->drop_queue();  // the client is done: delayed echoes are not sent
       if (!close_code_seen_) {
         close_code_seen_ = true;
         count_close_code(seen.code);
@@ -251,17 +260,17 @@ void WsSession::on_readable() {
     end_with_error(boost::asio::error::eof, "read");
     return;
   }
-  if (shaper != nullptr) {
-    if (shaper->close_due() && shaper->queue_empty()) {
+  if (ctl != nullptr && phase_ == Phase::open) {
+    if (ctl->close_due() && ctl->queue_empty()) {
       close(CloseReason::close_after);  // the Nth echo is out (or in out_, ahead of the close)
       if (phase_ == Phase::done) return;
-    } else if (shaper->close_due() || shaper->queue_full()) {
+    } else if (ctl->close_due() || ctl->queue_full()) {
       paused_ = true;  // nothing more is read until delayed echoes have left
-      if (shaper->delaying()) arm(shaper->next_due());
+      if (ctl->delaying()) arm(ctl->next_due());
       if (write_blocked() || want_write) wait_write();
       return;
-    } else if (shaper->delaying()) {
-      arm(shaper->next_due());
+    } else if (ctl->delaying()) {
+      arm(ctl->next_due());
     }
   }
   if (write_blocked() || want_write) {
@@ -288,21 +297,51 @@ void WsSession::on_readable() {
 void WsSession::release_delayed(std::int64_t now) {
   ByteBuffer& out = echo_out();
   out.clear();
-  controls_->release_due(now, out);
+  controls()->release_due(now, out);
   if (!out.empty()) {
     const bool sent = send(out.data(), out.size());
     out.clear();
     if (!sent) return;
     touch();
   }
-  if (controls_->close_due() && controls_->queue_empty()) {
+  if (controls()->close_due() && controls()->queue_empty()) {
     close(CloseReason::close_after);
     return;  // start_ws_close resumes reading for the client's close
   }
-  if (paused_ && !controls_->queue_full() && !controls_->close_due()) {
+  if (paused_ && !controls()->queue_full() && !controls()->close_due()) {
     paused_ = false;
     on_readable();
   }
+}
+
+// A subscriber's message: sent now, or queued behind what the kernel has
+// not taken, up to pubsub.max_queued_bytes; past it the subscriber is a
+// slow consumer (closed with 1008, or the message dropped). The frame is
+// the one every subscriber gets: sent uncompressed even where
+// permessage-deflate was agreed (RSV1 clear is always allowed).
+bool WsSession::deliver(const pubsub::Published& message) {
+  if (phase_ != Phase::open) return false;
+  const PubSubConfig& config = shard_.slot(listener_index_).pubsub->config();
+  const std::size_t waiting = out_.size() + io_.output_pending_bytes();
+  if (waiting + message.frame.size() > config.max_queued_bytes) {
+    ListenerStats& st = stats();
+    if (config.slow_consumer == SlowConsumer::drop) {
+      st.pubsub_dropped.add();
+      return false;
+    }
+    st.pubsub_slow_closed.add();
+    if (spdlog::should_log(spdlog::level::debug))
+      spdlog::debug("conn {}: slow consumer: {} bytes unsent", id_string(), waiting);
+    close(CloseReason::slow_consumer);
+    return false;
+  }
+  if (!send(message.frame.data(), message.frame.size())) return false;
+  ListenerStats& st = stats();
+  st.messages_sent.add();
+  st.bytes_sent.add(message.payload_size);
+  touch();
+  if (write_blocked()) wait_write();
+  return true;
 }
 
 bool WsSession::send(const unsigned char* bytes, std::size_t n) {

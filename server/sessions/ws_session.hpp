@@ -37,6 +37,7 @@
 #include "protocol/permessage_deflate.hpp"
 #include "protocol/upgrade.hpp"
 #include "protocol/ws_echo.hpp"
+#include "pubsub/hub.hpp"
 #include "runtime/ready_wait.hpp"
 #include "runtime/shard.hpp"
 #include "sessions/session_timer.hpp"
@@ -133,6 +134,20 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
   void send_ping();
   void on_pong();
 
+  WsControls* controls() const noexcept {
+    return pubsub_ ? nullptr : static_cast<WsControls*>(shaper_.get());
+  }
+  pubsub::Member* member() const noexcept {
+    return pubsub_ ? static_cast<pubsub::Member*>(shaper_.get()) : nullptr;
+  }
+
+  // websocket-pubsub (ws_open.cpp): a message of the channel, from any
+  // shard's publisher or from Redis; false when not taken.
+  static bool deliver_to(void* self, const pubsub::PublishedPtr& message) {
+    return static_cast<WsSession*>(self)->deliver(*message);
+  }
+  bool deliver(const pubsub::Published& message);
+
   // ws_closing.cpp
   void on_close(CloseReason reason) override;
   void start_ws_close(std::uint16_t code, const char* why);
@@ -156,7 +171,10 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
   WsEchoEngine engine_;
   std::unique_ptr<MessageDeflate> deflate_;  // agreed permessage-deflate, else null
   std::unique_ptr<HttpSide> http_;           // until the upgrade, with http_echo on
-  std::unique_ptr<WsControls> controls_;     // after it, when the URL asked for controls
+  // After the upgrade, what the engine hands each message to: the response
+  // controls the URL asked for (websocket-echo), or the channel
+  // subscribed to (websocket-pubsub, pubsub_ set). Null: the plain echo.
+  std::unique_ptr<EchoShaper> shaper_;
   ByteBuffer in_;   // the request so far, then the start of a frame a read did not complete
   ByteBuffer out_;  // our bytes the kernel has not taken yet
   SessionTimer timer_;
@@ -172,6 +190,7 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
   bool writing_wait_ = false;        // a write wait is pending
   bool unfed_ = false;               // in_ holds bytes no feed() has seen (came with the request)
   bool ktls_ = false;                // counted in ktls_connections
+  bool pubsub_ = false;              // shaper_ is a pubsub::Member
   bool paused_ = false;              // controls_' queue is full: reading waits for the timer
 };
 

@@ -55,7 +55,7 @@ void WsSession::start(const boost::asio::ip::tcp::endpoint& peer) {
     return;
   }
   enable_read_hints(io_.fd());  // reads say when the socket is empty
-  if (cfg_->http_echo) {
+  if (cfg_->http_echo && shard_.slot(listener_index_).pubsub == nullptr) {
     http_ = std::make_unique<HttpSide>();
     http_->peer = peer;
   }
@@ -186,9 +186,24 @@ void WsSession::upgrade(const char* data, std::size_t size, std::size_t request_
 }
 
 void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t rest_size) {
-  // Response controls in the URL; without a '?' this is one find().
-  auto controls = parse_controls(yes.target, cfg_->controls, /*websocket=*/true);
-  if (const auto* bad = std::get_if<ControlError>(&controls)) {
+  if (pubsub::ChannelTable* channels = shard_.slot(listener_index_).pubsub) {
+    std::string error;
+    std::optional<std::string> channel = pubsub::channel_of(yes.target, error);
+    if (!channel) {
+      log_debug("conn {}: upgrade refused: {}", id_string(), error);
+      refuse(http_error_response(400, error, "channel", shard_.slot(listener_index_).shared->instance,
+                                 /*close=*/true),
+             RejectReason::handshake_failed);
+      return;
+    }
+    shaper_ = std::make_unique<pubsub::Member>(*channels, std::move(*channel), this, &deliver_to);
+    pubsub_ = true;
+  }
+  // Response controls in the URL (websocket-echo); without a '?' this is
+  // one find().
+  auto asked = pubsub_ ? std::variant<EchoControls, ControlError>(EchoControls{})
+                       : parse_controls(yes.target, cfg_->controls, /*websocket=*/true);
+  if (const auto* bad = std::get_if<ControlError>(&asked)) {
     stats().control_errors[static_cast<std::size_t>(bad->parameter)].add();
     log_debug("conn {}: upgrade refused: {}", id_string(), bad->message);
     refuse(http_error_response(400, bad->message, control_name(bad->parameter),
@@ -196,14 +211,14 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
            RejectReason::handshake_failed);
     return;
   }
-  if (const EchoControls& c = std::get<EchoControls>(controls); c.any_websocket()) {
+  if (const EchoControls& c = std::get<EchoControls>(asked); c.any_websocket()) {
     ListenerStats& st = stats();
     if (c.delay_ms) st.controls[static_cast<std::size_t>(Control::delay)].add();
     if (c.size) st.controls[static_cast<std::size_t>(Control::size)].add();
     if (c.close_after) st.controls[static_cast<std::size_t>(Control::close_after)].add();
     if (c.close_after && c.close_code != 1000)
       st.controls[static_cast<std::size_t>(Control::close_code)].add();
-    controls_ = std::make_unique<WsControls>(c);
+    shaper_ = std::make_unique<WsControls>(c);
   }
   http_.reset();  // the HTTP phase is over
   std::string extensions;
@@ -230,7 +245,7 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
   log_debug("conn {}: websocket open{}", id_string(), deflate_ ? " (permessage-deflate)" : "");
   touch();
   if (!send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
-  if (controls_ && controls_->close_due()) {  // close_after=0: closed at once
+  if (controls() && controls()->close_due()) {  // close_after=0: closed at once
     close(CloseReason::close_after);
     if (phase_ == Phase::done) return;
   }

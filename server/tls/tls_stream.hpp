@@ -100,6 +100,7 @@ class TlsStream {
   Io shutdown();
   // Sealed bytes the kernel has not taken yet (after the hand-over).
   bool output_pending() const noexcept { return !wout_.empty(); }
+  std::size_t output_pending_bytes() const noexcept { return wout_.size(); }
   // Sends them: done when none are left, want_write, or failed.
   Io flush();
 
