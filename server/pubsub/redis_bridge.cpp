@@ -2,11 +2,13 @@
 
 #include <arpa/inet.h>
 #include <pthread.h>
+#include <signal.h>
 
 #include <algorithm>
 #include <array>
 #include <charconv>
 #include <chrono>
+#include <cstdio>
 #include <cstring>
 #include <mutex>
 #include <random>
@@ -347,6 +349,15 @@ void RedisBridge::Impl::start() {
   });
   thread = std::thread([this] {
     pthread_setname_np(pthread_self(), "redis-bridge");
+    // hiredis writes with write(2), not send(MSG_NOSIGNAL): a write to a
+    // Redis that just went away raises SIGPIPE in this thread. shoald
+    // ignores it process-wide; blocking it here keeps the bridge safe in
+    // any process (the write then fails with EPIPE, and the signal stays
+    // pending on this thread, never delivered).
+    sigset_t blocked;
+    sigemptyset(&blocked);
+    sigaddset(&blocked, SIGPIPE);
+    pthread_sigmask(SIG_BLOCK, &blocked, nullptr);
     // An exception escaping a handler is logged and the loop goes on: the
     // bridge must never take the process down.
     for (;;) {

@@ -53,8 +53,10 @@ class RedisBridge {
  public:
   // Called on the bridge's thread for each message another instance
   // published on a channel that has a local subscriber. `channel` is the
-  // local name (without the prefix). An exception it throws is logged and
-  // the message skipped.
+  // local name (without the prefix); `payload` points into hiredis' reply
+  // and is valid only during the call. An exception it throws is logged and
+  // the message skipped. While it runs the bridge reads nothing from Redis,
+  // so it should hand the message on (post to the shards) and return.
   using Deliver =
       std::function<void(const std::string& channel, std::uint8_t opcode, std::string_view payload)>;
 
