@@ -189,6 +189,18 @@ TEST(Config, DescribeKeys) {
   EXPECT_EQ(find("listeners[].websocket.controls.max_size").default_text, "1048576");
   EXPECT_EQ(find("listeners[].websocket.controls.max_size").range_text, "0-67108864");
   EXPECT_FALSE(find("listeners[].websocket.controls.max_size").live);
+  EXPECT_TRUE(find("listeners[].pubsub").section);
+  EXPECT_FALSE(find("listeners[].pubsub").live);
+  EXPECT_EQ(find("listeners[].pubsub.echo_to_sender").default_text, "false");
+  EXPECT_EQ(find("listeners[].pubsub.max_queued_bytes").default_text, "1048576");
+  EXPECT_EQ(find("listeners[].pubsub.max_queued_bytes").range_text, "1024-1073741824");
+  EXPECT_EQ(find("listeners[].pubsub.slow_consumer").default_text, "close");
+  EXPECT_EQ(find("listeners[].pubsub.slow_consumer").range_text, "one of close, drop");
+  EXPECT_EQ(find("listeners[].pubsub.redis").default_text, "none");
+  EXPECT_EQ(find("listeners[].pubsub.redis").range_text, "redis://HOST:PORT, or empty for none");
+  EXPECT_EQ(find("listeners[].pubsub.redis_required").default_text, "false");
+  EXPECT_EQ(find("listeners[].protocol").range_text,
+            "one of tcp-echo, websocket-echo, websocket-pubsub");
   for (const KeyDoc& key : keys) {
     EXPECT_FALSE(key.doc.empty()) << key.path;
     EXPECT_EQ(std::count_if(keys.begin(), keys.end(),
@@ -459,10 +471,10 @@ TEST(ConfigError, HttpEchoAndControls) {
             R"(listeners[0].websocket.controls.max_size: expected an integer, got "1MiB" (line 5, column 19))");
   EXPECT_EQ(ws_error("      controls:\n        max_size: 1\n        max_size: 2\n"),
             "listeners[0].websocket.controls.max_size: key given twice (line 6, column 9)");
-  // Only a websocket-echo listener takes them, like every websocket key.
+  // Only a WebSocket listener takes them, like every websocket key.
   EXPECT_EQ(error_of("listeners:\n  - websocket: {http_echo: false}\n"),
-            "listeners[0].websocket: only a websocket-echo listener takes websocket options "
-            "(line 2, column 16)");
+            "listeners[0].websocket: only a websocket-echo or websocket-pubsub listener takes "
+            "websocket options (line 2, column 16)");
 }
 
 // Empty is the host name; anything else goes unescaped into a header, JSON
@@ -511,8 +523,8 @@ TEST(ConfigError, Instance) {
 
 TEST(ConfigError, WebSocketOptionsOnATcpListener) {
   EXPECT_EQ(error_of("listeners:\n  - websocket:\n      path: /\n    protocol: tcp-echo\n"),
-            "listeners[0].websocket: only a websocket-echo listener takes websocket options "
-            "(line 3, column 7)");
+            "listeners[0].websocket: only a websocket-echo or websocket-pubsub listener takes "
+            "websocket options (line 3, column 7)");
   EXPECT_EQ(error_of("listeners:\n  - protocol: websocket-echo\n    websocket: {path: echo}\n"),
             R"(listeners[0].websocket.path: "echo" is not a path (it must start with /) (line 3, column 23))");
   EXPECT_EQ(error_of("listeners:\n  - protocol: websocket-echo\n    websocket: {permessage_deflate: {server_max_window_bits: 16}}\n"),
@@ -745,6 +757,9 @@ TEST(Config, EnumNames) {
   EXPECT_EQ(to_string(LogFormat::json), "json");
   EXPECT_EQ(to_string(Protocol::websocket_echo), "websocket-echo");
   EXPECT_EQ(to_string(TlsVersion::tls1_3), "1.3");
+  EXPECT_EQ(to_string(Protocol::websocket_pubsub), "websocket-pubsub");
+  EXPECT_EQ(to_string(SlowConsumer::close), "close");
+  EXPECT_EQ(to_string(SlowConsumer::drop), "drop");
 }
 
 TEST(Config, ToYamlRoundTrips) {
@@ -997,7 +1012,8 @@ sharding: foo
       R"(logging.format: "xml" is not one of text, json (line 2, column 11))");
   EXPECT_EQ(
       error_of("listeners:\n  - protocol: udp-echo\n"),
-      R"(listeners[0].protocol: "udp-echo" is not one of tcp-echo, websocket-echo (line 2, column 15))");
+      R"(listeners[0].protocol: "udp-echo" is not one of tcp-echo, websocket-echo, )"
+      R"(websocket-pubsub (line 2, column 15))");
 }
 
 TEST(ConfigError, UnknownKeyWithSuggestion) {
@@ -1025,7 +1041,7 @@ TEST(ConfigError, UnknownKeyWithoutSuggestion) {
             "address, port, backlog, max_connections, "
             "max_connections_per_ip, max_new_connections_per_second, "
             "new_connections_burst, idle_timeout, write_timeout, proxy_protocol, proxy_trusted, "
-            "websocket, tls "
+            "websocket, pubsub, tls "
             "(line 4, column 5)");
   EXPECT_EQ(error_of("shutdown:\n  grace: 5s\n"),
             "shutdown.grace: unknown key; known keys: drain_timeout, drain_spread "
@@ -1262,6 +1278,356 @@ TEST(ConfigReload, ApplyLiveTakesTheLiveKeysAndKeepsTheRest) {
   const Config kept = apply_live(running, more);
   EXPECT_EQ(kept.listeners, running.listeners);
   EXPECT_EQ(kept.limits.max_connections, 5u);
+}
+
+}  // namespace
+}  // namespace shoal
+
+// websocket-pubsub listeners (issue 20): the `pubsub:` map beside the
+// `websocket:` one.
+namespace shoal {
+namespace {
+
+using namespace std::chrono_literals;
+
+std::string pubsub_error(const std::string& pubsub_map) {
+  return error_of("listeners:\n  - protocol: websocket-pubsub\n    pubsub:\n" + pubsub_map);
+}
+
+std::string redis_error(const std::string& url) {
+  return pubsub_error("      redis: " + url + "\n");
+}
+
+// A default Config plus a third listener that serves channels.
+Config with_pubsub_listener() {
+  Config config;
+  ListenerConfig ps;
+  ps.name = "ps";
+  ps.protocol = Protocol::websocket_pubsub;
+  ps.port = 7002;
+  config.listeners.push_back(ps);
+  return config;
+}
+
+TEST(Config, PubSubDefaults) {
+  const PubSubConfig defaults;
+  EXPECT_FALSE(defaults.echo_to_sender);
+  EXPECT_EQ(defaults.max_queued_bytes, 1048576u);
+  EXPECT_EQ(defaults.slow_consumer, SlowConsumer::close);
+  EXPECT_EQ(defaults.redis, "");
+  EXPECT_FALSE(defaults.redis_required);
+  // Selected by name; the pubsub map left out, or left empty, is the defaults.
+  for (const char* yaml : {"listeners:\n  - protocol: websocket-pubsub\n",
+                           "listeners:\n  - protocol: websocket-pubsub\n    pubsub:\n",
+                           "listeners:\n  - protocol: websocket-pubsub\n    pubsub: {}\n"}) {
+    const ListenerConfig l = parse_config(yaml).listeners.at(0);
+    EXPECT_EQ(l.protocol, Protocol::websocket_pubsub) << yaml;
+    EXPECT_EQ(l.pubsub, PubSubConfig{}) << yaml;
+    EXPECT_EQ(l.websocket, WebSocketConfig{}) << yaml;
+  }
+  // No default listener serves channels.
+  for (const ListenerConfig& l : Config{}.listeners) EXPECT_NE(l.protocol, Protocol::websocket_pubsub);
+}
+
+TEST(Config, PubSubOptions) {
+  const Config config = parse_config(R"(listeners:
+  - name: rooms
+    protocol: websocket-pubsub
+    port: 7002
+    max_connections_per_ip: 10
+    proxy_protocol: v2
+    websocket:
+      path: /rooms
+      max_message_bytes: 65536
+      ping_interval: 20s
+      write_timeout: 5s
+      http_echo: false
+    pubsub:
+      echo_to_sender: true
+      max_queued_bytes: 1024
+      slow_consumer: drop
+      redis: redis://10.0.0.5:6380
+      redis_required: true
+    tls: {certificate: c.pem, private_key: k.pem}
+  - name: local
+    protocol: websocket-pubsub
+    port: 7003
+    pubsub: {max_queued_bytes: 1073741824, redis: "redis://[::1]:6379"}
+admin:
+  port: 0
+)");
+  ASSERT_EQ(config.listeners.size(), 2u);
+  const ListenerConfig& rooms = config.listeners[0];
+  EXPECT_EQ(rooms.protocol, Protocol::websocket_pubsub);
+  EXPECT_EQ(rooms.max_connections_per_ip, 10u);
+  EXPECT_EQ(rooms.proxy_protocol, ProxyProtocol::v2);
+  // The websocket map is the one a websocket-echo listener takes.
+  EXPECT_EQ(rooms.websocket.path, "/rooms");
+  EXPECT_EQ(rooms.websocket.max_message_bytes, 65536u);
+  EXPECT_EQ(rooms.websocket.ping_interval, 20s);
+  EXPECT_EQ(rooms.websocket.write_timeout, 5s);
+  EXPECT_FALSE(rooms.websocket.http_echo);
+  EXPECT_TRUE(rooms.pubsub.echo_to_sender);
+  EXPECT_EQ(rooms.pubsub.max_queued_bytes, 1024u);
+  EXPECT_EQ(rooms.pubsub.slow_consumer, SlowConsumer::drop);
+  EXPECT_EQ(rooms.pubsub.redis, "redis://10.0.0.5:6380");
+  EXPECT_TRUE(rooms.pubsub.redis_required);
+  ASSERT_TRUE(rooms.tls);
+  EXPECT_EQ(rooms.tls->certificate, "c.pem");
+  // Keys left out keep their defaults.
+  const PubSubConfig& local = config.listeners[1].pubsub;
+  EXPECT_FALSE(local.echo_to_sender);
+  EXPECT_EQ(local.max_queued_bytes, 1073741824u);
+  EXPECT_EQ(local.slow_consumer, SlowConsumer::close);
+  EXPECT_EQ(local.redis, "redis://[::1]:6379");
+  EXPECT_FALSE(local.redis_required);
+  EXPECT_EQ(parse_config(to_yaml(config)), config);
+}
+
+TEST(Config, RedisUrls) {
+  for (const char* url : {"redis://127.0.0.1:6379", "redis://[::1]:6380",
+                          "redis://[2001:db8::7]:1", "redis://localhost:6379",
+                          "redis://cache-1.internal.example:65535", "redis://REDIS:6379"}) {
+    const Config c = parse_config(std::string("listeners:\n  - protocol: websocket-pubsub\n"
+                                              "    pubsub:\n      redis: \"") +
+                                  url + "\"\n");
+    EXPECT_EQ(c.listeners.at(0).pubsub.redis, url);
+  }
+  // Empty, written out, is none.
+  EXPECT_EQ(parse_config("listeners:\n  - protocol: websocket-pubsub\n    pubsub:\n"
+                         "      redis: \"\"\n")
+                .listeners.at(0)
+                .pubsub,
+            PubSubConfig{});
+}
+
+TEST(Config, PubSubToYaml) {
+  Config config = with_pubsub_listener();
+  PubSubConfig& ps = config.listeners[2].pubsub;
+  ps.echo_to_sender = true;
+  ps.max_queued_bytes = 4096;
+  ps.slow_consumer = SlowConsumer::drop;
+  ps.redis = "redis://127.0.0.1:6379";
+  ps.redis_required = true;
+  config.listeners[2].websocket.path = "/ps";
+  const std::string yaml = to_yaml(config);
+  EXPECT_EQ(parse_config(yaml), config) << yaml;
+  EXPECT_NE(yaml.find(R"(  - name: ps
+    protocol: websocket-pubsub
+    address: 0.0.0.0
+    port: 7002
+    backlog: 4096
+    max_connections: 0
+    max_connections_per_ip: 0
+    max_new_connections_per_second: 0
+    new_connections_burst: 0
+    idle_timeout: 5m
+    proxy_protocol: off
+    proxy_trusted: ["127.0.0.0/8", "::1/128"]
+    websocket:
+      path: /ps
+)"),
+            std::string::npos)
+      << yaml;
+  EXPECT_NE(yaml.find(R"(        max_size: 1048576
+    pubsub:
+      echo_to_sender: true
+      max_queued_bytes: 4096
+      slow_consumer: drop
+      redis: redis://127.0.0.1:6379
+      redis_required: true
+limits:
+)"),
+            std::string::npos)
+      << yaml;
+  // Only the pubsub listener gets a pubsub map, and only tcp-echo a
+  // write_timeout of its own.
+  EXPECT_EQ(yaml.find("pubsub:"), yaml.rfind("pubsub:")) << yaml;
+  EXPECT_EQ(yaml.find("\n    write_timeout:"), yaml.rfind("\n    write_timeout:")) << yaml;
+
+  // The defaults, as --print-config shows them.
+  const std::string plain = to_yaml(with_pubsub_listener());
+  EXPECT_NE(plain.find(R"(    pubsub:
+      echo_to_sender: false
+      max_queued_bytes: 1048576
+      slow_consumer: close
+      redis: ""
+      redis_required: false
+)"),
+            std::string::npos)
+      << plain;
+  EXPECT_EQ(parse_config(plain), with_pubsub_listener());
+}
+
+// What a user gets who uncomments the example in the shipped file.
+TEST(Config, ShippedPubSubExampleLoads) {
+  std::ifstream in(SHOAL_SOURCE_DIR "/config/shoal.yaml");
+  std::string yaml = "listeners:\n";
+  bool inside = false;
+  for (std::string line; std::getline(in, line);) {
+    if (line == "  # - name: pubsub") inside = true;
+    if (!inside) continue;
+    if (line.rfind("  #", 0) != 0) break;
+    yaml += line.size() > 4 ? "  " + line.substr(4) + "\n" : "\n";
+  }
+  ASSERT_NE(yaml, "listeners:\n") << "no pubsub example in config/shoal.yaml";
+  const Config config = parse_config(yaml);
+  ASSERT_EQ(config.listeners.size(), 1u) << yaml;
+  const ListenerConfig& l = config.listeners[0];
+  EXPECT_EQ(l.name, "pubsub");
+  EXPECT_EQ(l.protocol, Protocol::websocket_pubsub);
+  EXPECT_EQ(l.port, 7002);
+  EXPECT_EQ(l.websocket, WebSocketConfig{});
+  PubSubConfig expected;
+  expected.redis = "redis://127.0.0.1:6379";
+  EXPECT_EQ(l.pubsub, expected);
+}
+
+TEST(ConfigError, PubSubOptions) {
+  EXPECT_EQ(pubsub_error("      echo_to_sender: yes\n"),
+            R"(listeners[0].pubsub.echo_to_sender: expected true or false, got "yes" (line 4, column 23))");
+  EXPECT_EQ(pubsub_error("      max_queued_bytes: 1023\n"),
+            "listeners[0].pubsub.max_queued_bytes: 1023 is out of range (1024-1073741824) "
+            "(line 4, column 25)");
+  EXPECT_EQ(pubsub_error("      max_queued_bytes: 1073741825\n"),
+            "listeners[0].pubsub.max_queued_bytes: 1073741825 is out of range (1024-1073741824) "
+            "(line 4, column 25)");
+  EXPECT_EQ(pubsub_error("      max_queued_bytes: -1\n"),
+            "listeners[0].pubsub.max_queued_bytes: -1 is out of range (1024-1073741824) "
+            "(line 4, column 25)");
+  EXPECT_EQ(pubsub_error("      max_queued_bytes: 1MiB\n"),
+            R"(listeners[0].pubsub.max_queued_bytes: expected an integer, got "1MiB" (line 4, column 25))");
+  EXPECT_EQ(pubsub_error("      slow_consumer: block\n"),
+            R"(listeners[0].pubsub.slow_consumer: "block" is not one of close, drop (line 4, column 22))");
+  EXPECT_EQ(pubsub_error("      slow_consumer:\n"),
+            "listeners[0].pubsub.slow_consumer: expected one of close, drop, got null "
+            "(line 4, column 7)");
+  EXPECT_EQ(pubsub_error("      redis_required: 1\n"),
+            R"(listeners[0].pubsub.redis_required: expected true or false, got "1" (line 4, column 23))");
+  EXPECT_EQ(pubsub_error("      redis: [redis://h:1]\n"),
+            "listeners[0].pubsub.redis: expected a string, got a sequence (line 4, column 14)");
+  // Nothing to require: named at the key that asks, in either order.
+  EXPECT_EQ(pubsub_error("      redis_required: true\n"),
+            "listeners[0].pubsub.redis_required: true needs pubsub.redis (redis://HOST:PORT): "
+            "there is no Redis to require (line 4, column 23)");
+  EXPECT_EQ(pubsub_error("      redis_required: true\n      redis: \"\"\n"),
+            "listeners[0].pubsub.redis_required: true needs pubsub.redis (redis://HOST:PORT): "
+            "there is no Redis to require (line 4, column 23)");
+  EXPECT_EQ(pubsub_error("      redis_required: false\n"), "<no error>");
+  EXPECT_EQ(pubsub_error("      echo_to_self: true\n"),
+            R"(listeners[0].pubsub.echo_to_self: unknown key; did you mean "echo_to_sender"? (line 4, column 7))");
+  EXPECT_EQ(pubsub_error("      channel: news\n"),
+            "listeners[0].pubsub.channel: unknown key; known keys: echo_to_sender, "
+            "max_queued_bytes, slow_consumer, redis, redis_required (line 4, column 7)");
+  EXPECT_EQ(pubsub_error("      slow_consumer: drop\n      slow_consumer: close\n"),
+            "listeners[0].pubsub.slow_consumer: key given twice (line 5, column 7)");
+  EXPECT_EQ(error_of("listeners:\n  - protocol: websocket-pubsub\n    pubsub: on\n"),
+            "listeners[0].pubsub: expected a map (line 3, column 13)");
+}
+
+TEST(ConfigError, RedisUrl) {
+  const auto bad = [](const std::string& url, const std::string& problem) {
+    return "listeners[0].pubsub.redis: \"" + url + "\" is not a Redis URL: " + problem +
+           " (line 4, column 14)";
+  };
+  const std::vector<std::pair<std::string, std::string>> cases = {
+      {"http://h:6379", "it must start with redis://"},
+      {"h:6379", "it must start with redis://"},
+      {"REDIS://h:6379", "it must start with redis://"},
+      {"rediss://h:6380", "TLS to Redis (rediss://) is not supported"},
+      {"redis://h", "it has no :PORT after the host"},
+      {"redis://", "it has no :PORT after the host"},
+      {"redis://:6379", "the host is empty"},
+      {"redis://h:", R"(port "" is not 1-65535)"},
+      {"redis://h:0", R"(port "0" is not 1-65535)"},
+      {"redis://h:65536", R"(port "65536" is not 1-65535)"},
+      {"redis://h:-1", R"(port "-1" is not 1-65535)"},
+      {"redis://h:+1", R"(port "+1" is not 1-65535)"},
+      {"redis://h:x", R"(port "x" is not 1-65535)"},
+      {"redis://u:secret@h:6379", "credentials (USER:PASSWORD@) are not supported"},
+      {"redis://h:6379/0", "nothing may follow HOST:PORT (no database or path)"},
+      {"redis://h:6379?db=1", "nothing may follow HOST:PORT (no database or path)"},
+      {"redis://::1:6379", "an IPv6 address must be in brackets: redis://[::1]:PORT"},
+      {"redis://[::1:6379", "the [ of an IPv6 address has no ]"},
+      {"redis://[::1]", "it has no :PORT after the host"},
+      {"redis://[::1]6379", "it has no :PORT after the host"},
+      {"redis://[]:6379", R"("" is not an IPv6 address)"},
+      {"redis://[10.0.0.1]:6379", R"("10.0.0.1" is not an IPv6 address)"},
+      {"redis://999.1.1.1:6379", R"("999.1.1.1" is not an IPv4 address)"},
+      {"redis://6379:6379", R"("6379" is not an IPv4 address)"},
+      {"redis://-h:6379", R"("-h" is not a host name or IP address)"},
+      {"redis://h-:6379", R"("h-" is not a host name or IP address)"},
+      {"redis://a..b:6379", R"("a..b" is not a host name or IP address)"},
+      {"redis://.h:6379", R"(".h" is not a host name or IP address)"},
+      {"redis://h_1:6379", R"("h_1" is not a host name or IP address)"},
+      {"redis://h 1:6379", R"("h 1" is not a host name or IP address)"},
+      {"redis://" + std::string(64, 'a') + ":6379",
+       "\"" + std::string(64, 'a') + "\" is not a host name or IP address"},
+  };
+  for (const auto& [url, problem] : cases) {
+    EXPECT_EQ(redis_error("\"" + url + "\""), bad(url, problem)) << url;
+  }
+  // Plain (unquoted) YAML reads the same.
+  EXPECT_EQ(redis_error("redis://h"), bad("redis://h", "it has no :PORT after the host"));
+}
+
+TEST(ConfigError, PubSubMapOnlyOnAPubSubListener) {
+  EXPECT_EQ(error_of("listeners:\n  - pubsub: {echo_to_sender: true}\n"),
+            "listeners[0].pubsub: only a websocket-pubsub listener takes pubsub options "
+            "(line 2, column 13)");
+  // The protocol may come after the map; an empty map is still one.
+  EXPECT_EQ(error_of("listeners:\n  - pubsub:\n      redis: redis://h:1\n"
+                     "    protocol: websocket-echo\n"),
+            "listeners[0].pubsub: only a websocket-pubsub listener takes pubsub options "
+            "(line 3, column 7)");
+  EXPECT_EQ(error_of("listeners:\n  - pubsub:\n    port: 7100\n"),
+            "listeners[0].pubsub: only a websocket-pubsub listener takes pubsub options "
+            "(line 2, column 5)");
+  // As on websocket-echo: the websocket map's timeouts, not the listener's
+  // or the TLS map's.
+  EXPECT_EQ(error_of("listeners:\n  - protocol: websocket-pubsub\n    write_timeout: 1s\n"),
+            "listeners[0].write_timeout: a websocket-pubsub listener sets "
+            "websocket.write_timeout instead (line 3, column 20)");
+  EXPECT_EQ(error_of("listeners:\n  - protocol: websocket-pubsub\n"
+                     "    tls: {certificate: c, private_key: k, handshake_timeout: 1s}\n"),
+            "listeners[0].tls.handshake_timeout: a websocket-pubsub listener's TLS handshake is "
+            "covered by websocket.handshake_timeout (line 3, column 62)");
+  // The websocket map's checks apply to a pubsub listener too.
+  EXPECT_EQ(error_of("listeners:\n  - protocol: websocket-pubsub\n    websocket: {path: rooms}\n"),
+            R"(listeners[0].websocket.path: "rooms" is not a path (it must start with /) (line 3, column 23))");
+}
+
+// The hub and the Redis link are built at start-up.
+TEST(ConfigReload, PubSubKeysNeedARestart) {
+  const Config running = with_pubsub_listener();
+  Config next = running;
+  PubSubConfig& ps = next.listeners[2].pubsub;
+  ps.echo_to_sender = true;
+  ps.max_queued_bytes = 2048;
+  ps.slow_consumer = SlowConsumer::drop;
+  ps.redis = "redis://127.0.0.1:6379";
+  ps.redis_required = true;
+  next.listeners[2].websocket.ping_interval = 1s;
+  next.listeners[2].idle_timeout = 1s;  // live: not named
+  EXPECT_EQ(restart_required(running, next),
+            (std::vector<std::string>{"listeners[2].websocket.ping_interval",
+                                      "listeners[2].pubsub.echo_to_sender",
+                                      "listeners[2].pubsub.max_queued_bytes",
+                                      "listeners[2].pubsub.slow_consumer",
+                                      "listeners[2].pubsub.redis",
+                                      "listeners[2].pubsub.redis_required"}));
+  Config applied = running;
+  applied.listeners[2].idle_timeout = 1s;
+  EXPECT_EQ(apply_live(running, next), applied);
+  // From files, as a SIGHUP reads them.
+  const std::string base = "listeners:\n  - protocol: websocket-pubsub\n    pubsub:\n";
+  EXPECT_EQ(restart_required(parse_config(base), parse_config(base + "      redis: redis://r:1\n")),
+            std::vector<std::string>{"listeners[0].pubsub.redis"});
+  // Turning a websocket-echo listener into a pubsub one.
+  Config switched;
+  switched.listeners[1].protocol = Protocol::websocket_pubsub;
+  EXPECT_EQ(restart_required(Config{}, switched),
+            std::vector<std::string>{"listeners[1].protocol"});
 }
 
 }  // namespace

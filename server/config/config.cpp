@@ -45,8 +45,8 @@ constexpr std::uint64_t kMaxConnectionRate = 1'000'000;
 // The names each enum is written as, indexed by its value: the parser reads
 // them, to_yaml writes them and to_string returns them.
 constexpr std::array<std::string_view, 4> proxy_protocol_names = {"off", "v1", "v2", "any"};
-constexpr std::array<std::string_view, 2> protocol_names = {"tcp-echo",
-                                                            "websocket-echo"};
+constexpr std::array<std::string_view, 3> protocol_names = {"tcp-echo", "websocket-echo",
+                                                            "websocket-pubsub"};
 constexpr std::array<std::string_view, 2> sharding_names = {"reuseport",
                                                             "dispatch"};
 constexpr std::array<std::string_view, 2> on_insufficient_names = {"warn",
@@ -54,6 +54,7 @@ constexpr std::array<std::string_view, 2> on_insufficient_names = {"warn",
 constexpr std::array<std::string_view, 2> log_format_names = {"text", "json"};
 constexpr std::array<std::string_view, 2> tls_version_names = {"1.2", "1.3"};
 constexpr std::array<std::string_view, 2> ktls_names = {"auto", "off"};
+constexpr std::array<std::string_view, 2> slow_consumer_names = {"close", "drop"};
 constexpr std::array<std::string_view, 7> log_level_names = {
     "trace", "debug", "info", "warn", "error", "critical", "off"};
 
@@ -471,8 +472,14 @@ struct Scope {
 bool tcp_echo_only(const Scope& scope) {
   return scope.listener->protocol == Protocol::tcp_echo;
 }
-bool websocket_echo_only(const Scope& scope) {
-  return scope.listener->protocol == Protocol::websocket_echo;
+// websocket-echo and websocket-pubsub: both speak WebSocket through the same
+// engine and take the `websocket:` map.
+bool speaks_websocket(Protocol protocol) {
+  return protocol == Protocol::websocket_echo || protocol == Protocol::websocket_pubsub;
+}
+bool websocket_only(const Scope& scope) { return speaks_websocket(scope.listener->protocol); }
+bool pubsub_only(const Scope& scope) {
+  return scope.listener->protocol == Protocol::websocket_pubsub;
 }
 
 // The entries a map gave, nested ones under their relative path
@@ -952,6 +959,125 @@ const Section<WebSocketConfig>& websocket_section() {
   return section;
 }
 
+// pubsub.redis: "redis://HOST:PORT" and nothing else, since the bridge
+// (pubsub/redis_bridge.hpp) speaks plain RESP to one address: no
+// credentials, no TLS, and no database (pub/sub channels span databases).
+// HOST is a name, an IPv4 address or a bracketed IPv6 address; the port is
+// required so that a file says which Redis it means. Returns what is wrong,
+// or nothing.
+std::string redis_url_problem(std::string_view url) {
+  constexpr std::string_view scheme = "redis://";
+  if (url.substr(0, 9) == "rediss://") return "TLS to Redis (rediss://) is not supported";
+  if (url.substr(0, scheme.size()) != scheme) return "it must start with redis://";
+  std::string_view rest = url.substr(scheme.size());
+  if (rest.find('@') != std::string_view::npos) {
+    return "credentials (USER:PASSWORD@) are not supported";
+  }
+  if (rest.find_first_of("/?#") != std::string_view::npos) {
+    return "nothing may follow HOST:PORT (no database or path)";
+  }
+  std::string_view host;
+  std::string_view port;
+  if (!rest.empty() && rest.front() == '[') {
+    const std::size_t close = rest.find(']');
+    if (close == std::string_view::npos) return "the [ of an IPv6 address has no ]";
+    host = rest.substr(1, close - 1);
+    const std::string_view after = rest.substr(close + 1);
+    if (after.empty() || after.front() != ':') return "it has no :PORT after the host";
+    port = after.substr(1);
+    boost::system::error_code error;
+    ip::make_address_v6(std::string(host), error);
+    if (error || host.empty()) return quote(host) + " is not an IPv6 address";
+  } else {
+    const std::size_t colon = rest.rfind(':');
+    if (colon == std::string_view::npos) return "it has no :PORT after the host";
+    host = rest.substr(0, colon);
+    port = rest.substr(colon + 1);
+    if (host.empty()) return "the host is empty";
+    if (host.find(':') != std::string_view::npos) {
+      return "an IPv6 address must be in brackets: redis://[" + std::string(host) + "]:PORT";
+    }
+    const bool numeric = std::all_of(host.begin(), host.end(),
+                                     [](char c) { return (c >= '0' && c <= '9') || c == '.'; });
+    if (numeric) {
+      boost::system::error_code error;
+      ip::make_address_v4(std::string(host), error);
+      if (error) return quote(host) + " is not an IPv4 address";
+    } else {
+      // RFC 1123 host names: dot-separated labels of letters, digits and
+      // inner hyphens, each 1-63 bytes.
+      bool valid = host.size() <= 253;
+      std::size_t label = 0;
+      for (std::size_t i = 0; valid && i <= host.size(); ++i) {
+        if (i == host.size() || host[i] == '.') {
+          valid = label >= 1 && label <= 63 && host[i - 1] != '-' && host[i - label] != '-';
+          label = 0;
+          continue;
+        }
+        const char c = host[i];
+        valid = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
+                c == '-';
+        ++label;
+      }
+      if (!valid) return quote(host) + " is not a host name or IP address";
+    }
+  }
+  const std::optional<Integer> number = parse_integer(port);
+  if (port.empty() || port.front() == '+' || port.front() == '-' || !number ||
+      !in_range(*number, 1, 65535)) {
+    return "port " + quote(port) + " is not 1-65535";
+  }
+  return {};
+}
+
+constexpr std::string_view redis_range = "redis://HOST:PORT, or empty for none";
+
+void redis_url(const Field& field, const std::string& value) {
+  if (value.empty()) return;  // none: this instance alone
+  if (const std::string problem = redis_url_problem(value); !problem.empty()) {
+    fail(field, quote(value) + " is not a Redis URL: " + problem);
+  }
+}
+
+Codec<std::string> redis_text() {
+  Codec<std::string> codec = text(redis_url, std::string(redis_range));
+  codec.text = [](const std::string& url) { return url.empty() ? std::string("none") : url; };
+  return codec;
+}
+
+// Below 1 KiB a queue holds hardly one message; above 1 GiB one subscriber
+// that stops reading can take the host's memory.
+constexpr std::uint64_t kMaxQueuedBytes = 1024ULL * 1024 * 1024;
+
+void check_pubsub(const Field&, const Given& given, PubSubConfig& pubsub) {
+  if (const Field* field = given.find("redis_required");
+      field && pubsub.redis_required && pubsub.redis.empty()) {
+    fail(*field, "true needs pubsub.redis (redis://HOST:PORT): there is no Redis to require");
+  }
+}
+
+// The hub and its Redis bridge are built once at start-up, so none of these
+// reload live.
+const Section<PubSubConfig>& pubsub_section() {
+  using P = PubSubConfig;
+  static const Section<P> section{
+      {
+          {"echo_to_sender", leaf(&P::echo_to_sender, boolean()), Reload::restart,
+           "deliver a publisher's messages to itself too"},
+          {"max_queued_bytes",
+           leaf(&P::max_queued_bytes, integer<std::uint64_t>(1024, kMaxQueuedBytes)),
+           Reload::restart, "bytes queued to a subscriber above which it is a slow consumer"},
+          {"slow_consumer", leaf(&P::slow_consumer, choice<SlowConsumer>(slow_consumer_names)),
+           Reload::restart, "what a slow consumer gets: close (1008) or its messages dropped"},
+          {"redis", leaf(&P::redis, redis_text()), Reload::restart,
+           "Redis that links the instances' channels; empty: this instance alone"},
+          {"redis_required", leaf(&P::redis_required, boolean()), Reload::restart,
+           "/readyz is not ready while Redis is unreachable"},
+      },
+      check_pubsub};
+  return section;
+}
+
 void check_tls(const Field& map, const Given&, TlsConfig& tls) {
   if (tls.certificate.empty()) {
     fail(map, "certificate is required (a PEM file)");
@@ -983,12 +1109,17 @@ const Section<TlsConfig>& tls_section() {
 
 // After all keys, since `protocol` may come after the keys it restricts.
 void check_listener(const Field&, const Given& given, ListenerConfig& listener) {
-  const bool websocket = listener.protocol == Protocol::websocket_echo;
+  const bool websocket = speaks_websocket(listener.protocol);
+  const std::string protocol = to_string(listener.protocol);
   if (const Field* field = given.find("websocket"); field && !websocket) {
-    fail(*field, "only a websocket-echo listener takes websocket options");
+    fail(*field, "only a websocket-echo or websocket-pubsub listener takes websocket options");
+  }
+  if (const Field* field = given.find("pubsub");
+      field && listener.protocol != Protocol::websocket_pubsub) {
+    fail(*field, "only a websocket-pubsub listener takes pubsub options");
   }
   if (const Field* field = given.find("write_timeout"); field && websocket) {
-    fail(*field, "a websocket-echo listener sets websocket.write_timeout instead");
+    fail(*field, "a " + protocol + " listener sets websocket.write_timeout instead");
   }
   if (const Field* field = given.find("new_connections_burst");
       field && listener.new_connections_burst != 0 &&
@@ -996,13 +1127,13 @@ void check_listener(const Field&, const Given& given, ListenerConfig& listener) 
     fail(*field, "has no effect without max_new_connections_per_second");
   }
   if (const Field* field = given.find("tls.handshake_timeout"); field && websocket) {
-    fail(*field,
-         "a websocket-echo listener's TLS handshake is covered by websocket.handshake_timeout");
+    fail(*field, "a " + protocol +
+                     " listener's TLS handshake is covered by websocket.handshake_timeout");
   }
 }
 
-// Apart from websocket (read by sessions on their own shards without
-// synchronisation), what a reload can change is what Server::apply_reload
+// Apart from websocket and pubsub (read by sessions and the hub on their own
+// shards without synchronisation), what a reload can change is what Server::apply_reload
 // hands to the shards: limits and timeouts.
 const Section<ListenerConfig>& listener_section() {
   using C = ListenerConfig;
@@ -1041,7 +1172,9 @@ const Section<ListenerConfig>& listener_section() {
           {"proxy_trusted", leaf(&C::proxy_trusted, cidr_list()), Reload::live,
            "balancer addresses allowed to send a PROXY header"},
           {"websocket", nested(&C::websocket, websocket_section), Reload::per_key,
-           "options of a websocket-echo listener", websocket_echo_only},
+           "options of a websocket-echo or websocket-pubsub listener", websocket_only},
+          {"pubsub", nested(&C::pubsub, pubsub_section), Reload::per_key,
+           "channels of a websocket-pubsub listener", pubsub_only},
           {"tls", optional_section(&C::tls, tls_section), Reload::per_key,
            "TLS on the connections; absent: plaintext"},
       },
@@ -1428,6 +1561,7 @@ std::string to_string(OnInsufficient o) { return name_of(on_insufficient_names, 
 std::string to_string(TlsVersion v) { return name_of(tls_version_names, v); }
 std::string to_string(KtlsMode m) { return name_of(ktls_names, m); }
 std::string to_string(LogFormat f) { return name_of(log_format_names, f); }
+std::string to_string(SlowConsumer s) { return name_of(slow_consumer_names, s); }
 
 }  // namespace shoal
 

@@ -25,7 +25,9 @@ enum class Sharding { reuseport, dispatch };
 enum class OnInsufficient { warn, fail };
 enum class LogFormat { text, json };
 
-// Options of a `protocol: websocket-echo` listener (its `websocket:` map).
+// Options of a `protocol: websocket-echo` or `websocket-pubsub` listener
+// (its `websocket:` map). A pubsub listener serves upgrades only: http_echo,
+// max_body_bytes and controls have no effect there.
 struct WebSocketConfig {
   std::string path = "/";  // request target that upgrades; an upgrade elsewhere gets 404
   std::uint64_t max_message_bytes = 1024 * 1024;  // larger: close 1009
