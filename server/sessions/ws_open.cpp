@@ -322,6 +322,10 @@ void WsSession::release_delayed(std::int64_t now) {
 bool WsSession::deliver(const pubsub::Published& message) {
   if (phase_ != Phase::open) return false;
   const PubSubConfig& config = shard_.slot(listener_index_).pubsub->config();
+  // What waits goes first, as far as the kernel takes it now: one
+  // publisher's read can bring many messages before this subscriber's
+  // write wait completes, and a subscriber that reads is not slow.
+  if (write_blocked() && !flush()) return false;
   const std::size_t waiting = out_.size() + io_.output_pending_bytes();
   if (waiting + message.frame.size() > config.max_queued_bytes) {
     ListenerStats& st = stats();
