@@ -24,41 +24,10 @@
 #include <gtest/gtest.h>
 
 #include "shoald_process.hpp"
+#include "test_certs.hpp"
 
 namespace shoal::test {
 namespace {
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/shoal-browser-XXXXXX";
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() { std::filesystem::remove_all(path_); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-// A self-signed certificate for 127.0.0.1 (Chromium runs with
-// --ignore-certificate-errors: the page's wss:// is under test, not trust).
-struct CertFiles {
-  std::string certificate;
-  std::string private_key;
-};
-
-CertFiles make_cert(const TempDir& dir) {
-  CertFiles f{dir.file("page.crt"), dir.file("page.key")};
-  const RunResult r = run_command(
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2"
-      " -subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout '" +
-      f.private_key + "' -out '" + f.certificate + "' 2>&1");
-  if (r.exit_code != 0) throw std::runtime_error("openssl req failed: " + r.output);
-  return f;
-}
 
 // Every listener upgrades on /echo, not the default "/", so that a page
 // that ignored its listener's path would fail.
@@ -78,7 +47,7 @@ std::string browser_yaml(const CertFiles& cert) {
 
 class BrowserChromium : public ::testing::Test {
  protected:
-  BrowserChromium() : cert_(make_cert(dir_)), shoald_({.yaml = browser_yaml(cert_)}) {}
+  BrowserChromium() : cert_(make_cert(dir_, "page")), shoald_({.yaml = browser_yaml(cert_)}) {}
 
   // Runs drive.py against `page_url`; the screenshot goes to
   // browser-output/<name>.png. Returns drive.py's output.

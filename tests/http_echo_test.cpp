@@ -36,6 +36,7 @@
 #include "protocol/proxy_protocol.hpp"
 #include "raw_ws.hpp"
 #include "shoald_process.hpp"
+#include "test_certs.hpp"
 
 namespace shoal::test {
 namespace {
@@ -62,38 +63,6 @@ std::string base64(std::string_view bytes) {
                                 static_cast<int>(bytes.size()));
   out.resize(static_cast<std::size_t>(n));
   return out;
-}
-
-// --- throwaway certificates (as tls_test.cpp makes them) ---------------------------
-
-class TempDir {
- public:
-  TempDir() {
-    const char* base = std::getenv("TMPDIR");
-    std::string pattern = std::string(base && *base ? base : "/tmp") + "/shoal-echo-XXXXXX";
-    if (!::mkdtemp(pattern.data())) throw std::runtime_error("mkdtemp failed");
-    path_ = pattern;
-  }
-  ~TempDir() { run_command("rm -rf '" + path_ + "'"); }
-  std::string file(const std::string& name) const { return path_ + "/" + name; }
-
- private:
-  std::string path_;
-};
-
-struct CertFiles {
-  std::string certificate;
-  std::string private_key;
-};
-
-CertFiles make_cert(const TempDir& dir) {
-  CertFiles f{dir.file("echo.crt"), dir.file("echo.key")};
-  const RunResult r = run_command(
-      "openssl req -x509 -newkey ec -pkeyopt ec_paramgen_curve:prime256v1 -nodes -days 2 "
-      "-subj /CN=localhost -addext subjectAltName=IP:127.0.0.1,DNS:localhost -keyout '" +
-      f.private_key + "' -out '" + f.certificate + "' 2>&1");
-  if (r.exit_code != 0) throw std::runtime_error("openssl req failed: " + r.output);
-  return f;
 }
 
 // --- one client connection: plain TCP, or TLS through OpenSSL ------------------------
@@ -378,7 +347,7 @@ std::string echo_yaml(const CertFiles& cert, const std::string& top, std::uint16
 
 struct Server {
   TempDir dir;
-  CertFiles cert = make_cert(dir);
+  CertFiles cert = make_cert(dir, "echo");
   std::unique_ptr<ShoaldProcess> shoald = start_with_admin_port([this](std::uint16_t admin) {
     return echo_yaml(cert, std::string("instance: ") + kInstance + "\n", admin);
   });
@@ -1323,7 +1292,7 @@ SHOAL_TRANSPORTS(HttpEchoMetrics);
 TEST_P(HttpEchoMetrics, RequestsControlsAndControlErrorsAreCounted) {
   // A shoald of its own: the counters start at zero.
   TempDir dir;
-  const CertFiles cert = make_cert(dir);
+  const CertFiles cert = make_cert(dir, "echo");
   auto started = start_with_admin_port([&](std::uint16_t admin) {
     return "shards: 2\nadmin: {address: 127.0.0.1, port: " + std::to_string(admin) + "}\nlisteners:\n" +
            listener("m", cert, kWsSettings);
