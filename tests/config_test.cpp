@@ -360,7 +360,8 @@ admin:
 // HTTP echo and response controls (issue 18): on by default, so that a
 // websocket-echo port answers curl as well as a WebSocket client.
 TEST(Config, HttpEchoAndControlsDefaults) {
-  const WebSocketConfig& ws = Config{}.listeners.at(1).websocket;
+  const Config defaults;
+  const WebSocketConfig& ws = defaults.listeners.at(1).websocket;
   EXPECT_TRUE(ws.http_echo);
   EXPECT_EQ(ws.max_body_bytes, 65536u);
   EXPECT_TRUE(ws.controls.enabled);
