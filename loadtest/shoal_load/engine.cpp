@@ -213,10 +213,6 @@ struct Engine::Impl {
     pace_interval = setup.rate > 0 ? 1e9 / setup.rate : 0;
   }
 
-  // A read wait lives in its Conn, so its completion must run before the
-  // Conn goes. run() returning normally means none is pending; after an
-  // early end (an exception out of run()) the sockets are closed here and
-  // the aborted waits complete before the members are destroyed.
   // Subscriber i on channel i % K through subscribe URL i % U; publisher j
   // on channel j % K through publish URL j % V.
   void init_pubsub(Conn& c) {
@@ -231,6 +227,10 @@ struct Engine::Impl {
     c.ps = std::move(s);
   }
 
+  // A read wait lives in its Conn, so its completion must run before the
+  // Conn goes. run() returning normally means none is pending; after an
+  // early end (an exception out of run()) the sockets are closed here and
+  // the aborted waits complete before the members are destroyed.
   ~Impl() {
     closing_all = true;  // nothing posted below may start a connect
     for (timer_t* t : {&connect_timer, &phase_timer, &pace_timer, &sweep_timer}) t->cancel();
