@@ -34,7 +34,17 @@
 #               handshakes, 19,000 idle wss connections. About 3 minutes.
 #               (HAProxy runs as two processes of one thread on one port: see
 #               configs/haproxy-bench-tls.cfg.)
+#               pubsub: shoald's websocket-pubsub listener
+#               (configs/shoald-bench-pubsub.yaml) driven by shoal-load --mode
+#               pubsub: 1 publisher -> 10,000 subscribers on one channel at one
+#               instance; the same with the subscribers at one instance and the
+#               publisher at another, joined by a redis-server (Debian's) this
+#               script starts on a free loopback port; 1,000 channels x 10
+#               subscribers, one publisher each. Deliveries/s and publish ->
+#               delivery latency. About a minute.
 #   TLS_ROUNDS  rounds of the wss-versus-ws throughput rows (default 3)
+#   PUBSUB_RATE messages/s of each publisher in the pubsub rows (default 10:
+#               100,000 deliveries/s in each row)
 #   OUT_MD      where the table goes (default loadtest/results/latest.md)
 #   README      whose performance table (between the bench-summary markers)
 #               is rewritten from this run when every scenario ran
@@ -50,11 +60,12 @@ DURATION=${DURATION:-5s}
 ROUNDS=${ROUNDS:-5}
 WARMUP=${WARMUP:-1s}
 THREADS=2
-SCENARIOS=${SCENARIOS:-throughput pingpong latency memory connect balance tls 100k}
+SCENARIOS=${SCENARIOS:-throughput pingpong latency memory connect balance tls pubsub 100k}
 TLS_ROUNDS=${TLS_ROUNDS:-3}
+PUBSUB_RATE=${PUBSUB_RATE:-10}
 OUT_MD=${OUT_MD:-$ROOT/loadtest/results/latest.md}
 README=${README-$ROOT/README.md}
-ALL_SCENARIOS="throughput pingpong latency memory connect balance tls 100k"
+ALL_SCENARIOS="throughput pingpong latency memory connect balance tls pubsub 100k"
 RUN_DIR=$(mktemp -d "${TMPDIR:-/tmp}/shoal-bench.XXXXXX")
 { git -C "$ROOT" rev-parse --short=12 HEAD 2>/dev/null || echo "?"
   git -C "$ROOT" diff --quiet HEAD 2>/dev/null || echo "(plus uncommitted changes)"; } | paste -sd' ' > "$RUN_DIR/commit"
@@ -356,6 +367,94 @@ if has tls && [[ " $SERVERS " == *" shoald "* ]]; then
     # Over one worker's 18,000 sockets: shoal-load forks two by itself.
     run_case tls-memory-19k wss shoald 1 -c 19000 --connect-rate 10000 --active 0 --duration 0 --hold 5s --ca "$TLS_CERT"
     CASE_CONFIG=""
+  fi
+fi
+
+# Pubsub: shoald's websocket-pubsub listener. Each row's 10,000 subscribers
+# (and 1 or 1,000 publishers) are one shoal-load worker (two threads), under
+# its 18,000 sockets and this host's 20,000 descriptors per process; each
+# shoald holds at most 10,000 of them. Every publisher sends PUBSUB_RATE
+# msgs/s, so the fan-out rows and the channels row deliver the same
+# 100,000 messages/s (default) and differ in how: one message to 10,000
+# connections, or 1,000 messages to 10 each. The Redis row runs two shoald
+# processes joined by a redis-server started here; --server-pid covers both
+# and Redis.
+if has pubsub && [[ " $SERVERS " == *" shoald "* ]]; then
+  PS_TEMPLATE=$ROOT/loadtest/configs/shoald-bench-pubsub.yaml
+  PS_SINGLE=$RUN_DIR/shoald-bench-pubsub.yaml
+  sed -e '/^ *pubsub:/d' -e '/^ *redis:/d' "$PS_TEMPLATE" > "$PS_SINGLE"
+  PS_PIDS="" PS_PORTS=()
+  start_pubsub() {  # config: one more shoald; its pid to PS_PIDS, its port to PS_PORTS
+    local log="$RUN_DIR/server.pubsub.$RANDOM.log" port
+    "$SHOALD" --config "$1" > "$log" 2>&1 &
+    local pid=$!
+    PS_PIDS+=" $pid"
+    EXTRA_PIDS="${EXTRA_PIDS:-} $pid"
+    wait_line "$log" 'ready:' || { log "pubsub: shoald did not start: $(tail -c 300 "$log")"; return 1; }
+    port=$(grep -oP 'listener "ps" \(websocket-pubsub\) listening on .*:\K\d+' "$log")
+    [ -n "$port" ] || { log "pubsub: no websocket-pubsub listener in $log"; return 1; }
+    PS_PORTS+=("$port")
+  }
+  stop_pubsub() {
+    local p
+    for p in $PS_PIDS; do kill -TERM "$p" 2> /dev/null; done
+    for p in $PS_PIDS; do
+      for _ in $(seq 50); do kill -0 "$p" 2> /dev/null || break; sleep 0.1; done
+      kill -KILL "$p" 2> /dev/null
+      wait "$p" 2> /dev/null
+    done
+    PS_PIDS="" PS_PORTS=()
+    sleep 0.5
+  }
+  # run_pubsub NAME SUB_PORT PUB_PORT PIDS [shoal-load options...]
+  run_pubsub() {
+    local name=$1 sub=$2 pub=$3 pids=$4
+    shift 4
+    local json="$RUN_DIR/$name.ws.shoald.r1.json"
+    local args=(--mode pubsub --subscribe-url "ws://127.0.0.1:$sub/?channel=bench"
+      --publish-url "ws://127.0.0.1:$pub/?channel=bench" "${CLIENT_ARGS[@]}" --connect-rate 10000
+      --rate "$PUBSUB_RATE" --warmup "$WARMUP" --duration "$DURATION" "$@")
+    log "$name: shoal-load ${args[*]}"
+    timeout 300 "$LOAD" "${args[@]}" --server-pid "$pids" --json "$json" -q > "$RUN_DIR/$name.ws.shoald.r1.txt" 2>&1
+    local rc=$?
+    [ $rc -ne 0 ] && log "  exit $rc: $(grep -m1 verdict "$RUN_DIR/$name.ws.shoald.r1.txt")"
+    local where="ws://127.0.0.1:PORT/?channel=bench"
+    [ "$sub" != "$pub" ] && where="ws://127.0.0.1:PORT_A/?channel=bench --publish-url ws://127.0.0.1:PORT_B/?channel=bench"
+    local shown="shoal-load --mode pubsub --subscribe-url $where ${args[*]:6}"
+    [ "$sub" = "$pub" ] && shown="shoal-load --mode pubsub $where ${args[*]:6}"
+    echo -e "$name\tws\tshoald\t$rc\t$json\t$shown\t1" >> "$RUN_DIR/index.tsv"
+  }
+  if start_pubsub "$PS_SINGLE"; then
+    run_pubsub pubsub-fanout "${PS_PORTS[0]}" "${PS_PORTS[0]}" "${PS_PIDS# }" --subscribers 10000 --publishers 1
+  fi
+  stop_pubsub
+  if start_pubsub "$PS_SINGLE"; then
+    run_pubsub pubsub-channels "${PS_PORTS[0]}" "${PS_PORTS[0]}" "${PS_PIDS# }" --subscribers 10000 --channels 1000
+  fi
+  stop_pubsub
+  if command -v redis-server > /dev/null; then
+    REDIS_PORT=$(free_port)
+    redis-server --port "$REDIS_PORT" --bind 127.0.0.1 --save '' --appendonly no > "$RUN_DIR/redis.log" 2>&1 &
+    REDIS_PID=$!
+    EXTRA_PIDS="${EXTRA_PIDS:-} $REDIS_PID"
+    redis-server --version | head -1 > "$RUN_DIR/redis-version"
+    if wait_port "$REDIS_PORT"; then
+      PS_REDIS=$RUN_DIR/shoald-bench-pubsub-redis.yaml
+      sed -e "s|@REDIS@|redis://127.0.0.1:$REDIS_PORT|" "$PS_TEMPLATE" > "$PS_REDIS"
+      if start_pubsub "$PS_REDIS" && start_pubsub "$PS_REDIS"; then
+        # A subscription reaches the other instance through Redis a moment
+        # after its upgrade: the first message waits a second for that.
+        run_pubsub pubsub-fanout-redis "${PS_PORTS[0]}" "${PS_PORTS[1]}" "$(echo $PS_PIDS $REDIS_PID | tr ' ' ,)" \
+          --subscribers 10000 --publishers 1 --settle 1s
+      fi
+      stop_pubsub
+    else
+      log "pubsub: redis-server did not start: $(tail -c 300 "$RUN_DIR/redis.log")"
+    fi
+    kill -TERM "$REDIS_PID" 2> /dev/null
+    wait "$REDIS_PID" 2> /dev/null
+  else
+    log "pubsub: no redis-server (apt-get install redis-server): the row across two instances is left out"
   fi
 fi
 

@@ -177,6 +177,33 @@ def tls_summary(lines):
                      f"HAProxy {'–' if h is None else f'{h:.2f} s'} (shoald {ratio(v, h)} its time) |")
 
 
+PUBSUB_ROWS = [
+    ("pubsub-fanout", "fan-out, 1 publisher → 10,000 subscribers on one channel, one instance"),
+    ("pubsub-fanout-redis", "fan-out, 1 publisher → 10,000 subscribers at another instance, through Redis"),
+    ("pubsub-channels", "1,000 channels × 10 subscribers, one publisher each, one instance"),
+]
+
+
+def pubsub_cell(j):
+    """A pubsub row's figures: deliveries/s and p99 publish → delivery, and
+    any delivery that was not right."""
+    p = j.get("pubsub") or {}
+    rate = p.get("deliveries_per_s", 0)
+    bad = {k: p.get(k, 0) for k in ("missing", "duplicated", "reordered", "foreign")}
+    bad = ", ".join(f"{v:,} {k}" for k, v in bad.items() if v)
+    shown = f"{rate / 1e3:.0f}K deliveries/s" if rate >= 1e3 else f"{rate:.0f} deliveries/s"
+    return f"{shown}, p99 {us(j['latency']['p99_us'])}" + (f" ({bad})" if bad else "")
+
+
+def pubsub_summary(lines):
+    for scen, title in PUBSUB_ROWS:
+        row, j = results.get((scen, "ws", "shoald"), (None, None))
+        if j is None:
+            continue
+        per = j["pubsub"].get("rate_per_publisher", 0)
+        lines.append(f"| pub/sub {title}, {per:g} msgs/s per publisher | {pubsub_cell(j)} | – | – |")
+
+
 def summary():
     """The README's table: one row per target of the performance issue, all
     from this run."""
@@ -211,6 +238,7 @@ def summary():
         lines.append(f"| 10,000 WS connects + upgrades (wall time) | {num(v)}/s | {wall} | "
                      f"{peers_text('connect', 'ws', ('connections', 'established_per_s'), lambda pv, b: ratio(b, pv))} |")
     tls_summary(lines)
+    pubsub_summary(lines)
     j = results.get(("100k", "ws", "shoald"), (None, None))[1]
     if j:
         errs = sum(v for v in j["errors"].values() if v)
@@ -441,6 +469,45 @@ def tls_tables():
 
 tls_tables()
 
+
+def pubsub_table():
+    found = [(scen, title) for scen, title in PUBSUB_ROWS if (scen, "ws", "shoald") in results]
+    if not found:
+        return
+    try:
+        rv = open(os.path.join(run_dir, "redis-version")).read().strip().split(" v=")[1].split()[0]
+        rv = f"Redis {rv}"
+    except (OSError, IndexError):
+        rv = "Redis"
+    w("## Pub/sub: shoald's websocket-pubsub listener")
+    w("")
+    w("`shoal-load --mode pubsub`: every publisher sends its messages at a fixed rate (from the intended send "
+      "time); every subscriber checks that it gets each message of its channel's publishers exactly once, in order, "
+      "byte for byte. Latency is publish → delivery (same host, one clock), for messages sent in the measured "
+      "window; deliveries/s are those received in it. shoald: `loadtest/configs/shoald-bench-pubsub.yaml` (2 "
+      f"shards); the Redis row runs two of them joined by {rv} on loopback, subscribers at one and the publisher at "
+      "the other, and its server CPU includes both and Redis. The client is one process of two threads.")
+    w("")
+    w("| row | connections | deliveries/s | published/s | expected | delivered | missing | dup | reordered | "
+      "p50 | p99 | p99.9 | max | server CPU ns/delivery | client CPU s | status |")
+    w("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|---|")
+    for scen, title in found:
+        row, j = results[(scen, "ws", "shoald")]
+        if j is None:
+            w(f"| {title} | – | – | – | – | – | – | – | – | – | – | – | – | – | – | {status(row, j)} |")
+            continue
+        p, lat = j["pubsub"], j["latency"]
+        conns = f"{j['connections']['established']:,}/{j['connections']['requested']:,}"
+        cpu = j.get("server", {}).get("cpu_ns_per_msg")
+        w(f"| {title} | {conns} | {num(p['deliveries_per_s'])} | {num(p['published_per_s'])} | {p['expected']:,} | "
+          f"{p['delivered']:,} | {p['missing']:,} | {p['duplicated']:,} | {p['reordered']:,} | {us(lat['p50_us'])} | "
+          f"{us(lat['p99_us'])} | {us(lat['p99_9_us'])} | {us(lat['max_us'])} | {num(cpu)} | "
+          f"{j['client']['cpu_s']:.1f} | {status(row, j)} |")
+    w("")
+
+
+pubsub_table()
+
 HUNDRED_K = [("shoald", "shoald (keepalive pings after 30 s of silence, the default)"),
              ("yardstick", "yardstick (no pings)"),
              ("shoald-nokeepalive", "shoald, pings off")]
@@ -488,7 +555,7 @@ for row in rows:
         continue
     seen.add(key)
     url = row['proto'] + '://127.0.0.1:PORT' + ('/' if row['proto'] in ('ws', 'wss') else '')
-    cmd = row['command'].replace('URL', url).replace(run_dir, "$RUN_DIR")
+    cmd = row['command'].replace(' URL ', f' {url} ').replace(run_dir, "$RUN_DIR")
     if row['server'] == 'haproxy':
         cmd += "   (PORT: HAProxy's)"
     w(f"{row['scenario']:<11} {row['proto']:<3} {cmd}")

@@ -242,6 +242,10 @@ Results run_load(const Options& o) {
       go_sent = true;
       r.connect_phase_s = static_cast<double>(now - t0) / 1e9;
       t_go = now + 50'000'000;
+      // Pubsub: a subscription made at one instance reaches the others
+      // (through Redis) a little later; messages published before would
+      // be missing there for no fault of the server's.
+      if (o.mode == Mode::pubsub) t_go += static_cast<std::int64_t>(o.pubsub.settle_s * 1e9);
       t_measure = t_go + static_cast<std::int64_t>(o.warmup_s * 1e9);
       t_end = t_measure + static_cast<std::int64_t>(o.duration_s * 1e9);
       if (r.interrupted) t_end = t_measure = t_go;
@@ -319,6 +323,7 @@ Results run_load(const Options& o) {
       r.skipped += j.value("skipped", std::uint64_t{0});
       r.peak_open += j.value("peak_open", std::uint64_t{0});
       if (j.contains("controls")) r.controls.add(control_counts_from_json(j["controls"]));
+      if (j.contains("pubsub")) r.pubsub.add(pubsub::counts_from_json(j["pubsub"]));
       r.client_cpu_s += j.value("cpu_s", 0.0);
       r.client_max_rss_kb = std::max<std::uint64_t>(r.client_max_rss_kb, j.value("max_rss_kb", std::uint64_t{0}));
       for (auto& s : j["samples"]) {

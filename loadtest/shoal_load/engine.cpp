@@ -99,6 +99,28 @@ class TsRing {
 // handshaking: the WebSocket upgrade.
 enum class State : std::uint8_t { idle, connecting, tls_handshaking, handshaking, open, closed };
 
+// --mode pubsub: a connection's part. Publishers number their messages;
+// subscribers keep, per publisher of their channel, the sequence check and
+// the count its end message gave.
+struct PubSubConn {
+  struct Stream {
+    pubsub::SeqTracker seq;
+    std::uint64_t end = UINT64_MAX;  // messages the publisher said it sent; UINT64_MAX: not said yet
+    bool done = false;
+  };
+  bool publisher = false;
+  std::uint64_t index = 0;    // publisher j or subscriber i
+  std::uint64_t channel = 0;
+  std::uint64_t sent = 0;     // publisher: messages queued
+  bool ended = false;         // publisher: its end message is queued
+  std::vector<Stream> streams;  // subscriber: by publisher j / channels
+  std::uint64_t streams_done = 0;
+  bool counted_waiting = false;  // subscriber: in the engine's subscribers_waiting
+  char head[pubsub::text_header] = {};  // the message's header as it arrives
+  pubsub::Header header;
+  std::uint64_t pad_offset = 0;
+};
+
 struct Conn;
 // What a read wait holds: the engine and the connection.
 struct ReadOwner {
@@ -122,6 +144,7 @@ struct Conn {
   bool in_pending = false;     // counted in the engine's connects in progress
   bool read_wants_write = false;  // TLS: SSL_read said WANT_WRITE; retried when writable
   bool close_judged = false;   // close_after=: this connection's close is counted as asked or not
+  std::uint8_t target = 0;     // index into the engine's targets (pubsub: one of its URLs)
   std::uint32_t port_attempt = 0;  // explicit source ports: candidate index
   std::uint8_t connect_retries = 0;
   std::uint64_t salt = 0;      // pattern offset of this connection's stream
@@ -140,6 +163,7 @@ struct Conn {
   SSL* ssl = nullptr;          // tls:// and wss://, from TCP connect to the hand-over or close_socket()
   std::unique_ptr<TlsRecordIo> records;  // TLS 1.3 after the hand-over (tls_client.hpp)
   ws::FrameParser parser;
+  std::unique_ptr<PubSubConn> ps;  // --mode pubsub only
   // Waits for the next edge without an epoll_ctl per wait (ready_wait.hpp):
   // the client must not cost more system calls per message than a server.
   shoal::ReadyWait<ReadOwner, &on_read_ready> read_wait;
@@ -155,7 +179,20 @@ struct Engine::Impl {
         rng(0x9e3779b9u ^ (setup.ids.empty() ? 0u : setup.ids.front())) {
     is_ws = o.target.proto == Target::Proto::ws;
     controlled = is_ws && ctl.any();
-    if (o.target.tls) tls = std::make_unique<TlsClientContext>(o);
+    pubsub = o.mode == Mode::pubsub;
+    special_frames = controlled || pubsub;
+    if (pubsub) {
+      for (const auto& t : o.pubsub.subscribe) targets.push_back(&t);
+      for (const auto& t : o.pubsub.publish) targets.push_back(&t);
+      fin.pubsub.subscribers.assign(o.pubsub.channels, 0);
+      fin.pubsub.published.assign(o.pubsub.channels, 0);
+    } else {
+      targets.push_back(&o.target);
+    }
+    tls = o.target.tls;
+    if (tls) {
+      for (const Target* t : targets) tls_ctx.push_back(std::make_unique<TlsClientContext>(o, *t));
+    }
     size = o.size;
     msg_op = o.text ? ws::Opcode::text : ws::Opcode::binary;
     active_limit = o.active_count();
@@ -163,8 +200,9 @@ struct Engine::Impl {
     for (auto id : setup.ids) {
       auto c = std::make_unique<Conn>(ioc);
       c->id = id;
-      c->active = id < active_limit;
+      c->active = o.sends(id);
       c->salt = (static_cast<std::uint64_t>(id) * 7919u) % Pattern::period;
+      if (pubsub) init_pubsub(*c);
       conns.push_back(std::move(c));
     }
     if (!o.sources.empty()) {
@@ -173,6 +211,20 @@ struct Engine::Impl {
     }
     max_inflight = o.rate > 0 ? 65536u : std::max(4u, o.pipeline);
     pace_interval = setup.rate > 0 ? 1e9 / setup.rate : 0;
+  }
+
+  // Subscriber i on channel i % K through subscribe URL i % U; publisher j
+  // on channel j % K through publish URL j % V.
+  void init_pubsub(Conn& c) {
+    const PubSubOptions& p = o.pubsub;
+    auto s = std::make_unique<PubSubConn>();
+    s->publisher = c.id >= p.subscribers;
+    s->index = s->publisher ? c.id - p.subscribers : c.id;
+    s->channel = s->index % p.channels;
+    c.target = static_cast<std::uint8_t>(s->publisher ? p.subscribe.size() + s->index % p.publish.size()
+                                                      : s->index % p.subscribe.size());
+    if (!s->publisher) s->streams.resize(p.publishers_on(s->channel));
+    c.ps = std::move(s);
   }
 
   // A read wait lives in its Conn, so its completion must run before the
@@ -205,13 +257,25 @@ struct Engine::Impl {
   timer_t connect_timer, phase_timer, pace_timer, sweep_timer;
   std::vector<std::unique_ptr<Conn>> conns;
   std::vector<asio::ip::address> sources;
-  std::unique_ptr<TlsClientContext> tls;  // tls:// and wss:// only
+  // Where connections go (echo: the target; pubsub: the subscribe URLs,
+  // then the publish URLs), and over TLS a context for each.
+  std::vector<const Target*> targets;
+  bool tls = false;  // tls:// and wss://
+  std::vector<std::unique_ptr<TlsClientContext>> tls_ctx;
   std::minstd_rand rng;
   bool is_ws = false;
   // The target URL asks for response controls: echoes go through
   // CheckedWsHandler. Fixed for the run, so a run without controls never
   // reaches any of their code.
   bool controlled = false;
+  // --mode pubsub, fixed for the run like `controlled`.
+  bool pubsub = false;
+  // controlled or pubsub: frames go to a handler other than WsHandler.
+  bool special_frames = false;
+  // Subscribers open that have not had every message their channel's
+  // publishers said they sent: the drain waits for them as for echoes.
+  std::uint64_t subscribers_waiting = 0;
+  std::string message;  // pubsub: the next message, built before framing
   // close_after=: connections that have had their N echoes and wait for
   // the server's close; the drain waits for them as for echoes.
   std::uint64_t closes_awaited = 0;
@@ -288,7 +352,8 @@ struct Engine::Impl {
     c.state = State::connecting;
     c.t_start = now_ns();
     boost::system::error_code ec;
-    const auto& addr = o.target.address;
+    const Target& target = *targets[c.target];
+    const auto& addr = target.address;
     c.sock.open(addr.is_v4() ? tcp::v4() : tcp::v6(), ec);
     if (ec) {
       fail_connect(c, classify(ec.value()), "socket: " + ec.message());
@@ -314,7 +379,7 @@ struct Engine::Impl {
     }
     ++pending;
     c.in_pending = true;
-    c.sock.async_connect(tcp::endpoint(addr, o.target.port), [this, &c](boost::system::error_code cec) {
+    c.sock.async_connect(tcp::endpoint(addr, target.port), [this, &c](boost::system::error_code cec) {
       // Over TLS the handshake is part of connecting, and of what
       // --connect-concurrency bounds: without that, TCP connects (which the
       // kernel completes at once) would pile up handshakes faster than the
@@ -372,7 +437,7 @@ struct Engine::Impl {
 
   void start_tls(Conn& c) {
     std::string error;
-    c.ssl = tls->make(c.sock.native_handle(), error);
+    c.ssl = tls_ctx[c.target]->make(c.sock.native_handle(), error);
     if (!c.ssl) {
       fail_connect(c, ErrorKind::tls, "tls: " + error);
       return;
@@ -389,7 +454,7 @@ struct Engine::Impl {
       fin.tls_handshake.record(static_cast<std::uint64_t>(now - c.t_connected));
       fin.connect.record(static_cast<std::uint64_t>(now - c.t_start));
       c.t_connected = now;
-      c.records = tls->hand_over(c.ssl);
+      c.records = tls_ctx[c.target]->hand_over(c.ssl);
       if (c.records) {
         SSL_free(c.ssl);
         c.ssl = nullptr;
@@ -435,7 +500,12 @@ struct Engine::Impl {
     unsigned char raw[16];
     for (auto& b : raw) b = static_cast<unsigned char>(rng() & 0xff);
     c.key = ws::base64_encode(raw, sizeof raw);
-    c.out = ws::upgrade_request(o.target.host, o.target.path, c.key);
+    const Target& target = *targets[c.target];
+    if (pubsub) {
+      c.out = ws::upgrade_request(target.host, path_for_channel(target, o.pubsub.channel_name(c.ps->channel)), c.key);
+    } else {
+      c.out = ws::upgrade_request(target.host, target.path, c.key);
+    }
     c.out_pos = 0;
     c.state = State::handshaking;
     flush(c);
@@ -461,7 +531,9 @@ struct Engine::Impl {
     ++finished_connects;
     check_connect_done();
     if (controlled && ctl.close_after && *ctl.close_after == 0) ++closes_awaited;  // due at once
-    if (traffic_started && c.active) {
+    if (pubsub) {
+      established_pubsub(c);
+    } else if (traffic_started && c.active) {
       active_list.push_back(&c);
       if (sending && pace_interval == 0) {
         for (unsigned k = 0; k < o.pipeline; ++k) queue_message(c, now_ns());
@@ -532,6 +604,10 @@ struct Engine::Impl {
     inflight_total -= c.inflight.size();
     if (!as_asked) fin.unanswered += c.inflight.size();
     c.inflight.clear();
+    if (c.ps && c.ps->counted_waiting) {
+      c.ps->counted_waiting = false;  // what it lacks is counted missing, by the parent
+      --subscribers_waiting;
+    }
     std::string().swap(c.out);
     std::string().swap(c.hs);
     check_drained();
@@ -589,7 +665,9 @@ struct Engine::Impl {
       if (cp->active && cp->state == State::open) active_list.push_back(cp.get());
     }
     const std::int64_t now = now_ns();
-    if (pace_interval == 0) {
+    if (pace_interval == 0 && pubsub) {
+      for (Conn* c : active_list) publish_burst(*c);
+    } else if (pace_interval == 0) {
       for (Conn* c : active_list) {
         for (unsigned k = 0; k < o.pipeline && c->state == State::open; ++k) queue_message(*c, now);
         flush(*c);
@@ -609,11 +687,12 @@ struct Engine::Impl {
   void end_traffic() {
     sending = false;
     pace_timer.cancel();
+    if (pubsub) finish_publishing();
     check_drained();
   }
 
   void check_drained() {
-    if (traffic_started && !sending && inflight_total == 0 && closes_awaited == 0 &&
+    if (traffic_started && !sending && inflight_total == 0 && closes_awaited == 0 && subscribers_waiting == 0 &&
         !self.drained_.load(std::memory_order_relaxed)) {
       self.drained_.store(true, std::memory_order_release);
       notify();
@@ -621,8 +700,18 @@ struct Engine::Impl {
   }
 
   // Open loop: event e is due at pace_start + e * interval and goes to the
-  // next active connection in turn.
+  // next active connection in turn (pubsub: the next publisher). Chosen once
+  // per wakeup, so that the echo's loop has no test for pubsub.
   void pace() {
+    if (pubsub) {
+      pace_as<true>();
+    } else {
+      pace_as<false>();
+    }
+  }
+
+  template <bool PubSub>
+  void pace_as() {
     if (!sending || active_list.empty()) return;
     const std::int64_t now = now_ns();
     for (;;) {
@@ -642,6 +731,7 @@ struct Engine::Impl {
       }
       if (due >= t_end) {
         sending = false;
+        if constexpr (PubSub) finish_publishing();
         break;
       }
       // Skip connections that died; give up on this event if all did.
@@ -655,7 +745,13 @@ struct Engine::Impl {
       }
       ++pace_events;
       if (!target) continue;
-      if (queue_message(*target, due) && !target->dirty) {
+      bool queued;
+      if constexpr (PubSub) {
+        queued = queue_publish(*target, due);
+      } else {
+        queued = queue_message(*target, due);
+      }
+      if (queued && !target->dirty) {
         target->dirty = true;
         dirty.push_back(target);
       }
@@ -838,6 +934,9 @@ struct Engine::Impl {
         on_readable(c);
       } else {
         flush(c);
+        // A publisher as fast as its socket allows: the socket took the
+        // last burst, so the next.
+        if (c.ps && c.ps->publisher && pace_interval == 0 && sending && !c.write_armed) publish_burst(c);
       }
     });
   }
@@ -1192,9 +1291,13 @@ struct Engine::Impl {
 
   void on_ws_bytes(Conn& c, const char* p, std::size_t n, std::int64_t now) {
     ws::ParseError err;
-    if (controlled) {
-      CheckedWsHandler h{*this, c, now};
-      err = c.parser.feed(p, n, h);
+    if (special_frames) {
+      if (controlled) {
+        CheckedWsHandler h{*this, c, now};
+        err = c.parser.feed(p, n, h);
+      } else {
+        err = feed_pubsub(c, p, n, now);
+      }
     } else {
       WsHandler h{*this, c, now};
       err = c.parser.feed(p, n, h);
@@ -1231,6 +1334,233 @@ struct Engine::Impl {
     if (sending && pace_interval == 0 && c.active) {
       queue_message(c, now);
     } else if (!sending) {
+      check_drained();
+    }
+  }
+
+  // ---- pubsub -------------------------------------------------------------
+
+  void established_pubsub(Conn& c) {
+    PubSubConn& s = *c.ps;
+    if (s.publisher) {
+      if (traffic_started) {
+        active_list.push_back(&c);
+        if (sending && pace_interval == 0) publish_burst(c);
+      }
+      return;
+    }
+    ++fin.pubsub.subscribers[s.channel];
+    if (s.streams.empty()) {
+      ++fin.pubsub.complete;  // a channel without publishers: nothing to wait for
+    } else {
+      s.counted_waiting = true;
+      ++subscribers_waiting;
+    }
+  }
+
+  // One message of publisher `c`, sent at (or, open loop, due at) `ts`.
+  bool queue_publish(Conn& c, std::int64_t ts) {
+    PubSubConn& s = *c.ps;
+    if (s.ended || (o.messages > 0 && s.sent >= o.messages)) return false;
+    pubsub::build_message(message, {s.index, s.sent, ts}, size, o.text, pat);
+    ws::append_client_frame(c.out, msg_op, message,
+                            static_cast<std::uint32_t>(rng()) ^ (static_cast<std::uint32_t>(rng()) << 16));
+    ++s.sent;
+    ++fin.pubsub.published[s.channel];
+    fin.total.msgs_sent++;
+    fin.total.bytes_sent += size;
+    if (ts >= t_measure && ts < t_end) {
+      fin.window.msgs_sent++;
+      fin.window.bytes_sent += size;
+    }
+    return true;
+  }
+
+  // Closed loop: a publisher sends as fast as its socket takes it, about
+  // 64 KiB at a time. A burst the socket took at once is followed by the
+  // next through the io_context, so that the thread's reads (the
+  // subscribers') go on in between; one it did not take, when the socket
+  // is writable again (arm_write).
+  void publish_burst(Conn& c) {
+    if (!sending || c.state != State::open || c.write_armed) return;
+    const std::int64_t now = now_ns();
+    if (now >= t_end) return;  // end_traffic, due now, sends the end message
+    while (c.out.size() - c.out_pos < 65536 && queue_publish(c, now)) {
+    }
+    flush(c);
+    if (c.state == State::open && !c.write_armed && sending && !c.ps->ended &&
+        (o.messages == 0 || c.ps->sent < o.messages)) {
+      asio::post(ioc, [this, &c] { publish_burst(c); });
+    }
+  }
+
+  // Traffic over: each publisher's last word, how many it sent, so that its
+  // subscribers know when they have everything.
+  void finish_publishing() {
+    for (Conn* c : active_list) {
+      PubSubConn& s = *c->ps;
+      if (s.ended || c->state != State::open) continue;
+      s.ended = true;
+      pubsub::build_message(message, {s.index, pubsub::end_flag | s.sent, now_ns()}, size, o.text, pat);
+      ws::append_client_frame(c->out, msg_op, message, static_cast<std::uint32_t>(rng()));
+      flush(*c);
+    }
+  }
+
+  // What a subscriber checks of each message as its bytes come: the header
+  // first, then the padding against the pattern that header names.
+  struct SubscriberHandler {
+    Impl& e;
+    Conn& c;
+    std::int64_t now;
+    WsHandler plain() { return WsHandler{e, c, now}; }
+    void on_message_begin(ws::Opcode op) {
+      c.cur = 0;
+      c.msg_bad = false;
+      if (op != e.msg_op) {
+        c.msg_bad = true;
+        e.sample("subscriber " + std::to_string(c.ps->index) + ": a message of the wrong opcode (" +
+                 (op == ws::Opcode::text ? "text" : "binary") + ")");
+      }
+    }
+    void on_message_data(const char* p, std::size_t n) {
+      PubSubConn& s = *c.ps;
+      const std::size_t head = pubsub::header_size(e.o.text);
+      if (c.cur < head) {
+        const std::size_t take = std::min<std::size_t>(n, head - c.cur);
+        std::memcpy(s.head + c.cur, p, take);
+        c.cur += take;
+        p += take;
+        n -= take;
+        if (c.cur == head && !c.msg_bad) {
+          if (pubsub::read_header(s.head, e.o.text, s.header)) {
+            s.pad_offset = pubsub::padding_offset(s.header.publisher, s.header.seq);
+          } else {
+            c.msg_bad = true;
+            e.sample("subscriber " + std::to_string(s.index) + ": a message whose header is not hex digits");
+          }
+        }
+      }
+      if (n == 0) return;
+      if (!c.msg_bad) {
+        if (c.cur + n > e.size) {
+          c.msg_bad = true;
+          e.sample("subscriber " + std::to_string(s.index) + ": a message longer than --size");
+        } else if (pubsub::first_padding_mismatch(p, n, c.cur - head, s.pad_offset, e.pat) < n) {
+          c.msg_bad = true;
+          e.sample("subscriber " + std::to_string(s.index) + ": message " + std::to_string(s.header.seq) +
+                   " of publisher " + std::to_string(s.header.publisher) + " differs from what was sent");
+        }
+      }
+      c.cur += n;
+    }
+    void on_message_end() {
+      bool bad = c.msg_bad;
+      if (!bad && c.cur != e.size) {
+        e.sample("subscriber " + std::to_string(c.ps->index) + ": a message shorter than --size");
+        bad = true;
+      }
+      c.msg_bad = false;
+      c.cur = 0;
+      if (bad) {
+        e.fin.total.errors[static_cast<std::size_t>(ErrorKind::mismatch)]++;
+        return;
+      }
+      e.on_delivery(c, now);
+    }
+    void on_control(ws::Opcode op, std::string_view payload) { plain().on_control(op, payload); }
+  };
+
+  // A publisher is subscribed too: what other publishers of its channel
+  // send (and, with echo_to_sender, its own) is read and dropped.
+  struct PublisherHandler {
+    Impl& e;
+    Conn& c;
+    std::int64_t now;
+    void on_message_begin(ws::Opcode) { ++e.fin.pubsub.publisher_received; }
+    void on_message_data(const char*, std::size_t) {}
+    void on_message_end() {}
+    void on_control(ws::Opcode op, std::string_view payload) { WsHandler{e, c, now}.on_control(op, payload); }
+  };
+
+  ws::ParseError feed_pubsub(Conn& c, const char* p, std::size_t n, std::int64_t now) {
+    if (c.ps->publisher) {
+      PublisherHandler h{*this, c, now};
+      return c.parser.feed(p, n, h);
+    }
+    SubscriberHandler h{*this, c, now};
+    return c.parser.feed(p, n, h);
+  }
+
+  // A well-formed message at subscriber `c` (its header in c.ps->header).
+  void on_delivery(Conn& c, std::int64_t now) {
+    PubSubConn& s = *c.ps;
+    const pubsub::Header& h = s.header;
+    const PubSubOptions& p = o.pubsub;
+    const bool ours = h.publisher < p.publishers && h.publisher % p.channels == s.channel;
+    if (!ours) {
+      ++fin.pubsub.foreign;
+      if (fin.pubsub.foreign == 1) {
+        sample("subscriber " + std::to_string(s.index) + " of " + p.channel_name(s.channel) +
+               ": a message of publisher " + std::to_string(h.publisher) + ", which publishes on " +
+               (h.publisher < p.publishers ? p.channel_name(h.publisher % p.channels) : std::string("no channel")));
+      }
+      return;
+    }
+    PubSubConn::Stream& st = s.streams[h.publisher / p.channels];
+    if (h.seq & pubsub::end_flag) {
+      if (st.end == UINT64_MAX) {
+        st.end = h.seq & ~pubsub::end_flag;
+        stream_maybe_done(c, st);
+      }
+      return;
+    }
+    if (h.seq >= st.end) {
+      ++fin.pubsub.foreign;
+      sample("subscriber " + std::to_string(s.index) + ": message " + std::to_string(h.seq) + " of publisher " +
+             std::to_string(h.publisher) + ", which said it sent " + std::to_string(st.end));
+      return;
+    }
+    ++fin.pubsub.delivered;
+    const auto lat = static_cast<std::uint64_t>(now > h.sent_ns ? now - h.sent_ns : 0);
+    interval_hist.record(lat);
+    fin.total.msgs_recv++;
+    fin.total.bytes_recv += size;
+    if (h.sent_ns >= t_measure && h.sent_ns < t_end) fin.latency.record(lat);
+    if (now >= t_measure && now < t_end) {
+      fin.window.msgs_recv++;
+      fin.window.bytes_recv += size;
+    }
+    switch (st.seq.accept(h.seq)) {
+      case pubsub::SeqTracker::Arrival::in_order: break;
+      case pubsub::SeqTracker::Arrival::ahead: break;  // the skipped ones: late or missing, later
+      case pubsub::SeqTracker::Arrival::late:
+        ++fin.pubsub.reordered;
+        if (fin.pubsub.reordered == 1) {
+          sample("subscriber " + std::to_string(s.index) + ": message " + std::to_string(h.seq) + " of publisher " +
+                 std::to_string(h.publisher) + " came after a later one");
+        }
+        break;
+      case pubsub::SeqTracker::Arrival::duplicate:
+        ++fin.pubsub.duplicated;
+        if (fin.pubsub.duplicated == 1) {
+          sample("subscriber " + std::to_string(s.index) + ": message " + std::to_string(h.seq) + " of publisher " +
+                 std::to_string(h.publisher) + " came twice");
+        }
+        break;
+    }
+    if (st.end != UINT64_MAX) stream_maybe_done(c, st);
+  }
+
+  void stream_maybe_done(Conn& c, PubSubConn::Stream& st) {
+    if (st.done || !st.seq.complete(st.end)) return;
+    st.done = true;
+    PubSubConn& s = *c.ps;
+    if (++s.streams_done < s.streams.size()) return;
+    ++fin.pubsub.complete;
+    if (s.counted_waiting) {
+      s.counted_waiting = false;
+      --subscribers_waiting;
       check_drained();
     }
   }

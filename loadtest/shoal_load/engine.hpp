@@ -4,7 +4,9 @@
 // It connects (paced, bounded concurrency), upgrades WebSocket connections,
 // sends on the closed-loop or open-loop schedule, verifies every echoed byte
 // against the connection's expected byte sequence, and keeps its own
-// counters and histograms. Nothing is shared with other engines; the worker's
+// counters and histograms. In --mode pubsub its connections are publishers
+// (which send) and subscribers (which check what the server delivers
+// against pubsub.hpp's format and sequence rules) instead. Nothing is shared with other engines; the worker's
 // main thread talks to it only through the thread-safe entry points below,
 // which post to the engine's thread.
 #pragma once
@@ -20,6 +22,7 @@
 #include "controls.hpp"
 #include "histogram.hpp"
 #include "options.hpp"
+#include "pubsub.hpp"
 
 namespace shoal::load {
 
@@ -59,6 +62,7 @@ struct FinalStats {
   std::uint64_t skipped = 0;     // open loop: not sent, connection backlog full
   std::uint64_t peak_open = 0;
   ControlCounts controls;  // the target URL's response controls, as checked
+  pubsub::Counts pubsub;   // --mode pubsub: what the subscribers got
   std::vector<std::string> samples;  // first failures, for the report
 };
 

@@ -12,6 +12,7 @@
 #include <boost/program_options.hpp>
 #include <yaml-cpp/yaml.h>
 
+#include "pubsub.hpp"
 #include "tls_client.hpp"
 
 namespace shoal::load {
@@ -46,12 +47,22 @@ constexpr const char* usage_head =
     "1000) after exactly N echoes. The summary counts what was and was not as\n"
     "asked.\n"
     "\n"
+    "Pubsub (--mode pubsub): against a websocket-pubsub listener. TARGET (or\n"
+    "--subscribe-url / --publish-url, each repeatable) is ws:// or wss://\n"
+    "HOST:PORT/PATH?channel=NAME. --subscribers S connections subscribe and\n"
+    "--publishers P publish, spread over --channels K (NAME-0 .. NAME-(K-1) when\n"
+    "K > 1); each publisher sends --rate messages/s (or as fast as its socket\n"
+    "takes them), up to --messages each, for --duration. Every subscriber must\n"
+    "get every message of its channel's publishers exactly once and in order;\n"
+    "latency is publish to delivery.\n"
+    "\n"
     "Durations take ms, s, m, h (a bare number is seconds); counts take k and m.\n"
     "Exit status: 0 all good; 1 an echoed byte differed; 2 fewer connections\n"
     "were established than asked; 3 other failures (connections lost, echoes\n"
     "missing); 4 the hard time limit was hit; 5 an echo or a close was not what\n"
-    "the target URL's size=, delay= or close_after= asked; 64 usage error;\n"
-    "130 interrupted.\n"
+    "the target URL's size=, delay= or close_after= asked; 6 pubsub: a delivery\n"
+    "missing, duplicated, out of order or from another channel; 64 usage\n"
+    "error; 130 interrupted.\n"
     "\n"
     "Ctrl-C once ends the traffic and reports; twice closes at once.\n";
 
@@ -254,10 +265,50 @@ Target parse_target(const std::string& url) {
   return t;
 }
 
+std::string path_for_channel(const Target& t, const std::string& channel) {
+  return t.path.substr(0, t.channel_at) + channel + t.path.substr(t.channel_at + t.channel_len);
+}
+
+namespace {
+
+bool channel_char(char c) {
+  return (c >= 'A' && c <= 'Z') || (c >= 'a' && c <= 'z') || (c >= '0' && c <= '9') || c == '_' || c == '.' ||
+         c == ':' || c == '-';
+}
+
+// Finds channel=NAME in the query of a pubsub URL; returns NAME.
+std::string find_channel(Target& t) {
+  const auto q = t.path.find('?');
+  if (q == std::string::npos) throw UsageError("--mode pubsub: " + t.url + " has no ?channel=NAME");
+  std::size_t start = q + 1;
+  std::string found;
+  while (start <= t.path.size()) {
+    auto amp = t.path.find('&', start);
+    if (amp == std::string::npos) amp = t.path.size();
+    if (t.path.compare(start, 8, "channel=") == 0 && start + 8 <= amp) {
+      if (t.channel_at != std::string::npos) throw UsageError("--mode pubsub: " + t.url + " gives channel= twice");
+      t.channel_at = start + 8;
+      t.channel_len = amp - t.channel_at;
+      found = t.path.substr(t.channel_at, t.channel_len);
+    }
+    start = amp + 1;
+  }
+  if (t.channel_at == std::string::npos) throw UsageError("--mode pubsub: " + t.url + " has no ?channel=NAME");
+  // The server's rule; a value it would refuse with 400 is refused here,
+  // since no connection could subscribe.
+  if (found.empty() || found.size() > 64 || !std::all_of(found.begin(), found.end(), channel_char)) {
+    throw UsageError("--mode pubsub: " + t.url + ": the channel must be 1-64 of A-Z a-z 0-9 _ . : -");
+  }
+  return found;
+}
+
+}  // namespace
+
 double Options::derived_max_time_s() const {
   if (max_time_s > 0) return max_time_s;
   const double connect_s = static_cast<double>(connections) / (connect_rate > 0 ? connect_rate : 5000.0);
-  return connect_s + connect_timeout_s + warmup_s + duration_s + timeout_s + hold_s + 30.0;
+  const double settle = mode == Mode::pubsub ? pubsub.settle_s : 0.0;
+  return connect_s + connect_timeout_s + settle + warmup_s + duration_s + timeout_s + hold_s + 30.0;
 }
 
 std::optional<Options> parse_options(int argc, char** argv) {
@@ -267,6 +318,13 @@ std::optional<Options> parse_options(int argc, char** argv) {
   visible.add_options()
       ("help,h", "show this help")
       ("version", "show the version")
+      ("mode", po::value<std::string>(), "echo (default) or pubsub (a websocket-pubsub listener: publishers and subscribers on channels)")
+      ("subscribers", po::value<std::string>(), "pubsub: subscriber connections (default 1)")
+      ("publishers", po::value<std::string>(), "pubsub: publisher connections (default: one per channel)")
+      ("channels", po::value<std::string>(), "pubsub: channels, NAME-0 .. NAME-(K-1) when more than 1 (default 1)")
+      ("subscribe-url", po::value<std::vector<std::string>>(), "pubsub: where subscribers connect (repeat: they take turns); default TARGET")
+      ("publish-url", po::value<std::vector<std::string>>(), "pubsub: where publishers connect (repeat: they take turns); default TARGET")
+      ("settle", po::value<std::string>(), "pubsub: wait between every connection up and the first message, for subscriptions to reach other instances (default 250ms)")
       ("scenario", po::value<std::string>(), "YAML file of options (loadtest/scenarios/); the command line overrides it")
       ("connections,c", po::value<std::string>(), "connections to open (default 1)")
       ("connect-rate", po::value<std::string>(), "new connections per second in total (default: as fast as allowed)")
@@ -276,12 +334,12 @@ std::optional<Options> parse_options(int argc, char** argv) {
       ("threads,t", po::value<std::string>(), "threads per worker (default 1)")
       ("per-process", po::value<std::string>(), "most sockets one worker holds (default 18000)")
       ("pipeline,p", po::value<std::string>(), "closed loop: messages in flight per connection (default 1)")
-      ("rate,r", po::value<std::string>(), "open loop: messages per second in total")
+      ("rate,r", po::value<std::string>(), "open loop: messages per second in total (pubsub: per publisher)")
       ("size,s", po::value<std::string>(), "message size in bytes (default 64)")
       ("text", "WebSocket text messages (ASCII payload)")
       ("binary", "WebSocket binary messages (default)")
       ("active", po::value<std::string>(), "connections that send (default: all); the rest are held open")
-      ("messages", po::value<std::string>(), "closed loop: each active connection sends this many messages in all, then stays open idle (default: no limit)")
+      ("messages", po::value<std::string>(), "closed loop: each active connection sends this many messages in all, then stays open idle (pubsub: each publisher, with or without --rate) (default: no limit)")
       ("insecure,k", "tls://, wss://: accept the server's certificate unchecked (self-signed, expired, another name)")
       ("ca", po::value<std::string>(), "tls://, wss://: PEM file of the certificates to trust instead of the system's store")
       ("duration,d", po::value<std::string>(), "measured time (default 10s)")
@@ -366,14 +424,77 @@ std::optional<Options> parse_options(int argc, char** argv) {
     }
   };
 
-  auto target = str("target");
-  if (!target) throw UsageError("no target given (tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH)");
-  o.target = parse_target(*target);
+  if (auto m = str("mode")) {
+    if (*m == "pubsub") o.mode = Mode::pubsub;
+    else if (*m != "echo") throw UsageError("--mode: '" + *m + "' is not echo or pubsub");
+  }
+  const bool pubsub = o.mode == Mode::pubsub;
+  if (!pubsub) {
+    for (const char* k : {"subscribers", "publishers", "channels", "subscribe-url", "publish-url", "settle"}) {
+      if (vm.count(k)) throw UsageError(std::string("--") + k + " is for --mode pubsub");
+    }
+  }
   o.allow_remote = vm.count("allow-remote") > 0;
-  if (!o.allow_remote && !is_loopback(o.target.address)) {
-    throw UsageError("target " + o.target.url +
-                     " is not a loopback address; shoal-load only contacts 127.0.0.0/8 and ::1 unless "
-                     "--allow-remote is given (a safety default: load tests are for hosts you own)");
+  auto check_remote = [&](const Target& t) {
+    if (!o.allow_remote && !is_loopback(t.address)) {
+      throw UsageError("target " + t.url +
+                       " is not a loopback address; shoal-load only contacts 127.0.0.0/8 and ::1 unless "
+                       "--allow-remote is given (a safety default: load tests are for hosts you own)");
+    }
+  };
+  auto target = str("target");
+  if (!pubsub) {
+    if (!target) throw UsageError("no target given (tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT/PATH or wss://HOST:PORT/PATH)");
+    o.target = parse_target(*target);
+    check_remote(o.target);
+  } else {
+    PubSubOptions& ps = o.pubsub;
+    for (const char* k : {"connections", "active", "pipeline"}) {
+      if (vm.count(k)) throw UsageError(std::string("--") + k + " is for --mode echo; pubsub takes --subscribers and --publishers");
+    }
+    auto urls = [&](const char* k) {
+      std::vector<Target> out;
+      if (vm.count(k)) {
+        for (const auto& u : vm[k].as<std::vector<std::string>>()) out.push_back(parse_target(u));
+      } else if (target) {
+        out.push_back(parse_target(*target));
+      }
+      if (out.empty()) throw UsageError(std::string("--mode pubsub: no target given (TARGET or --") + k + ")");
+      if (out.size() > 64) throw UsageError(std::string("--") + k + ": at most 64 URLs");
+      return out;
+    };
+    ps.subscribe = urls("subscribe-url");
+    ps.publish = urls("publish-url");
+    bool first = true;
+    for (auto* list : {&ps.subscribe, &ps.publish}) {
+      for (Target& t : *list) {
+        if (t.proto != Target::Proto::ws) throw UsageError("--mode pubsub: " + t.url + " is not a ws:// or wss:// URL");
+        if (t.controls.any()) {
+          throw UsageError("--mode pubsub: " + t.url + ": size=, delay= and close_after= are echo controls");
+        }
+        check_remote(t);
+        const std::string name = find_channel(t);
+        if (first) {
+          ps.channel = name;
+          o.target = t;
+          first = false;
+        } else if (name != ps.channel) {
+          throw UsageError("--mode pubsub: every URL must name the same channel (" + ps.channel + ", " + t.url + ")");
+        } else if (t.tls != o.target.tls || t.address.is_v4() != o.target.address.is_v4()) {
+          throw UsageError("--mode pubsub: " + t.url + ": every URL must be ws:// or every wss://, in one address family");
+        }
+      }
+    }
+    if (auto v = count("subscribers", 1, 10'000'000)) ps.subscribers = static_cast<std::uint64_t>(*v);
+    if (auto v = count("channels", 1, 1'000'000)) ps.channels = static_cast<std::uint64_t>(*v);
+    ps.publishers = ps.channels;
+    if (auto v = count("publishers", 1, 1'000'000)) ps.publishers = static_cast<std::uint64_t>(*v);
+    if (auto v = duration("settle")) ps.settle_s = *v;
+    if (ps.channel_name(ps.channels - 1).size() > 64) {
+      throw UsageError("--channels " + std::to_string(ps.channels) + ": the channel names " + ps.channel_name(0) +
+                       " .. " + ps.channel_name(ps.channels - 1) + " pass the server's 64 bytes");
+    }
+    o.connections = ps.subscribers + ps.publishers;
   }
 
   if (auto v = count("connections", 1, 10'000'000)) o.connections = static_cast<std::uint64_t>(*v);
@@ -440,8 +561,17 @@ std::optional<Options> parse_options(int argc, char** argv) {
       throw UsageError("--source " + s.to_string() + ": not a loopback address (see --allow-remote)");
     }
   }
-  if (o.rate > 0 && o.active_count() == 0) throw UsageError("--rate needs at least one active connection");
-  if (o.rate > 0 && o.messages > 0) throw UsageError("--messages is for the closed loop; --rate sets the open loop's total");
+  if (pubsub) {
+    // The header: publisher, sequence and send time (pubsub.hpp).
+    const std::size_t head = pubsub::header_size(o.text);
+    if (o.size < head) {
+      throw UsageError("--size " + std::to_string(o.size) + ": a pubsub message holds a " + std::to_string(head) +
+                       "-byte header" + (o.text ? " (text: hex digits)" : ""));
+    }
+  } else {
+    if (o.rate > 0 && o.active_count() == 0) throw UsageError("--rate needs at least one active connection");
+    if (o.rate > 0 && o.messages > 0) throw UsageError("--messages is for the closed loop; --rate sets the open loop's total");
+  }
   o.insecure = vm.count("insecure") > 0;
   if (auto v = str("ca")) o.ca_file = *v;
   if (!o.target.tls && (o.insecure || !o.ca_file.empty())) {

@@ -33,6 +33,38 @@ struct Target {
   Controls controls;  // ws://, wss://: the response controls in the query
   boost::asio::ip::address address;
   std::string url;
+  // --mode pubsub: where the value of channel=NAME is in `path`.
+  std::size_t channel_at = std::string::npos, channel_len = 0;
+};
+
+// --mode pubsub: `t`'s request target with its channel= value replaced by
+// `channel`.
+std::string path_for_channel(const Target& t, const std::string& channel);
+
+enum class Mode { echo, pubsub };
+
+// --mode pubsub: S subscribers and P publishers, as connections with ids
+// 0..S-1 (subscribers) and S..S+P-1 (publisher j has id S+j). Subscriber i
+// joins channel i % K, publisher j publishes on channel j % K, so every
+// channel has S/K subscribers and P/K publishers, give or take one.
+struct PubSubOptions {
+  std::uint64_t subscribers = 1;
+  std::uint64_t publishers = 1;  // default: one per channel
+  std::uint64_t channels = 1;
+  std::string channel;           // NAME, the URLs' channel=NAME
+  std::vector<Target> subscribe, publish;  // subscribers (publishers) use these in turn
+  double settle_s = 0.25;        // between every connection up and the first message
+
+  // NAME with one channel; NAME-0 .. NAME-(K-1) with K.
+  std::string channel_name(std::uint64_t k) const {
+    return channels == 1 ? channel : channel + "-" + std::to_string(k);
+  }
+  std::uint64_t publishers_on(std::uint64_t k) const {
+    return publishers / channels + (k < publishers % channels ? 1 : 0);
+  }
+  std::uint64_t subscribers_on(std::uint64_t k) const {
+    return subscribers / channels + (k < subscribers % channels ? 1 : 0);
+  }
 };
 
 // Parses tcp://HOST:PORT, tls://HOST:PORT, ws://HOST:PORT[/PATH][?QUERY] or
@@ -53,7 +85,11 @@ bool is_loopback(const boost::asio::ip::address& a);
 struct Options {
   std::string scenario_name;       // file stem of --scenario, or "custom"
   std::string scenario_description;
+  Mode mode = Mode::echo;
+  // echo: the target. pubsub: the first subscribe URL (the address family,
+  // the loopback rule and the source ports go by it).
   Target target;
+  PubSubOptions pubsub;             // --mode pubsub only
   std::uint64_t connections = 1;
   double connect_rate = 0;          // connections/s in total; 0: as fast as allowed
   unsigned connect_concurrency = 256;  // connects in progress per thread
@@ -62,11 +98,11 @@ struct Options {
   unsigned threads = 1;             // per worker
   unsigned per_process = 18000;     // most sockets one worker holds
   unsigned pipeline = 1;            // closed loop: messages in flight per connection
-  double rate = 0;                  // open loop: messages/s in total; 0: closed loop
+  double rate = 0;                  // open loop: messages/s in total (pubsub: per publisher); 0: closed loop
   std::size_t size = 64;
   bool text = false;                // WebSocket text frames (payload is ASCII)
   std::uint64_t active = UINT64_MAX;  // connections that send; the rest hold
-  std::uint64_t messages = 0;       // closed loop: messages per connection in all; 0: no limit
+  std::uint64_t messages = 0;       // closed loop (pubsub: either): messages per connection (publisher) in all; 0: no limit
   bool insecure = false;            // TLS: accept any server certificate
   std::string ca_file;              // TLS: trust these PEM certificates, not the system store
   double duration_s = 10;
@@ -89,7 +125,12 @@ struct Options {
   std::uint32_t port_offset = 0;  // random per run: a rerun does not retrace the last one's ports
 
   // Derived by plan().
-  std::uint64_t active_count() const { return active < connections ? active : connections; }
+  std::uint64_t active_count() const {
+    if (mode == Mode::pubsub) return pubsub.publishers;
+    return active < connections ? active : connections;
+  }
+  // Connection `id` sends: an active echo connection, or a publisher.
+  bool sends(std::uint64_t id) const { return mode == Mode::pubsub ? id >= pubsub.subscribers : id < active_count(); }
   double derived_max_time_s() const;
 };
 

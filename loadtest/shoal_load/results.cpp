@@ -117,6 +117,54 @@ nlohmann::json controls_json(const Controls& c, const ControlCounts& n) {
   return j;
 }
 
+nlohmann::json pubsub_json(const Results& r) {
+  const Options& o = *r.options;
+  const PubSubOptions& p = o.pubsub;
+  nlohmann::json sub = nlohmann::json::array(), pub = nlohmann::json::array();
+  for (const auto& t : p.subscribe) sub.push_back(t.url);
+  for (const auto& t : p.publish) pub.push_back(t.url);
+  std::uint64_t published = 0;
+  for (auto n : r.pubsub.published) published += n;
+  return {{"subscribers", p.subscribers},
+          {"publishers", p.publishers},
+          {"channels", p.channels},
+          {"channel", p.channel},
+          {"rate_per_publisher", o.rate},
+          {"messages_per_publisher", o.messages},
+          {"settle_s", p.settle_s},
+          {"subscribe_urls", sub},
+          {"publish_urls", pub},
+          {"published", published},
+          {"expected", r.expected()},
+          {"delivered", r.pubsub.delivered},
+          {"missing", r.missing()},
+          {"extra", r.extra()},
+          {"duplicated", r.pubsub.duplicated},
+          {"reordered", r.pubsub.reordered},
+          {"foreign", r.pubsub.foreign},
+          {"subscribers_complete", r.pubsub.complete},
+          {"publisher_received", r.pubsub.publisher_received},
+          {"deliveries_per_s", r.msgs_per_s()},
+          {"published_per_s", r.sent_per_s()}};
+}
+
+std::string pubsub_traffic_line(const Options& o) {
+  const PubSubOptions& p = o.pubsub;
+  std::string s = "pubsub, " + thousands(p.subscribers) + " subscriber(s) and " + thousands(p.publishers) +
+                  " publisher(s) on " + thousands(p.channels) + " channel(s) (" +
+                  (p.channels == 1 ? p.channel : p.channel_name(0) + " .. " + p.channel_name(p.channels - 1)) + "), ";
+  s += o.rate > 0 ? fmt_rate(o.rate) + " msgs/s per publisher" : "publishers as fast as their sockets take it";
+  if (o.messages > 0) s += " (" + thousands(o.messages) + " each in all)";
+  s += ", " + std::to_string(o.size) + "-byte " + (o.text ? "text" : "binary") + " messages";
+  if (p.subscribe.size() != 1 || p.publish.size() != 1 || p.subscribe[0].url != p.publish[0].url) {
+    s += "; subscribers at";
+    for (const auto& t : p.subscribe) s += " " + t.url;
+    s += ", publishers at";
+    for (const auto& t : p.publish) s += " " + t.url;
+  }
+  return s;
+}
+
 std::string html_escape(const std::string& in) {
   std::string out;
   for (char c : in) {
@@ -232,7 +280,10 @@ void Results::decide_exit_code() {
   const Options& o = *options;
   verdict.clear();
   const auto mismatches = total.errors[static_cast<std::size_t>(ErrorKind::mismatch)];
-  if (mismatches) verdict.push_back(thousands(mismatches) + " echoed message(s) differed from what was sent");
+  if (mismatches) {
+    verdict.push_back(thousands(mismatches) + (o.mode == Mode::pubsub ? " delivered message(s) differed from what was published"
+                                                                      : " echoed message(s) differed from what was sent"));
+  }
   if (established < o.connections) {
     verdict.push_back("established " + thousands(established) + " of " + thousands(o.connections) + " connections");
   }
@@ -250,11 +301,18 @@ void Results::decide_exit_code() {
                       std::to_string(ctl.close_code) + " after close_after=" + std::to_string(*ctl.close_after) +
                       " echoes");
   }
+  const bool ps = o.mode == Mode::pubsub;
+  if (ps && missing()) verdict.push_back(thousands(missing()) + " of " + thousands(expected()) + " deliveries missing");
+  if (ps && extra()) verdict.push_back(thousands(extra()) + " deliveries more than were published");
+  if (ps && pubsub.duplicated) verdict.push_back(thousands(pubsub.duplicated) + " deliveries duplicated");
+  if (ps && pubsub.reordered) verdict.push_back(thousands(pubsub.reordered) + " deliveries out of order");
+  if (ps && pubsub.foreign) verdict.push_back(thousands(pubsub.foreign) + " deliveries from no publisher of the subscriber's channel");
   if (interrupted) verdict.push_back("interrupted");
   if (mismatches) exit_code = 1;
   else if (established < o.connections) exit_code = 2;
   else if (hard_limit_hit) exit_code = 4;
   else if (controls.failures()) exit_code = 5;
+  else if (ps && pubsub_failures()) exit_code = 6;
   else if (lost || unanswered || workers_failed) exit_code = 3;
   else if (interrupted) exit_code = 130;
   else exit_code = 0;
@@ -270,6 +328,7 @@ nlohmann::json to_json(const Results& r) {
   j["scenario"] = o.scenario_name;
   j["target"] = o.target.url;
   j["protocol"] = o.target.proto == Target::Proto::ws ? "websocket" : "tcp";
+  j["mode"] = o.mode == Mode::pubsub ? "pubsub" : "echo";
   j["tls"] = o.target.tls;
   j["config"] = {{"connections", o.connections},
                  {"workers", o.workers},
@@ -311,6 +370,7 @@ nlohmann::json to_json(const Results& r) {
                    {"pings_answered", r.total.pings}};
   j["bytes"] = {{"sent", r.total.bytes_sent}, {"received", r.total.bytes_recv}};
   j["controls"] = controls_json(o.target.controls, r.controls);
+  j["pubsub"] = o.mode == Mode::pubsub ? pubsub_json(r) : nlohmann::json();
   j["latency"] = percentiles_json(r.latency);
   j["connect_latency"] = percentiles_json(r.connect);
   j["handshake_latency"] = percentiles_json(r.handshake);
@@ -390,12 +450,26 @@ std::string summary_text(const Results& r) {
     << " established/s)\n";
   if (o.target.tls) s << "  tls          " << percentiles_line(r.tls_handshake) << " (part of connect)\n";
   if (o.target.proto == Target::Proto::ws) s << "  handshake    " << percentiles_line(r.handshake) << "\n";
-  s << "  traffic      " << mode_line(o) << "\n";
+  const bool ps = o.mode == Mode::pubsub;
+  s << "  traffic      " << (ps ? pubsub_traffic_line(o) : mode_line(o)) << "\n";
   s << "  measured     " << fmt("%.1f", r.measured_s) << " s";
   if (o.warmup_s > 0) s << " after " << fmt("%.1f", o.warmup_s) << " s warm-up";
   if (o.hold_s > 0) s << ", then held " << fmt("%.1f", o.hold_s) << " s";
   s << " (run " << fmt("%.1f", r.elapsed_s) << " s)\n";
-  if (r.measured_s > 0 && o.active_count() > 0) {
+  if (ps) {
+    if (r.measured_s > 0) {
+      s << "  throughput   " << thousands(static_cast<std::uint64_t>(r.msgs_per_s())) << " deliveries/s, "
+        << fmt("%.2f", static_cast<double>(r.window.bytes_recv) / r.measured_s / 1e6) << " MB/s; published "
+        << thousands(static_cast<std::uint64_t>(r.sent_per_s())) << " msgs/s\n";
+      s << "  latency      publish to delivery: " << percentiles_line(r.latency) << "\n";
+    }
+    s << "  deliveries   expected " << thousands(r.expected()) << ", delivered " << thousands(r.pubsub.delivered)
+      << "; missing " << thousands(r.missing()) << ", duplicated " << thousands(r.pubsub.duplicated) << ", reordered "
+      << thousands(r.pubsub.reordered) << ", foreign " << thousands(r.pubsub.foreign);
+    if (r.extra()) s << ", " << thousands(r.extra()) << " more than published";
+    s << "; " << thousands(r.pubsub.complete) << " of " << thousands(o.pubsub.subscribers)
+      << " subscribers got everything\n";
+  } else if (r.measured_s > 0 && o.active_count() > 0) {
     s << "  throughput   " << thousands(static_cast<std::uint64_t>(r.msgs_per_s())) << " msgs/s echoed, "
       << fmt("%.2f", static_cast<double>(r.window.bytes_recv) / r.measured_s / 1e6) << " MB/s; sent "
       << thousands(static_cast<std::uint64_t>(r.sent_per_s())) << " msgs/s\n";

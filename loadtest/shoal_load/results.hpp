@@ -13,6 +13,7 @@
 #include "controls.hpp"
 #include "histogram.hpp"
 #include "options.hpp"
+#include "pubsub.hpp"
 
 namespace shoal::load {
 
@@ -35,6 +36,7 @@ struct Results {
   Histogram latency, connect, handshake, tls_handshake;
   std::uint64_t established = 0, lost = 0, unanswered = 0, skipped = 0, peak_open = 0;
   ControlCounts controls;       // the target URL's response controls, as checked
+  pubsub::Counts pubsub;        // --mode pubsub: summed over the workers
   std::vector<std::string> samples;
   double client_cpu_s = 0;
   std::uint64_t client_max_rss_kb = 0;
@@ -51,6 +53,16 @@ struct Results {
   int workers_failed = 0;
   int exit_code = 0;
   std::vector<std::string> verdict;  // why exit_code is not 0
+
+  // --mode pubsub: every subscriber gets every message of its channel.
+  std::uint64_t expected() const { return pubsub.expected(); }
+  std::uint64_t distinct() const { return pubsub.delivered - pubsub.duplicated; }
+  std::uint64_t missing() const { return expected() > distinct() ? expected() - distinct() : 0; }
+  // More distinct messages than were published (a worker's report lost).
+  std::uint64_t extra() const { return distinct() > expected() ? distinct() - expected() : 0; }
+  std::uint64_t pubsub_failures() const {
+    return missing() + extra() + pubsub.duplicated + pubsub.reordered + pubsub.foreign;
+  }
 
   double msgs_per_s() const { return measured_s > 0 ? static_cast<double>(window.msgs_recv) / measured_s : 0; }
   double sent_per_s() const { return measured_s > 0 ? static_cast<double>(window.msgs_sent) / measured_s : 0; }

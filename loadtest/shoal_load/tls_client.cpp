@@ -120,7 +120,9 @@ std::string check_ca_file(const std::string& path) {
   return problem;
 }
 
-TlsClientContext::TlsClientContext(const Options& o) {
+TlsClientContext::TlsClientContext(const Options& o) : TlsClientContext(o, o.target) {}
+
+TlsClientContext::TlsClientContext(const Options& o, const Target& target) {
   ctx_ = SSL_CTX_new(TLS_client_method());
   if (!ctx_) throw std::runtime_error("TLS: SSL_CTX_new: " + pop_reason());
   // Buffers only while a record is in flight, as a server holding many
@@ -145,7 +147,7 @@ TlsClientContext::TlsClientContext(const Options& o) {
   // No resumption: every connection does a full handshake, so that a
   // handshake rate is one of full handshakes.
   SSL_CTX_set_session_cache_mode(ctx_, SSL_SESS_CACHE_OFF);
-  if (!is_ip_literal(o.target.name)) sni_ = o.target.name;
+  if (!is_ip_literal(target.name)) sni_ = target.name;
   if (o.insecure) {
     SSL_CTX_set_verify(ctx_, SSL_VERIFY_NONE, nullptr);
   } else {
@@ -161,12 +163,12 @@ TlsClientContext::TlsClientContext(const Options& o) {
     // The certificate must name the target: its IP address, or its host
     // name. Set once here; every SSL made from the context inherits it.
     X509_VERIFY_PARAM* param = SSL_CTX_get0_param(ctx_);
-    const int ok = sni_.empty() ? X509_VERIFY_PARAM_set1_ip_asc(param, o.target.name.c_str())
-                                : X509_VERIFY_PARAM_set1_host(param, o.target.name.c_str(), 0);
+    const int ok = sni_.empty() ? X509_VERIFY_PARAM_set1_ip_asc(param, target.name.c_str())
+                                : X509_VERIFY_PARAM_set1_host(param, target.name.c_str(), 0);
     if (ok != 1) {
       const std::string why = pop_reason();
       SSL_CTX_free(ctx_);
-      throw std::runtime_error("TLS: cannot check certificates for " + o.target.name + ": " + why);
+      throw std::runtime_error("TLS: cannot check certificates for " + target.name + ": " + why);
     }
   }
   ERR_clear_error();

@@ -45,6 +45,8 @@ class TlsClientContext {
   // --ca file or the system's store, and the target's name or IP address
   // against the certificate). Throws std::runtime_error.
   explicit TlsClientContext(const Options& o);
+  // The same for `target` instead of the options' (pubsub: one per URL).
+  TlsClientContext(const Options& o, const Target& target);
   ~TlsClientContext();
   TlsClientContext(const TlsClientContext&) = delete;
   TlsClientContext& operator=(const TlsClientContext&) = delete;

@@ -53,7 +53,7 @@ int worker_main(const Options& o, unsigned index, int result_fd, int control_fd,
     std::uint64_t k = 0;
     for (std::uint64_t id = index; id < o.connections; id += o.workers, ++k) {
       ids[k % threads].push_back(static_cast<std::uint32_t>(id));
-      if (id < active) active_in[k % threads]++;
+      if (o.sends(id)) active_in[k % threads]++;
     }
   }
   std::vector<std::unique_ptr<Engine>> engines;
@@ -61,7 +61,11 @@ int worker_main(const Options& o, unsigned index, int result_fd, int control_fd,
     Engine::Setup s;
     s.options = &o;
     s.pattern = &pattern;
-    s.rate = (o.rate > 0 && active > 0) ? o.rate * static_cast<double>(active_in[t]) / static_cast<double>(active) : 0;
+    if (o.mode == Mode::pubsub) {
+      s.rate = o.rate * static_cast<double>(active_in[t]);  // --rate is each publisher's
+    } else {
+      s.rate = (o.rate > 0 && active > 0) ? o.rate * static_cast<double>(active_in[t]) / static_cast<double>(active) : 0;
+    }
     s.connect_rate = o.connect_rate > 0 ? o.connect_rate * static_cast<double>(ids[t].size()) / static_cast<double>(o.connections) : 0;
     s.ids = std::move(ids[t]);
     s.notify_fd = notify[1];
@@ -198,6 +202,7 @@ int worker_main(const Options& o, unsigned index, int result_fd, int control_fd,
     all.skipped += f.skipped;
     all.peak_open += f.peak_open;
     all.controls.add(f.controls);
+    all.pubsub.add(f.pubsub);
     for (auto& s : f.samples) {
       if (all.samples.size() < 8) all.samples.push_back(s);
     }
@@ -218,6 +223,7 @@ int worker_main(const Options& o, unsigned index, int result_fd, int control_fd,
       {"skipped", all.skipped},
       {"peak_open", all.peak_open},
       {"controls", to_json(all.controls)},
+      {"pubsub", pubsub::to_json(all.pubsub)},
       {"samples", all.samples},
       {"cpu_s", cpu_seconds_self()},
       {"max_rss_kb", ru.ru_maxrss},

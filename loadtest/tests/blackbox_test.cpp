@@ -774,4 +774,279 @@ TEST(ShoalLoad, RefusesNonLoopbackTargets) {
   EXPECT_NE(r.output.find("not a loopback address"), std::string::npos) << r.output;
 }
 
+// --- --mode pubsub ------------------------------------------------------------
+//
+// tests/pubsub_server.py: a pub/sub server that is not shoald, right or
+// wrong on purpose (FAULT), with one or several listeners sharing its
+// channels ("a", "b", ...), as instances joined by Redis would.
+
+std::unique_ptr<ShoaldProcess> start_pubsub_standin(const std::vector<std::string>& args = {}) {
+  std::vector<std::string> all = {std::string(SHOAL_LOADTEST_DIR) + "/tests/pubsub_server.py"};
+  all.insert(all.end(), args.begin(), args.end());
+  return std::make_unique<ShoaldProcess>(ShoaldProcess::Options{.args = all, .binary = "/usr/bin/python3"});
+}
+
+std::string channel_url(int port, const std::string& channel = "room") {
+  return "ws://127.0.0.1:" + std::to_string(port) + "/?channel=" + channel;
+}
+
+struct PubSubRun {
+  RunResult r;
+  nlohmann::json j;  // the whole report
+  nlohmann::json p;  // its "pubsub" part
+  std::uint64_t get(const char* k) const { return p[k].get<std::uint64_t>(); }
+};
+
+PubSubRun run_pubsub(std::vector<std::string> args) {
+  const std::string json = temp_path(".json");
+  args.insert(args.begin(), {"--mode", "pubsub"});
+  args.insert(args.end(), {"--json", json, "-q"});
+  PubSubRun run;
+  run.r = run_load(args);
+  std::ifstream in(json);
+  if (in) {
+    run.j = nlohmann::json::parse(in);
+    run.p = run.j["pubsub"];
+  }
+  return run;
+}
+
+// Every subscriber gets every message once, in order: the expected count is
+// subscribers × published, and the report says so.
+TEST(ShoalLoadPubSub, EveryMessageReachesEverySubscriber) {
+  auto server = start_pubsub_standin();
+  const auto run = run_pubsub({channel_url(server->port("a")), "--subscribers", "30", "--rate", "200", "--duration",
+                               "1s"});
+  ASSERT_EQ(run.r.exit_code, 0) << run.r.output;
+  EXPECT_EQ(run.j["mode"], "pubsub");
+  EXPECT_EQ(run.get("subscribers"), 30u);
+  EXPECT_EQ(run.get("publishers"), 1u);
+  EXPECT_EQ(run.j["connections"]["established"].get<int>(), 31);
+  const std::uint64_t published = run.get("published");
+  EXPECT_NEAR(static_cast<double>(published), 200.0, 20.0) << run.r.output;
+  EXPECT_EQ(run.get("expected"), 30 * published);
+  EXPECT_EQ(run.get("delivered"), 30 * published);
+  for (const char* k : {"missing", "duplicated", "reordered", "foreign", "extra"}) EXPECT_EQ(run.get(k), 0u) << k;
+  EXPECT_EQ(run.get("subscribers_complete"), 30u);
+  EXPECT_NEAR(run.p["deliveries_per_s"].get<double>(), 6000.0, 900.0) << run.r.output;
+  EXPECT_GT(run.j["latency"]["count"].get<std::uint64_t>(), 5000u);
+  EXPECT_GT(run.j["latency"]["p99_us"].get<double>(), 0.0);
+  EXPECT_NE(run.r.output.find("deliveries   expected " + std::to_string(30 * published / 1000) + ","),
+            std::string::npos) << run.r.output;
+  EXPECT_NE(run.r.output.find("missing 0, duplicated 0, reordered 0, foreign 0; 30 of 30 subscribers got everything"),
+            std::string::npos) << run.r.output;
+}
+
+// Channels NAME-0 .. NAME-(K-1): subscriber i and publisher j on channel
+// i % K and j % K; each subscriber counts only its own channel's
+// publishers, and a message of another channel is caught.
+TEST(ShoalLoadPubSub, ManyChannelsKeepApart) {
+  auto server = start_pubsub_standin();
+  const std::vector<std::string> args = {channel_url(server->port("a")), "--channels", "4", "--subscribers", "14",
+                                         "--publishers", "8", "--rate", "50", "--duration", "1s", "--text", "-t", "2"};
+  const auto run = run_pubsub(args);
+  ASSERT_EQ(run.r.exit_code, 0) << run.r.output;
+  EXPECT_EQ(run.get("channels"), 4u);
+  EXPECT_EQ(run.p["channel"], "room");
+  // 14 subscribers: 4 on room-0 and room-1, 3 on room-2 and room-3; two
+  // publishers on each.
+  const std::uint64_t expected = run.get("expected");
+  EXPECT_NEAR(static_cast<double>(expected), 14.0 * 2 * 50, 14.0 * 2 * 8) << run.r.output;
+  EXPECT_EQ(run.get("delivered"), expected);
+  EXPECT_EQ(run.get("subscribers_complete"), 14u);
+  EXPECT_GT(run.get("publisher_received"), 0u);  // each publisher hears the other one of its channel
+
+  auto crosstalk = start_pubsub_standin({"crosstalk"});
+  std::vector<std::string> bad = args;
+  bad[0] = channel_url(crosstalk->port("a"));
+  const auto wrong = run_pubsub(bad);
+  EXPECT_EQ(wrong.r.exit_code, 6) << wrong.r.output;
+  EXPECT_GT(wrong.get("foreign"), 0u);
+  EXPECT_EQ(wrong.get("missing"), 0u);
+  EXPECT_NE(wrong.r.output.find("which publishes on room-0"), std::string::npos) << wrong.r.output;
+}
+
+// Each way of getting deliveries wrong is counted as what it is and fails
+// the run: 6 for missing, duplicated and reordered, 1 for changed bytes.
+TEST(ShoalLoadPubSub, WrongDeliveriesAreCaught) {
+  const struct {
+    std::string fault;
+    const char* count;
+    int exit_code;
+    std::string says;
+  } cases[] = {
+      {"drop", "missing", 6, "deliveries missing"},
+      {"dup", "duplicated", 6, "deliveries duplicated"},
+      {"reorder", "reordered", 6, "deliveries out of order"},
+      {"corrupt", "missing", 1, "delivered message(s) differed from what was published"},
+  };
+  for (const auto& c : cases) {
+    auto server = start_pubsub_standin({c.fault});
+    const auto run = run_pubsub({channel_url(server->port("a")), "--subscribers", "3", "--rate", "100",
+                                 "--duration", "500ms", "--timeout", "1s"});
+    EXPECT_EQ(run.r.exit_code, c.exit_code) << c.fault << "\n" << run.r.output;
+    // Every 10th message to the first subscriber: about 5 of 50.
+    EXPECT_GE(run.get(c.count), 4u) << c.fault << "\n" << run.r.output;
+    EXPECT_LE(run.get(c.count), 6u) << c.fault << "\n" << run.r.output;
+    EXPECT_NE(run.r.output.find(c.says), std::string::npos) << c.fault << "\n" << run.r.output;
+    EXPECT_FALSE(run.j["ok"].get<bool>());
+    if (c.fault == "corrupt") {
+      EXPECT_EQ(run.j["errors"]["mismatch"].get<std::uint64_t>(), run.get("missing"));
+    } else {
+      EXPECT_EQ(run.j["errors"]["mismatch"].get<int>(), 0) << c.fault;
+    }
+  }
+}
+
+// Subscribers at one listener, publishers at another: through a server
+// that joins them every message arrives; through two that are not joined,
+// none does, and the run says so.
+TEST(ShoalLoadPubSub, SubscribersAndPublishersAtDifferentInstances) {
+  auto joined = start_pubsub_standin({"--listeners", "2"});
+  const auto run = run_pubsub({"--subscribe-url", channel_url(joined->port("a")), "--publish-url",
+                               channel_url(joined->port("b")), "--subscribers", "10", "--publishers", "2",
+                               "--rate", "100", "--duration", "1s"});
+  ASSERT_EQ(run.r.exit_code, 0) << run.r.output;
+  EXPECT_EQ(run.get("expected"), 10 * run.get("published"));
+  EXPECT_EQ(run.get("delivered"), run.get("expected"));
+  EXPECT_EQ(run.p["subscribe_urls"][0], channel_url(joined->port("a")));
+  EXPECT_EQ(run.p["publish_urls"][0], channel_url(joined->port("b")));
+  EXPECT_NE(run.r.output.find("subscribers at " + channel_url(joined->port("a")) + ", publishers at " +
+                              channel_url(joined->port("b"))),
+            std::string::npos) << run.r.output;
+
+  auto other = start_pubsub_standin();
+  const auto apart = run_pubsub({"--subscribe-url", channel_url(joined->port("a")), "--publish-url",
+                                 channel_url(other->port("a")), "--subscribers", "4", "--rate", "100",
+                                 "--duration", "300ms", "--timeout", "500ms"});
+  EXPECT_EQ(apart.r.exit_code, 6) << apart.r.output;
+  EXPECT_GT(apart.get("expected"), 0u);
+  EXPECT_EQ(apart.get("missing"), apart.get("expected"));
+  EXPECT_EQ(apart.get("delivered"), 0u);
+}
+
+// Without --rate publishers send as fast as their sockets take it, up to
+// --messages each.
+TEST(ShoalLoadPubSub, PublishersAsFastAsAllowed) {
+  auto server = start_pubsub_standin();
+  const auto run = run_pubsub({channel_url(server->port("a")), "--subscribers", "5", "--publishers", "2",
+                               "--messages", "400", "--duration", "1s"});
+  ASSERT_EQ(run.r.exit_code, 0) << run.r.output;
+  EXPECT_EQ(run.get("published"), 800u);
+  EXPECT_EQ(run.get("delivered"), 5u * 800u);
+  EXPECT_EQ(run.j["messages"]["sent"].get<int>(), 800);
+  // Each hears the other's 400, and the other's end if it comes before the
+  // run closes (the subscribers' having everything ends the run).
+  EXPECT_GE(run.get("publisher_received"), 800u);
+  EXPECT_LE(run.get("publisher_received"), 802u);
+}
+
+TEST(ShoalLoadPubSub, UsageErrors) {
+  const struct {
+    std::vector<std::string> args;
+    std::string says;
+  } cases[] = {
+      {{"--mode", "pubsub", "ws://127.0.0.1:7001/"}, "has no ?channel=NAME"},
+      {{"--mode", "pubsub", "ws://127.0.0.1:7001/?channel=a/b"}, "the channel must be 1-64 of"},
+      {{"--mode", "pubsub", "ws://127.0.0.1:7001/?channel=a&channel=b"}, "gives channel= twice"},
+      {{"--mode", "pubsub", "tcp://127.0.0.1:7001"}, "is not a ws:// or wss:// URL"},
+      {{"--mode", "pubsub", "ws://127.0.0.1:7001/?channel=a&size=10"}, "are echo controls"},
+      {{"--mode", "pubsub", "ws://127.0.0.1:7001/?channel=a", "-c", "5"}, "--connections is for --mode echo"},
+      {{"--mode", "pubsub", "ws://127.0.0.1:7001/?channel=a", "--size", "23"}, "holds a 24-byte header"},
+      {{"--mode", "pubsub", "ws://127.0.0.1:7001/?channel=a", "--size", "40", "--text"}, "holds a 48-byte header"},
+      {{"--mode", "pubsub", "--subscribe-url", "ws://127.0.0.1:7001/?channel=a", "--publish-url",
+        "ws://127.0.0.1:7002/?channel=b"},
+       "every URL must name the same channel"},
+      {{"--mode", "pubsub", "--subscribe-url", "ws://127.0.0.1:7001/?channel=a"}, "no target given (TARGET or --publish-url)"},
+      {{"--mode", "pubsub", "ws://127.0.0.1:7001/?channel=" + std::string(63, 'c'), "--channels", "2"},
+       "--channels 2: the channel names"},
+      {{"--mode", "pubsub", "ws://192.0.2.1:7001/?channel=a"}, "not a loopback address"},
+      {{"--mode", "fanout", "ws://127.0.0.1:7001/?channel=a"}, "--mode: 'fanout' is not echo or pubsub"},
+      {{"ws://127.0.0.1:7001/?channel=a", "--subscribers", "3"}, "--subscribers is for --mode pubsub"},
+  };
+  for (const auto& c : cases) {
+    std::vector<std::string> args = c.args;
+    args.insert(args.end(), {"--duration", "1s"});
+    const auto r = run_load(args);
+    EXPECT_EQ(r.exit_code, 64) << r.output;
+    EXPECT_NE(r.output.find(c.says), std::string::npos) << c.says << "\n" << r.output;
+  }
+}
+
+// --- --mode pubsub against shoald ---------------------------------------------
+
+// shoald with a websocket-pubsub listener "ps" (and a websocket-echo "ws");
+// `listener` holds more of the pubsub listener's keys (pubsub:, tls:).
+std::unique_ptr<ShoaldProcess> start_pubsub_shoald(const std::string& listener = "") {
+  const std::string yaml = "shards: 2\nlisteners:\n" +
+                           shoal::test::loopback_listener("ps", "websocket-pubsub", listener) +
+                           shoal::test::loopback_listener("ws", "websocket-echo") +
+                           "admin:\n  port: 0\nshutdown:\n  drain_timeout: 1s\n";
+  return std::make_unique<ShoaldProcess>(ShoaldProcess::Options{.yaml = yaml});
+}
+
+// One instance, one publisher, many subscribers over both shards: each gets
+// every message once and in order, and shoald's CPU is measured.
+TEST(ShoalLoadPubSub, OnePublisherManySubscribersAtShoald) {
+  auto server = start_pubsub_shoald();
+  const auto run = run_pubsub({channel_url(server->port("ps"), "news"), "--subscribers", "300", "--rate", "200",
+                               "--duration", "1s", "-t", "2", "--server-pid", std::to_string(server->pid())});
+  ASSERT_EQ(run.r.exit_code, 0) << run.r.output;
+  const std::uint64_t published = run.get("published");
+  EXPECT_NEAR(static_cast<double>(published), 200.0, 20.0) << run.r.output;
+  EXPECT_EQ(run.get("expected"), 300 * published);
+  EXPECT_EQ(run.get("delivered"), 300 * published);
+  EXPECT_EQ(run.get("subscribers_complete"), 300u);
+  EXPECT_EQ(run.get("publisher_received"), 0u);  // not back to the sender
+  EXPECT_NEAR(run.p["deliveries_per_s"].get<double>(), 60000.0, 9000.0) << run.r.output;
+  EXPECT_EQ(error_total(run.j), 0u) << run.r.output;
+  EXPECT_GT(run.j["server"]["cpu_window_s"].get<double>(), 0.0);
+}
+
+// Many channels, two publishers on each, text messages: no delivery crosses
+// a channel, and each publisher hears the other one of its channel.
+TEST(ShoalLoadPubSub, ManyChannelsAtShoald) {
+  auto server = start_pubsub_shoald();
+  const auto run = run_pubsub({channel_url(server->port("ps"), "room"), "--channels", "50", "--subscribers", "200",
+                               "--publishers", "100", "--rate", "20", "--duration", "1s", "--text", "-t", "2"});
+  ASSERT_EQ(run.r.exit_code, 0) << run.r.output;
+  const std::uint64_t published = run.get("published");
+  EXPECT_NEAR(static_cast<double>(published), 2000.0, 200.0) << run.r.output;
+  EXPECT_EQ(run.get("expected"), 4 * published);  // 4 subscribers per channel
+  EXPECT_EQ(run.get("delivered"), run.get("expected"));
+  EXPECT_EQ(run.get("subscribers_complete"), 200u);
+  // Every message reaches the other publisher (and its end, unless the run
+  // closed first).
+  EXPECT_GE(run.get("publisher_received"), published);
+  EXPECT_LE(run.get("publisher_received"), published + 100);
+}
+
+// echo_to_sender: true sends a publisher its own messages as well; the
+// subscribers still get each once. Over wss:// too.
+TEST(ShoalLoadPubSub, EchoToSenderOverWssAtShoald) {
+  SelfSigned cert;
+  auto server = start_pubsub_shoald("    pubsub:\n      echo_to_sender: true\n    tls:\n      certificate: " +
+                                    cert.cert() + "\n      private_key: " + cert.key() + "\n");
+  const auto run = run_pubsub({"wss://127.0.0.1:" + std::to_string(server->port("ps")) + "/?channel=me",
+                               "--subscribers", "4", "--messages", "100", "--duration", "500ms", "--ca", cert.cert()});
+  ASSERT_EQ(run.r.exit_code, 0) << run.r.output;
+  EXPECT_TRUE(run.j["tls"].get<bool>());
+  EXPECT_EQ(run.get("published"), 100u);
+  EXPECT_EQ(run.get("delivered"), 400u);
+  EXPECT_GE(run.get("publisher_received"), 100u);  // its 100, and its end unless the run closed first
+  EXPECT_LE(run.get("publisher_received"), 101u);
+}
+
+// An echo listener is not a channel server: nothing reaches the subscribers,
+// and the run says every delivery is missing.
+TEST(ShoalLoadPubSub, EchoListenerFailsThePubSubRun) {
+  auto server = start_pubsub_shoald();
+  const auto run = run_pubsub({channel_url(server->port("ws")), "--subscribers", "3", "--rate", "50", "--duration",
+                               "300ms", "--timeout", "500ms"});
+  EXPECT_EQ(run.r.exit_code, 6) << run.r.output;
+  EXPECT_GT(run.get("expected"), 0u);
+  EXPECT_EQ(run.get("missing"), run.get("expected"));
+  EXPECT_EQ(run.get("subscribers_complete"), 0u);
+}
+
 }  // namespace
