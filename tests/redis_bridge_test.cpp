@@ -21,10 +21,17 @@
 #include <vector>
 
 #include <gtest/gtest.h>
+#include <spdlog/spdlog.h>
 
 #include "pubsub/redis_bridge.hpp"
 
 namespace shoal::pubsub {
+
+// spdlog's registry is made on first use. shoald makes it in main() before
+// any thread (daemon/logging.cpp); here the bridges' threads would be first,
+// two at once, inside a library ThreadSanitizer cannot see into. Made before
+// main() instead, as the daemon does.
+[[maybe_unused]] const spdlog::logger* const kLoggerBeforeThreads = spdlog::default_logger_raw();
 namespace {
 
 using namespace std::chrono_literals;
