@@ -236,5 +236,20 @@ TEST(HttpEchoUnit, ResizedEchoesRepeatOrCutAndKeepTextWhole) {
   EXPECT_EQ(out, std::string(2, '\0'));
 }
 
+// A complete head that is not HTTP is refused at once, never waited on
+// (a fuzz finding: "G tokest: x" waited for more bytes).
+TEST(HttpEchoUnit, ACompleteHeadThatIsNotHttpIsA400) {
+  for (const char* head : {"G tokest: x\r\n\r\n", "GET / x\r\n\r\n", "GET /\r\n\r\n", "\r\n\r\n",
+                           "GET / HTTP/1.1\r\nHost: x\r\n\r\n\r\n"}) {
+    const HttpParse p = parse_http_request(head, config());
+    if (std::string_view(head).rfind("GET / HTTP/1.1", 0) == 0) {
+      EXPECT_EQ(p.state, HttpParse::State::done) << head;
+      continue;
+    }
+    EXPECT_EQ(p.state, HttpParse::State::error) << head;
+    EXPECT_EQ(p.status, 400u) << head;
+  }
+}
+
 }  // namespace
 }  // namespace shoal

@@ -315,7 +315,11 @@ HttpParse parse_http_request(std::string_view bytes, const WebSocketConfig& conf
     r.reason = "request body over max_body_bytes";
     return r;
   }
-  if (ec) {
+  // The bytes hold a whole head (the caller found its blank line), so a
+  // parser still inside it has met something that is not HTTP: Beast waits
+  // for eight bytes of version before it judges "x\r\n", and leading empty
+  // lines are skipped as if a request were still to come.
+  if (ec || !parser.is_header_done()) {
     r.state = HttpParse::State::error;
     r.status = 400;
     r.reason = "malformed HTTP request";
