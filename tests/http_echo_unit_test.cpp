@@ -68,6 +68,7 @@ TEST(HttpEchoUnit, BodyStillComingAsksForMoreAndSays100Continue) {
   const HttpParse p = parse_http_request(head + "12345", config());
   EXPECT_EQ(p.state, HttpParse::State::need_more);
   EXPECT_TRUE(p.expect_continue);
+  EXPECT_EQ(p.whole_size, head.size() + 10);  // parse again only once all of it can be in
   const HttpParse whole = parse_http_request(head + "1234567890", config());
   EXPECT_EQ(whole.state, HttpParse::State::done);
   EXPECT_EQ(whole.request.body, "1234567890");

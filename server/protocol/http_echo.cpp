@@ -329,6 +329,9 @@ HttpParse parse_http_request(std::string_view bytes, const WebSocketConfig& conf
     if (parser.is_header_done()) {
       const auto expect = parser.get()[http::field::expect];
       r.expect_continue = iequals(std::string_view(expect.data(), expect.size()), "100-continue");
+      // Consumed so far is the head and the body bytes Beast has taken.
+      if (const auto length = parser.content_length_remaining())
+        r.whole_size = used + static_cast<std::size_t>(*length);
     }
     return r;
   }

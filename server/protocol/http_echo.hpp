@@ -90,6 +90,10 @@ struct HttpParse {
   // need_more: the head is in, it asks `Expect: 100-continue` and its body
   // is still to come (the caller sends 100 Continue once).
   bool expect_continue = false;
+  // need_more with a Content-Length: the bytes the whole request takes
+  // (head and body), so that the caller parses again only then; 0 when not
+  // known (a chunked body).
+  std::size_t whole_size = 0;
   unsigned status = 0;  // error: 400, 413 or 431
   std::string_view reason;
 };

@@ -58,10 +58,16 @@ bool WsSession::serve_http() {
         return false;
       }
     }
+    // A body still coming is parsed again once it can be whole, not on every
+    // read: with a large max_body_bytes each read would parse all of it anew.
+    if (http_->body_wait && in_.size() < http_->parse_at &&
+        !(bytes.size() >= 4 && bytes.substr(bytes.size() - 4) == "\r\n\r\n"))
+      return true;
     HttpParse parse = parse_http_request(bytes, *cfg_);
     switch (parse.state) {
       case HttpParse::State::need_more:
         http_->body_wait = true;
+        http_->parse_at = parse.whole_size != 0 ? parse.whole_size : 2 * in_.size();
         if (in_.size() > cfg_->max_header_bytes + cfg_->max_body_bytes + kChunkingSlack) {
           refuse(http_error_response(413, "request body over max_body_bytes", {},
                                      shard_.slot(listener_index_).shared->instance, true),

@@ -99,6 +99,10 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
     bool close_after_delayed = false;  // that answer ends the connection
     bool served = false;               // a request was answered (an idle keep-alive is no failed handshake)
     bool body_wait = false;            // in_ holds a whole head whose body has not all come
+    // body_wait: in_'s size at which to parse again (the request's whole
+    // size when its length is known; else twice the last try, or a read
+    // ending in a blank line): each byte is parsed a bounded number of times.
+    std::size_t parse_at = 0;
     bool continue_sent = false;        // 100 Continue went for the request in in_
   };
 
