@@ -8,6 +8,8 @@
 // frames that echo what the client sent after its request. It answers once
 // the request's blank line (or more than the header limit) has come,
 // without waiting for our EOF; never a crash or a hang.
+#include <algorithm>
+#include <cctype>
 #include <cstddef>
 #include <cstdint>
 #include <functional>
@@ -16,6 +18,7 @@
 #include <string_view>
 
 #include "fuzz_support.hpp"
+#include "protocol/http_echo.hpp"
 
 using namespace shoal::fuzz;
 
@@ -42,7 +45,26 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
   // The server takes the request up to its first blank line; any bytes
   // after it are the client's first frames.
   const std::size_t blank = in.find("\r\n\r\n");
-  const bool answerable = blank != std::string_view::npos || in.size() > cfg.max_header_bytes;
+  // HTTP echo (not an upgrade) reads a body after the head: one announced by
+  // Content-Length or Transfer-Encoding may still be coming, and waiting
+  // for it (bounded by handshake_timeout) is the right answer to no answer.
+  auto has_field = [](std::string_view head, std::string_view name) {
+    for (std::size_t at = head.find('\n'); at != std::string_view::npos; at = head.find('\n', at + 1)) {
+      const std::string_view line = head.substr(at + 1, name.size());
+      if (line.size() == name.size() &&
+          std::equal(line.begin(), line.end(), name.begin(),
+                     [](char a, char b) { return std::tolower(static_cast<unsigned char>(a)) == b; }))
+        return true;
+    }
+    return false;
+  };
+  const std::string_view head_part = blank != std::string_view::npos ? in.substr(0, blank + 4) : in;
+  const bool body_may_follow = cfg.http_echo && blank != std::string_view::npos &&
+                               !shoal::is_upgrade_attempt(head_part) &&
+                               (has_field(head_part, "content-length:") ||
+                                has_field(head_part, "transfer-encoding:"));
+  const bool answerable =
+      !body_may_follow && (blank != std::string_view::npos || in.size() > cfg.max_header_bytes);
   const std::string_view frames =
       blank != std::string_view::npos ? in.substr(blank + 4) : std::string_view{};
   // What the frames ask depends on whether the server negotiated deflate,
