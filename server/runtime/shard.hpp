@@ -29,6 +29,7 @@
 #include <boost/intrusive/list.hpp>
 
 #include "runtime/active_count.hpp"
+#include "runtime/deadline_queue.hpp"
 #include "protocol/cidr.hpp"
 #include "runtime/shared_value.hpp"
 #include "runtime/client_limits.hpp"
@@ -344,6 +345,8 @@ class Shard {
   executor_type executor() noexcept { return ioc_.get_executor(); }
   // Asio's reactor behind context(), for ReadyWait.
   Reactor& reactor() noexcept { return *reactor_; }
+  // Every session deadline of this shard, on one timer (deadline_queue.hpp).
+  DeadlineQueue& deadlines() noexcept { return deadlines_; }
 
   // Starts the thread; pins it to `cpu` when cpu >= 0.
   void start(int cpu);
@@ -415,6 +418,9 @@ class Shard {
   boost::asio::io_context ioc_{1};
   boost::asio::executor_work_guard<executor_type> work_{ioc_.get_executor()};
   Reactor* reactor_ = nullptr;
+  // After the context: destroyed first, it lets go of sessions only a
+  // deadline still held, while their sockets' context is alive.
+  DeadlineQueue deadlines_{ioc_.get_executor()};
   steady_timer sweep_timer_{ioc_.get_executor()};
   steady_timer lag_timer_{ioc_.get_executor()};
   std::thread thread_;

@@ -3,10 +3,9 @@
 //
 // The timer only ever moves earlier: a deadline later than the armed expiry
 // is found when the timer fires and the session recomputes. So traffic costs
-// no timer operation unless its deadline is the earliest one. Expiries are
-// absolute: Shard::now_ms() and steady_clock count from the same origin
-// (CLOCK_MONOTONIC), so sessions that arm the same millisecond share one
-// expiry, and the reactor runs them all from one wakeup.
+// no timer operation unless its deadline is the earliest one. Every session
+// of a shard shares the shard's one Asio timer (DeadlineQueue): the deadlines
+// due at a wakeup all run from it.
 //
 // Thread safety: none; inside its session, on the shard's thread.
 #pragma once
@@ -43,37 +42,28 @@ inline std::int64_t precise_now_ms() noexcept {
 
 class SessionTimer {
  public:
-  explicit SessionTimer(executor_type executor) : timer_(executor) {}
-
-  // Arms for `at_ms` unless armed for that or earlier; `handler(ec)` runs at
-  // expiry (ec clear) or with operation_aborted when cancelled.
-  template <typename Handler>
-  void arm(std::int64_t at_ms, Handler&& handler) {
+  // Arms for `at_ms` unless armed for that or earlier; at expiry
+  // fire(owner, now) runs (the session's static trampoline to its timer
+  // handler), and `owner` is held until then. Arming allocates nothing: the
+  // deadline lives here, on the shard's queue (deadline_queue.hpp).
+  template <class Owner>
+  void arm(DeadlineQueue& queue, std::int64_t at_ms, std::shared_ptr<Owner> owner, Deadline::Fire fire) {
     if (at_ms == kNever) return;
-    if (at_ms_ != 0 && at_ms_ <= at_ms) return;
-    at_ms_ = at_ms;
-    timer_.expires_at(std::chrono::steady_clock::time_point(std::chrono::milliseconds(at_ms)));
-    timer_.async_wait(std::forward<Handler>(handler));
+    if (deadline_.armed() && deadline_.at_ms() <= at_ms) return;
+    queue.arm(deadline_, at_ms, std::move(owner), fire);
   }
 
   // In the handler of an expiry: the time it stands for. The timer fired
   // at its expiry by CLOCK_MONOTONIC, which the coarse clock of now_ms() may
-  // still trail by a tick: what was due is due. Disarms.
-  std::int64_t fired() noexcept {
-    const std::int64_t now = std::max(Shard::now_ms(), at_ms_);
-    at_ms_ = 0;
-    return now;
-  }
+  // still trail by a tick: what was due is due.
+  std::int64_t fired() const noexcept { return std::max(Shard::now_ms(), deadline_.at_ms()); }
 
-  void cancel() noexcept {
-    at_ms_ = 0;
-    timer_.cancel();
-  }
+  void cancel(DeadlineQueue& queue) noexcept { queue.cancel(deadline_); }
 
  private:
-  steady_timer timer_;
-  std::int64_t at_ms_ = 0;  // 0: not armed
+  Deadline deadline_;
 };
+static_assert(sizeof(SessionTimer) <= 56, "SessionTimer grew: it is in every connection");
 
 // WebSocket keepalive: ping a peer silent for ping_interval; without a pong
 // within pong_timeout, close. pong_timeout 0 is no pong deadline: a ping

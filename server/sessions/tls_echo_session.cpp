@@ -47,8 +47,7 @@ class TlsEchoSession final : public Connection,
                  PerIpCounts::Entry* client, TlsSettingsPtr tls)
       : Connection(shard, listener_index, client),
         tls_(std::move(tls)),
-        io_(std::move(socket)),
-        timer_(shard.executor()) {}
+        io_(std::move(socket)) {}
   ~TlsEchoSession() override {
     if (ktls_) stats().ktls_connections.sub();
   }
@@ -74,7 +73,8 @@ class TlsEchoSession final : public Connection,
   void end_with_error(const error_code& ec, const char* op);
   void hard_close();
   void arm(std::int64_t at_ms) {
-    timer_.arm(at_ms, [self = shared_from_this()](const error_code& ec) { self->on_timer(ec); });
+    timer_.arm(shard_.deadlines(), at_ms, shared_from_this(),
+               [](void* self, std::int64_t) { static_cast<TlsEchoSession*>(self)->on_timer(error_code()); });
   }
   void on_timer(const error_code& ec);
   std::int64_t closing_deadline() const {
@@ -161,7 +161,7 @@ void TlsEchoSession::do_handshake() {
   }
   phase_ = Phase::open;
   deadline_ms_ = kNever;
-  timer_.cancel();
+  timer_.cancel(shard_.deadlines());
   if (io_.tls_stream().ktls_send()) {
     ktls_ = true;
     stats().ktls_connections.add();
@@ -345,7 +345,7 @@ void TlsEchoSession::send_close_notify() {
 void TlsEchoSession::hard_close() {
   if (phase_ == Phase::done) return;
   phase_ = Phase::done;
-  timer_.cancel();
+  timer_.cancel(shard_.deadlines());
   io_.close();
   out_.release();
 }

@@ -155,7 +155,7 @@ void WsSession::end_with_error(const error_code& ec, const char* op) {
 void WsSession::hard_close() {
   if (phase_ == Phase::done) return;
   phase_ = Phase::done;
-  timer_.cancel();
+  timer_.cancel(shard_.deadlines());
   io_.close();
   in_.release();
   out_.release();
@@ -167,7 +167,8 @@ std::int64_t WsSession::closing_deadline() const {
 
 void WsSession::arm(std::int64_t at_ms) {
   if (phase_ == Phase::done) return;
-  timer_.arm(at_ms, [self = shared_from_this()](const error_code& ec) { self->on_timer(ec); });
+  timer_.arm(shard_.deadlines(), at_ms, shared_from_this(),
+               [](void* self, std::int64_t) { static_cast<WsSession*>(self)->on_timer(error_code()); });
 }
 
 void WsSession::on_timer(const error_code& ec) {

@@ -39,8 +39,7 @@ WsSession::WsSession(Shard& shard, std::size_t listener_index, tcp_socket socket
       cfg_(&config),
       tls_(std::move(tls)),
       io_(std::move(socket)),
-      engine_(static_cast<std::uint64_t>(config.max_message_bytes)),
-      timer_(shard.executor()) {}
+      engine_(static_cast<std::uint64_t>(config.max_message_bytes)) {}
 
 WsSession::~WsSession() {
   if (ktls_) stats().ktls_connections.sub();
