@@ -27,6 +27,9 @@
 #               beast-async beast-fast node-ws
 #   SCENARIOS   which scenarios (default: all): throughput pingpong latency
 #               memory connect balance tls 100k
+#               memory: idle TCP and WS at 10,000 and 19,000, and 1,000 x 16
+#               under load then held 1 s; private (RssAnon) and VmRSS per
+#               connection, the host kernel's slab and TCP buffer pages
 #               tls: shoald's TLS echo and wss:// (self-signed certificate made
 #               per run, verified by the client with --ca), with HAProxy
 #               (Debian's haproxy) terminating TLS in front of plaintext shoald
@@ -169,7 +172,8 @@ start_server() {  # name [config]
       TCP_PORT=$(grep -oP 'listener "echo" \(tcp-echo\) listening on .*:\K\d+' "$SLOG")
       WS_PORT=$(grep -oP 'listener "ws" \(websocket-echo\) listening on .*:\K\d+' "$SLOG")
       TLS_PORT=$(grep -oP 'listener "tls" \(tcp-echo\) listening on .*:\K\d+' "$SLOG")
-      WSS_PORT=$(grep -oP 'listener "wss" \(websocket-echo\) listening on .*:\K\d+' "$SLOG") ;;
+      WSS_PORT=$(grep -oP 'listener "wss" \(websocket-echo\) listening on .*:\K\d+' "$SLOG")
+      true ;;  # a config without TLS listeners has no tls/wss port: not a failed start
     haproxy)
       # HAProxy terminating TLS in front of plaintext shoald: shoald's "echo"
       # listener behind two HAProxy processes on one port (see
@@ -310,6 +314,8 @@ for proto in tcp ws; do
       # Paced connects: this row is about memory, not about the accept queue.
       run_case memory-10k $proto $server 1 -c 10000 --connect-rate 10000 --active 0 --duration 0 --hold 2s
       run_case memory-19k $proto $server 1 -c 19000 --connect-rate 10000 --active 0 --duration 0 --hold 2s
+      # Memory under load, and 1 s after it stops (the held sample).
+      run_case memory-load $proto $server 1 -c 1000 --pipeline 16 --size 64 --warmup 1s --duration 5s --hold 1s
     fi
     has connect && run_case connect $proto $server 1 -c 10000 --active 0 --duration 0 --connect-concurrency 512
   done

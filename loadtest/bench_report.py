@@ -226,11 +226,16 @@ def summary():
     rate_row("WS ping-pong, 1,000 conns × 1 in flight", "pingpong", "ws", ("throughput", "msgs_per_s"), msgs)
     rate_row("WS p99 at 20,000 msgs/s", "latency", "ws", ("latency", "p99_us"), us)
     for proto, name in (("tcp", "TCP"), ("ws", "WS")):
-        v = get("memory-10k", proto, "shoald", "server", "bytes_per_connection")
+        v = get("memory-10k", proto, "shoald", "server", "anon_bytes_per_connection")
         if v is not None:
-            base = get("memory-10k", proto, "yardstick", "server", "bytes_per_connection")
-            lines.append(f"| idle memory per {name} connection (10,000 held) | {num(v)} B | {ratio(v, base)} | "
-                         f"{peers_text('memory-10k', proto, ('server', 'bytes_per_connection'), bytes_fmt)} |")
+            base = get("memory-10k", proto, "yardstick", "server", "anon_bytes_per_connection")
+            lines.append(f"| private memory per idle {name} connection (10,000 held) | {num(v)} B | {ratio(v, base)} | "
+                         f"{peers_text('memory-10k', proto, ('server', 'anon_bytes_per_connection'), bytes_fmt)} |")
+    v = get("memory-load", "ws", "shoald", "server", "under_load", "anon_bytes_per_connection_median")
+    if v is not None:
+        base = get("memory-load", "ws", "yardstick", "server", "under_load", "anon_bytes_per_connection_median")
+        lines.append(f"| private memory per WS connection under 1,000 × 16 | {num(v)} B | {ratio(v, base)} | "
+                     f"{peers_text('memory-load', 'ws', ('server', 'under_load', 'anon_bytes_per_connection_median'), bytes_fmt)} |")
     v = get("connect", "ws", "shoald", "connections", "established_per_s")
     if v is not None:
         base = get("connect", "ws", "yardstick", "connections", "established_per_s")
@@ -308,26 +313,55 @@ for proto, pname in (("tcp", "TCP echo"), ("ws", "WebSocket echo")):
               f"{j['client']['cpu_s']:.1f} | {status(row, j)} |")
         w("")
 
-w("## Memory per idle connection")
+w("## Memory per connection")
 w("")
-w("Server RSS (`/proc/PID/status` VmRSS, summed over its processes) with the connections open and idle, "
-  "minus RSS before connecting, divided by the connections.")
+w("Private memory: the server's RssAnon (`/proc/PID/status`, summed over its processes) with the connections "
+  "open, minus before connecting, divided by the connections: heap and stacks, what each connection costs. "
+  "VmRSS also counts the pages of code and libraries the first connections fault in (about 2.6 MiB for shoald, "
+  "once, shared with every process mapping the same files), which at 1,000 connections would read as 2.6 KB "
+  "each; it is shown beside. Kernel: the host's slab (`/proc/meminfo` Slab) and TCP buffer pages "
+  "(`/proc/net/sockstat` mem) over the same interval, divided by the connections: client and server are on "
+  "this host, so each figure holds both ends of a connection (two sockets). Host per idle connection: the "
+  "server's private bytes plus half the slab figure (one socket).")
 w("")
-w("| protocol | connections | server | bytes per connection | × yardstick | RSS before → held | status |")
-w("|---|---:|---|---:|---:|---|---|")
+w("| protocol | connections | server | private B/conn | × yardstick | VmRSS B/conn | kernel slab B/conn (2 sockets) | host B/conn (server side) | status |")
+w("|---|---:|---|---:|---:|---:|---:|---:|---|")
+def anon_of(j):
+    return j["server"].get("anon_bytes_per_connection") if j and "server" in j else None
+def slab_of(j):
+    return (j["server"].get("kernel") or {}).get("slab_bytes_per_connection") if j and "server" in j else None
 for proto in ("tcp", "ws"):
     for scen, n in (("memory-10k", "10,000"), ("memory-19k", "19,000")):
         base = results.get((scen, proto, "yardstick"), (None, None))[1]
-        base_b = base["server"]["bytes_per_connection"] if base and "server" in base else None
+        base_a = anon_of(base)
         for s in servers_for(scen, proto):
             row, j = results[(scen, proto, s)]
             if j is None or "server" not in j:
-                w(f"| {proto} | {n} | {s} | – | – | – | {status(row, j)} |")
+                w(f"| {proto} | {n} | {s} | – | – | – | – | – | {status(row, j)} |")
                 continue
-            b = j["server"]["bytes_per_connection"]
-            before = j["server"]["rss_before_bytes"] / 1048576
-            held = j["server"]["rss_held_bytes"] / 1048576
-            w(f"| {proto} | {n} | {s} | {num(b)} | {ratio(b, base_b)} | {before:.1f} → {held:.1f} MiB | {status(row, j)} |")
+            a, slab = anon_of(j), slab_of(j)
+            host = a + slab / 2 if a is not None and slab is not None else None
+            w(f"| {proto} | {n} | {s} | {num(a)} | {ratio(a, base_a)} | {num(j['server']['bytes_per_connection'])} | "
+              f"{num(slab)} | {num(host)} | {status(row, j)} |")
+w("")
+w("**Under load: 1,000 connections × 16 messages of 64 B in flight, 5 s, then held idle 1 s.** Private bytes "
+  "per connection during the measured seconds (median) and 1 s after the load stopped; the kernel's TCP "
+  "buffer memory and slab during the load (median, both ends).")
+w("")
+w("| protocol | server | private B/conn under load | × yardstick | private B/conn 1 s after | TCP buffers B/conn under load | slab B/conn under load | status |")
+w("|---|---|---:|---:|---:|---:|---:|---|")
+for proto in ("tcp", "ws"):
+    base = results.get(("memory-load", proto, "yardstick"), (None, None))[1]
+    base_u = ((base or {}).get("server") or {}).get("under_load", {}).get("anon_bytes_per_connection_median")
+    for s in servers_for("memory-load", proto):
+        row, j = results[("memory-load", proto, s)]
+        if j is None or "server" not in j:
+            w(f"| {proto} | {s} | – | – | – | – | – | {status(row, j)} |")
+            continue
+        u = j["server"].get("under_load", {})
+        a = u.get("anon_bytes_per_connection_median")
+        w(f"| {proto} | {s} | {num(a)} | {ratio(a, base_u)} | {num(anon_of(j))} | "
+          f"{num(u.get('tcp_mem_bytes_per_connection_median'))} | {num(u.get('slab_bytes_per_connection_median'))} | {status(row, j)} |")
 w("")
 
 w("## Connect (10,000 connections as fast as the client allows; WebSocket includes the upgrade)")

@@ -27,6 +27,11 @@ void on_signal(int) { g_signals = g_signals + 1; }
 
 struct ServerSample {
   std::uint64_t rss = 0;  // bytes
+  // RssAnon: the private memory of the server. VmRSS also counts the pages
+  // of code and libraries the first connections fault in (about 2.6 MiB for
+  // shoald, once), which would read as per-connection memory.
+  std::uint64_t anon = 0;
+  HostKernelSample kernel;
   double cpu_s = 0;
   std::vector<std::uint64_t> rss_each;  // bytes, per process in the order given
 };
@@ -39,9 +44,10 @@ ServerSample sample_server(const std::vector<pid_t>& pids) {
     std::string line;
     std::uint64_t rss = 0;
     while (std::getline(status, line)) {
-      if (line.rfind("VmRSS:", 0) == 0) {
-        rss = std::stoull(line.substr(6)) * 1024;
-        break;
+      if (line.rfind("VmRSS:", 0) == 0) rss = std::stoull(line.substr(6)) * 1024;
+      if (line.rfind("RssAnon:", 0) == 0) {
+        s.anon += std::stoull(line.substr(8)) * 1024;
+        break;  // after VmRSS in the file
       }
     }
     s.rss += rss;
@@ -59,6 +65,7 @@ ServerSample sample_server(const std::vector<pid_t>& pids) {
     }
     s.cpu_s += static_cast<double>(utime + stime) / static_cast<double>(ticks);
   }
+  s.kernel = sample_host_kernel();
   return s;
 }
 
@@ -87,6 +94,8 @@ Results run_load(const Options& o) {
     const ServerSample before = sample_server(o.server_pids);
     r.server_rss_before = before.rss;
     r.server_rss_before_each = before.rss_each;
+    r.server_anon_before = before.anon;
+    r.kernel_before = before.kernel;
   }
 
   struct sigaction sa{};
@@ -206,7 +215,12 @@ Results run_load(const Options& o) {
       const bool complete = p.reported >= live() || now_ns() > t0 + (p.sec + 2) * ns_per_s;
       if (!complete) break;
       p.phase = phase_at(t0 + p.sec * ns_per_s);
-      if (r.server) p.server_rss = sample_server(o.server_pids).rss;
+      if (r.server) {
+        const ServerSample now_sample = sample_server(o.server_pids);
+        p.server_rss = now_sample.rss;
+        p.server_anon = now_sample.anon;
+        p.kernel = now_sample.kernel;
+      }
       if (p.phase == "warmup" || p.phase == "measure" || p.phase == "drain") so_far.merge(p.hist);
       print_progress(p);
       printed_sec = p.sec;
@@ -268,6 +282,8 @@ Results run_load(const Options& o) {
         const ServerSample held = sample_server(o.server_pids);
         r.server_rss_held = held.rss;
         r.server_rss_held_each = held.rss_each;
+        r.server_anon_held = held.anon;
+        r.kernel_held = held.kernel;
       }
       t_close = now;
       tell_all("close");

@@ -8,9 +8,35 @@
 #include <sstream>
 #include <stdexcept>
 
+#include <unistd.h>
+
 #include "wire.hpp"
 
 namespace shoal::load {
+
+HostKernelSample sample_host_kernel() {
+  HostKernelSample k;
+  std::ifstream meminfo("/proc/meminfo");
+  std::string line;
+  while (std::getline(meminfo, line)) {
+    if (line.rfind("Slab:", 0) == 0) {
+      k.slab_bytes = std::stoull(line.substr(5)) * 1024;
+      break;
+    }
+  }
+  std::ifstream sockstat("/proc/net/sockstat");
+  while (std::getline(sockstat, line)) {
+    if (line.rfind("TCP:", 0) != 0) continue;
+    std::istringstream words(line.substr(4));
+    std::string key;
+    std::uint64_t value = 0;
+    while (words >> key >> value) {
+      if (key == "inuse") k.tcp_inuse = value;
+      if (key == "mem") k.tcp_mem_pages = value;
+    }
+  }
+  return k;
+}
 
 namespace {
 
@@ -390,6 +416,12 @@ nlohmann::json to_json(const Results& r) {
                    {"rss_held_bytes", r.server_rss_held},
                    {"rss_delta_bytes", delta},
                    {"bytes_per_connection", r.server_rss_held ? nlohmann::json(delta / conns) : nlohmann::json()},
+                   {"rss_anon_before_bytes", r.server_anon_before},
+                   {"rss_anon_held_bytes", r.server_anon_held},
+                   {"anon_bytes_per_connection",
+                    r.server_rss_held ? nlohmann::json((static_cast<double>(r.server_anon_held) -
+                                                        static_cast<double>(r.server_anon_before)) / conns)
+                                      : nlohmann::json()},
                    {"cpu_window_s", r.server_cpu_window_s},
                    {"cpu_ns_per_msg", r.window.msgs_recv ? r.server_cpu_window_s * 1e9 / static_cast<double>(r.window.msgs_recv) : 0.0}};
     // Each process on its own: which of a balancer and its backend holds
@@ -402,6 +434,41 @@ nlohmann::json to_json(const Results& r) {
       each.push_back(e);
     }
     j["server"]["processes"] = each;
+    // The host's kernel, both ends of every loopback connection included.
+    const auto per_conn = [&](std::uint64_t held, std::uint64_t before, double unit) {
+      return r.server_rss_held ? nlohmann::json((static_cast<double>(held) - static_cast<double>(before)) * unit / conns)
+                               : nlohmann::json();
+    };
+    const double page = static_cast<double>(sysconf(_SC_PAGESIZE));
+    j["server"]["kernel"] = {
+        {"slab_before_bytes", r.kernel_before.slab_bytes},
+        {"slab_held_bytes", r.kernel_held.slab_bytes},
+        {"slab_bytes_per_connection", per_conn(r.kernel_held.slab_bytes, r.kernel_before.slab_bytes, 1.0)},
+        {"tcp_mem_pages_before", r.kernel_before.tcp_mem_pages},
+        {"tcp_mem_pages_held", r.kernel_held.tcp_mem_pages},
+        {"tcp_mem_bytes_per_connection", per_conn(r.kernel_held.tcp_mem_pages, r.kernel_before.tcp_mem_pages, page)},
+        {"tcp_inuse_before", r.kernel_before.tcp_inuse},
+        {"tcp_inuse_held", r.kernel_held.tcp_inuse}};
+    // Under load: the measured seconds' medians and maxima, per connection.
+    std::vector<double> anon, tcp_mem, slab;
+    for (const auto& p : r.series) {
+      if (p.phase != "measure" || !p.server_anon) continue;
+      anon.push_back((static_cast<double>(*p.server_anon) - static_cast<double>(r.server_anon_before)) / conns);
+      tcp_mem.push_back((static_cast<double>(p.kernel.tcp_mem_pages) - static_cast<double>(r.kernel_before.tcp_mem_pages)) * page / conns);
+      slab.push_back((static_cast<double>(p.kernel.slab_bytes) - static_cast<double>(r.kernel_before.slab_bytes)) / conns);
+    }
+    const auto median = [](std::vector<double> v) {
+      if (v.empty()) return nlohmann::json();
+      std::sort(v.begin(), v.end());
+      return nlohmann::json(v[v.size() / 2]);
+    };
+    const auto maximum = [](const std::vector<double>& v) {
+      return v.empty() ? nlohmann::json() : nlohmann::json(*std::max_element(v.begin(), v.end()));
+    };
+    j["server"]["under_load"] = {{"anon_bytes_per_connection_median", median(anon)},
+                                 {"anon_bytes_per_connection_max", maximum(anon)},
+                                 {"tcp_mem_bytes_per_connection_median", median(tcp_mem)},
+                                 {"slab_bytes_per_connection_median", median(slab)}};
   }
   nlohmann::json series = nlohmann::json::array();
   for (const auto& p : r.series) {
@@ -419,6 +486,11 @@ nlohmann::json to_json(const Results& r) {
                         {"p99_9_us", us(p.hist.percentile(99.9))},
                         {"max_us", us(p.hist.max())}};
     if (p.server_rss) e["server_rss_bytes"] = *p.server_rss;
+    if (p.server_anon) {
+      e["server_anon_bytes"] = *p.server_anon;
+      e["host_slab_bytes"] = p.kernel.slab_bytes;
+      e["host_tcp_mem_pages"] = p.kernel.tcp_mem_pages;
+    }
     series.push_back(e);
   }
   j["series"] = series;
@@ -498,6 +570,10 @@ std::string summary_text(const Results& r) {
         << fmt("%.0f", r.server_cpu_window_s * 1e9 / static_cast<double>(r.window.msgs_recv)) << " ns per message";
     }
     s << "\n";
+    const double anon = static_cast<double>(r.server_anon_held) - static_cast<double>(r.server_anon_before);
+    const double slab = static_cast<double>(r.kernel_held.slab_bytes) - static_cast<double>(r.kernel_before.slab_bytes);
+    s << "               private (RssAnon) " << fmt("%.0f", anon / conns) << " bytes per connection; host kernel slab "
+      << fmt("%.0f", slab / conns) << " bytes per connection (both ends on this host)\n";
   }
   if (r.exit_code == 0) {
     s << "  verdict      OK\n";

@@ -17,6 +17,18 @@
 
 namespace shoal::load {
 
+// The host kernel's memory for sockets, from /proc: what RSS does not show.
+// Slab is every slab cache (the TCP socket, its inode and file, epoll items
+// are most of what a connection adds); tcp_mem_pages is the buffer memory of
+// TCP sockets (/proc/net/sockstat "mem", in pages). Host-wide: with the client
+// on the same host both ends are in it.
+struct HostKernelSample {
+  std::uint64_t slab_bytes = 0;
+  std::uint64_t tcp_mem_pages = 0;
+  std::uint64_t tcp_inuse = 0;
+};
+HostKernelSample sample_host_kernel();
+
 struct SecondPoint {
   std::int64_t sec = 0;         // end of the interval, seconds since start
   std::string phase;            // connect, warmup, measure, drain, hold, close
@@ -25,6 +37,8 @@ struct SecondPoint {
   Counters delta;               // during the second
   Histogram hist;               // latencies of echoes received during the second
   std::optional<std::uint64_t> server_rss;  // bytes, when --server-pid
+  std::optional<std::uint64_t> server_anon;  // RssAnon bytes, when --server-pid
+  HostKernelSample kernel;                   // when --server-pid
 };
 
 struct Results {
@@ -46,6 +60,8 @@ struct Results {
   bool server = false;
   std::uint64_t server_rss_before = 0, server_rss_held = 0;
   std::vector<std::uint64_t> server_rss_before_each, server_rss_held_each;  // per --server-pid, in order
+  std::uint64_t server_anon_before = 0, server_anon_held = 0;  // RssAnon, summed
+  HostKernelSample kernel_before, kernel_held;
   double server_cpu_window_s = 0;  // CPU the server used during the window
 
   bool hard_limit_hit = false;

@@ -193,6 +193,13 @@ TEST(ShoalLoad, TcpEchoAgainstShoald) {
   EXPECT_EQ(j["errors"]["mismatch"].get<int>(), 0);
   EXPECT_EQ(j["connect_latency"]["count"].get<int>(), 200);
   EXPECT_TRUE(j["server"].contains("bytes_per_connection"));
+  // Private memory and the host kernel's share, sampled with RSS: the
+  // server's RssAnon is never zero, and neither is the host's slab.
+  EXPECT_GT(j["server"]["rss_anon_held_bytes"].get<double>(), 0);
+  EXPECT_TRUE(j["server"]["anon_bytes_per_connection"].is_number());
+  EXPECT_GT(j["server"]["kernel"]["slab_held_bytes"].get<double>(), 0);
+  EXPECT_GE(j["server"]["kernel"]["tcp_inuse_held"].get<double>(), 200);  // our 200 at least, while held
+  EXPECT_TRUE(j["server"]["under_load"]["anon_bytes_per_connection_median"].is_number());
   EXPECT_GE(j["series"].size(), 2u);
   std::ifstream csv_in(csv);
   std::string header;
