@@ -40,7 +40,7 @@ class ByteBuffer {
   unsigned char* prepare(std::size_t n) {
     const std::size_t have = size();
     if (have + n > capacity()) grow(have + n);
-    return block_->bytes + have;
+    return data() + have;  // prepare(0) on an empty buffer: null, as before (no block)
   }
   // After prepare(n) or more.
   void commit(std::size_t n) noexcept {
