@@ -159,9 +159,9 @@ TEST(NewConnectionRate, ConcurrentAcceptorsShareOneBucket) {
 
 // The per-IP entry pointer fits in what Connection had as padding: an idle
 // TCP echo connection costs no more for it (the members are counted in
-// tcp_echo_session.hpp; 104 of the 184 bytes before the ReadyWait).
+// tcp_echo_session.hpp: Connection 64 with its socket, the pending echo 8).
 TEST(PerIpCounts, CountingCostsTheTcpEchoSessionNoBytes) {
-  EXPECT_EQ(sizeof(TcpEchoSession), 184u);
+  EXPECT_EQ(sizeof(TcpEchoSession), 72u);
 }
 
 // ---- the real shoald -----------------------------------------------------------

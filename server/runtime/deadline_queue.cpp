@@ -58,7 +58,7 @@ void DeadlineQueue::cancel(Deadline& d) {
 }
 
 void DeadlineQueue::release_later(std::shared_ptr<void> owner) {
-  if (!owner) return;
+  if (owner.use_count() == 0) return;  // none, or a session the shard owns (nothing held)
   released_.push_back(std::move(owner));
   if (release_posted_) return;
   release_posted_ = true;

@@ -28,6 +28,11 @@ void start(Reactor& reactor, ReadySocket& socket, boost::asio::detail::reactor_o
                    /*allow_speculative=*/true);
 }
 
+void start(Reactor& reactor, int fd, void* descriptor_data, boost::asio::detail::reactor_op& op) {
+  reactor.start_op(Reactor::read_op, fd, *static_cast<Reactor::per_descriptor_data*>(descriptor_data), &op,
+                   /*is_continuation=*/false, /*allow_speculative=*/true);
+}
+
 }  // namespace ready_wait_detail
 
 void enable_read_hints(int fd) noexcept {

@@ -77,6 +77,9 @@ namespace ready_wait_detail {
 // Queues `op` as a speculative read operation on `socket`, whose io_context
 // runs `reactor` (ready_wait.cpp).
 void start(Reactor& reactor, ReadySocket& socket, boost::asio::detail::reactor_op& op);
+// The same for a descriptor registered with `reactor` directly;
+// `descriptor_data` points to its Reactor::per_descriptor_data.
+void start(Reactor& reactor, int fd, void* descriptor_data, boost::asio::detail::reactor_op& op);
 }  // namespace ready_wait_detail
 
 // OnReady(owner, ec) runs on the socket's shard once it is readable (ec is
@@ -96,6 +99,13 @@ class ReadyWait final : private boost::asio::detail::reactor_op {
     owner_ = std::move(owner);
     ec_ = boost::system::error_code();
     ready_wait_detail::start(reactor, socket, *this);
+  }
+  // On a descriptor registered with `reactor` by its owner (the shard's
+  // poller): `descriptor_data` points to its Reactor::per_descriptor_data.
+  void start(Reactor& reactor, int fd, void* descriptor_data, Owner owner) {
+    owner_ = std::move(owner);
+    ec_ = boost::system::error_code();
+    ready_wait_detail::start(reactor, fd, descriptor_data, *this);
   }
 
  private:

@@ -55,7 +55,7 @@ std::string Connection::id_string() const {
 }
 
 void Connection::touch() noexcept {
-  if (!is_linked()) return;  // closing: stays out of the idle list
+  if (closed_ || retired_) return;  // closing: stays out of the idle list
   last_activity_ms_ = Shard::now_ms();
   ListenerSlot& slot = shard_.slots_[listener_index_];
   unlink();
@@ -63,7 +63,7 @@ void Connection::touch() noexcept {
 }
 
 void Connection::wait_for_peer_to_read() noexcept {
-  if (!is_linked()) return;  // closing
+  if (closed_ || retired_) return;  // closing
   last_activity_ms_ = Shard::now_ms();
   ListenerSlot& slot = shard_.slots_[listener_index_];
   unlink();
@@ -73,11 +73,13 @@ void Connection::wait_for_peer_to_read() noexcept {
 void Connection::close(CloseReason reason) {
   if (closed_) return;
   closed_ = true;
-  unlink();
+  if (!retired_) unlink();  // a retired connection waits in the poller's list to be deleted
   shard_.slots_[listener_index_].stats.closed[static_cast<int>(reason)].add();
   if (spdlog::should_log(spdlog::level::debug))
     spdlog::debug("conn {}: closed ({})", id_string(), to_string(reason));
   on_close(reason);
+  // Still ending (a close frame, a linger): where shutdown finds it.
+  if (!retired_ && !is_linked()) shard_.poller_.keep_closing(*this);
 }
 
 void Connection::fail(const boost::system::error_code& ec, const char* op) {
@@ -101,6 +103,7 @@ Shard::Shard(unsigned id, const Config& config, std::vector<ListenerShared*> lis
   }
   sweep_period_ms_ = sweep_period();
   reactor_ = &reactor_of(ioc_);
+  poller_.start(ioc_, *reactor_);
 }
 
 // Idle and stalled-writer connections are found by a periodic sweep of
@@ -133,7 +136,12 @@ void Shard::set_timeouts(std::size_t listener_index, std::int64_t idle_ms, std::
   }
 }
 
-Shard::~Shard() { stop_and_join(); }
+Shard::~Shard() {
+  stop_and_join();
+  // The connections, while the slots, the deadline queue and the context
+  // they refer to are all still here.
+  poller_.shutdown(slots_);
+}
 
 std::int64_t Shard::now_ms() noexcept {
   timespec ts{};
@@ -196,15 +204,10 @@ void Shard::stop_and_join() {
   if (thread_.joinable()) thread_.join();
 }
 
-void Shard::close_and_unlink(Connection& c, CloseReason reason) {
-  c.close(reason);
-  if (c.is_linked()) {
-    // close() unlinks before anything else; a session that linked itself
-    // again in on_close() must not keep the caller's loop on it.
-    assert(!"connection still linked after close()");
-    c.unlink();
-  }
-}
+// close() takes the connection out of the listener's lists before anything
+// else, and touch() never puts a closed one back: a loop that takes the
+// front always ends.
+void Shard::close_and_unlink(Connection& c, CloseReason reason) { c.close(reason); }
 
 void Shard::close_all(CloseReason reason) {
   for (auto& slot : slots_) {

@@ -4,9 +4,11 @@
 // read-modify-write per message. Work for another shard is posted to its
 // executor.
 //
-// Ownership: the Server owns its shards. A connection is owned by its pending
-// asynchronous operation; the shard's per-listener lists only index the
-// connections, for idle sweeps and for closing them on drain.
+// Ownership: the Server owns its shards, and a shard its connections: each
+// socket is registered once with the shard's own epoll (Poller, below), and a
+// connection lives until it retires itself, then is deleted on the shard's
+// next turn. The per-listener lists index the open connections, for idle
+// sweeps and for closing them on drain.
 #pragma once
 
 #include <atomic>
@@ -27,6 +29,7 @@
 #include <boost/asio/io_context.hpp>
 #include <boost/asio/ip/tcp.hpp>
 #include <boost/intrusive/list.hpp>
+#include <boost/system/error_code.hpp>
 
 #include "runtime/active_count.hpp"
 #include "runtime/deadline_queue.hpp"
@@ -294,12 +297,48 @@ class Connection
   // write_timeout. The next touch() moves it back.
   void wait_for_peer_to_read() noexcept;
 
+  // --- the socket, on the shard's poller -----------------------------------
+  // Takes `fd` (a connected TCP socket) for this connection: non-blocking,
+  // TCP_NODELAY, TCP_INQ, and registered once with the shard's epoll,
+  // edge-triggered for reading and writing (Poller). False, with `ec` set:
+  // the socket is unusable; the caller ends the connection.
+  bool adopt_socket(int fd, boost::system::error_code& ec) noexcept;
+  int fd() const noexcept { return fd_; }
+  // Parks until the socket is readable (writable): on_poll_readable()
+  // (on_poll_writable()) runs on the next edge, or on the shard's next turn
+  // when one came while nothing was parked. Edge-triggered: park on reading
+  // only after a read found the socket empty (EAGAIN, or a read_hinted() that
+  // says the kernel holds nothing more), on writing only after the kernel
+  // refused bytes. At most one of each is parked; parking twice is parking
+  // once.
+  void wait_readable();
+  void wait_writable();
+  // on_poll_readable() on the shard's next turn, without an edge: for a
+  // session that stops reading a busy socket to let the others run.
+  void read_again();
+  // Closes the socket, leaves every list, and has the shard delete this
+  // connection on its next turn (never inside the caller's method). Nothing
+  // it parked runs after. A later close() only counts.
+  void retire();
+  bool retired() const noexcept { return retired_; }
+
+  // The parked waits, from the poller: the socket is readable (or at its
+  // end, or failed: the next read says) / writable (or failed).
+  virtual void on_poll_readable() = 0;
+  virtual void on_poll_writable() = 0;
+
   // Declared in this order, across access sections, so that what follows
-  // listener_index_ and closed_ is tail padding a derived class can use.
+  // is tail padding a derived class can use.
   Shard& shard_;
 
  private:
   friend class Shard;
+  friend class Poller;
+  // The poller's edge (EPOLL* bits) or its turn: runs what is parked and ready.
+  void on_events(std::uint32_t events);
+  void run_ready();
+  void queue_turn();
+
   std::int64_t last_activity_ms_ = 0;
   PerIpCounts::Entry* client_;
 
@@ -308,14 +347,25 @@ class Connection
   std::uint16_t listener_index_;  // config validation: at most kMaxListeners
 
  private:
-  bool closed_ = false;  // close() has run
+  bool closed_ : 1 = false;      // close() has run
+  bool retired_ : 1 = false;     // retire() has run: deleted on the next turn
+  bool registered_ : 1 = false;  // fd_ is in the shard's epoll
+  bool read_parked_ : 1 = false;
+  bool write_parked_ : 1 = false;
+  bool readable_ : 1 = false;    // an edge came for reading that no parked wait took
+  bool writable_ : 1 = false;
+  bool queued_ : 1 = false;      // in the poller's turn queue
+
+ protected:
+  int fd_ = -1;
 };
 static_assert(kMaxListeners <= 0xffff);
 // vtable pointer 8, list hook 16, shard 8, activity clock 8, per-IP entry 8,
-// sequence 4, listener index 2, closed flag 1 (GCC 12, x86-64): one byte of
-// tail padding is left for a derived class. Per-connection memory is a
+// sequence 4, listener index 2, flags 1, socket 4 (GCC 12, x86-64): 4 bytes
+// of tail padding are left for a derived class. Per-connection memory is a
 // product figure (DESIGN.md, "Connections"): grow it on purpose.
-static_assert(sizeof(Connection) <= 56, "Connection grew: it is in every connection");
+static_assert(sizeof(Connection) <= 64, "Connection grew: it is in every connection");
+
 
 // Per listener on one shard: its counters, its connections (least recently
 // active first), those blocked on a peer that does not read (oldest write
@@ -332,6 +382,65 @@ struct ListenerSlot {
   pubsub::ChannelTable* pubsub = nullptr;  // websocket-pubsub listeners: this shard's channels
 };
 
+// The shard's own epoll, nested in Asio's: Asio waits for it to become
+// readable (one ReadyWait, no epoll_ctl per wait) and the poller then runs the
+// ready connections. A connection registers its socket once, edge-triggered
+// for EPOLLIN | EPOLLOUT | EPOLLRDHUP, with its own address as the event's
+// data, and keeps no Asio object: no socket (40 bytes), no reactor state per
+// descriptor (168), no wait operation (80), no shared_ptr control block. On
+// loopback the price is one epoll_wait() per wake-up of the shard, for every
+// ready socket at once.
+//
+// Ownership: the poller deletes the connections that retired, on the shard's
+// turn after (a posted job), so that a session can retire from inside its
+// own methods and an event already fetched for it finds it still there; and
+// at shutdown(), every connection of the shard (Shard's destructor).
+//
+// Thread safety: none; the shard's thread only.
+class Poller {
+ public:
+  Poller();
+  Poller(const Poller&) = delete;
+  Poller& operator=(const Poller&) = delete;
+  ~Poller();
+
+  // Registers the epoll descriptor with Asio's reactor and waits on it.
+  void start(boost::asio::io_context& context, Reactor& reactor);
+  // Deletes every connection still alive and leaves the reactor. After the
+  // shard's thread stopped, before the io_context is destroyed (which then
+  // destroys the wait the poller had pending: declare the poller before it).
+  void shutdown(std::vector<ListenerSlot>& slots);
+
+  int fd() const noexcept { return epfd_; }
+  bool add(Connection& c, int fd) noexcept;
+  void remove(int fd) noexcept;
+  // Runs `c` on the next turn (its parked waits that are ready).
+  void queue(Connection& c);
+  // Deletes `c` on the next turn.
+  void bury(Connection& c);
+  // Keeps a closed connection that is still ending (a close frame, a
+  // linger) where shutdown() finds it.
+  void keep_closing(Connection& c) noexcept { closing_.push_back(c); }
+
+ private:
+  using List = boost::intrusive::list<Connection, boost::intrusive::constant_time_size<false>>;
+  static void on_ready(Poller* self, const boost::system::error_code& ec);
+  void run_events();
+  void post_turn();
+  void turn();
+
+  int epfd_ = -1;
+  boost::asio::io_context* context_ = nullptr;
+  Reactor* reactor_ = nullptr;
+  struct ReactorLink;  // Asio's registration of epfd_ (poller.cpp)
+  std::unique_ptr<ReactorLink> link_;
+  ReadyWait<Poller*, &Poller::on_ready> wait_;
+  std::vector<Connection*> queued_;  // to run on the next turn
+  List closing_;                     // closed, still ending
+  List dead_;                        // retired: deleted on the next turn
+  bool turn_posted_ = false;
+};
+
 class Shard {
  public:
   Shard(unsigned id, const Config& config, std::vector<ListenerShared*> listeners,
@@ -345,6 +454,8 @@ class Shard {
   executor_type executor() noexcept { return ioc_.get_executor(); }
   // Asio's reactor behind context(), for ReadyWait.
   Reactor& reactor() noexcept { return *reactor_; }
+  // The shard's own epoll, where every connection's socket is registered.
+  Poller& poller() noexcept { return poller_; }
   // Every session deadline of this shard, on one timer (deadline_queue.hpp).
   DeadlineQueue& deadlines() noexcept { return deadlines_; }
 
@@ -413,8 +524,12 @@ class Shard {
   std::int64_t sweep_period_ms_ = 0;
   std::uint64_t sweep_generation_ = 0;
   LoopStats loop_;
+  // Before the context: the wait it has pending on the context's reactor is
+  // destroyed with the context. ~Shard shuts it down first, which deletes
+  // the connections.
+  Poller poller_;
   // Declared after the slots: destroying the context destroys pending
-  // handlers, and with them sessions that unlink from the slots.
+  // handlers, and with them what they own that unlinks from the slots.
   boost::asio::io_context ioc_{1};
   boost::asio::executor_work_guard<executor_type> work_{ioc_.get_executor()};
   Reactor* reactor_ = nullptr;

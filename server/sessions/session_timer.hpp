@@ -56,6 +56,15 @@ class SessionTimer {
   // In the handler of an expiry: the time it stands for. The timer fired
   // at its expiry by CLOCK_MONOTONIC, which the coarse clock of now_ms() may
   // still trail by a tick: what was due is due.
+  // The same for a session the shard owns (Connection::retire()): nothing
+  // is held, and deleting the session unlinks its deadline.
+  void arm(DeadlineQueue& queue, std::int64_t at_ms, void* session, Deadline::Fire fire) {
+    if (at_ms == kNever) return;
+    if (deadline_.armed() && deadline_.at_ms() <= at_ms) return;
+    // An empty shared_ptr that points at the session: no control block, no
+    // reference (the aliasing constructor).
+    queue.arm(deadline_, at_ms, std::shared_ptr<void>(std::shared_ptr<void>(), session), fire);
+  }
   std::int64_t fired() const noexcept { return std::max(Shard::now_ms(), deadline_.at_ms()); }
 
   void cancel(DeadlineQueue& queue) noexcept { queue.cancel(deadline_); }

@@ -1,66 +1,58 @@
 #include "sessions/tcp_echo_session.hpp"
 
+#include <sys/socket.h>
+#include <unistd.h>
+
 #include <cerrno>
 #include <cstring>
 
-#include <boost/asio/post.hpp>
-#include <boost/asio/write.hpp>
 #include <spdlog/spdlog.h>
 
 namespace shoal {
 
-namespace asio = boost::asio;
+namespace {
 
-TcpEchoSession::TcpEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                               PerIpCounts::Entry* client)
-    : Connection(shard, listener_index, client), socket_(std::move(socket)) {}
+boost::system::error_code last_error() { return {errno, boost::system::system_category()}; }
 
-void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                            PerIpCounts::Entry* client, const asio::ip::tcp::endpoint& peer) {
-  auto session = std::make_unique<TcpEchoSession>(shard, listener_index, std::move(socket), client);
-  TcpEchoSession* const s = session.get();
-  s->start(std::move(session), peer);
+}  // namespace
+
+int release_socket(tcp_socket& socket, boost::system::error_code& ec) noexcept {
+  const int fd = socket.release(ec);
+  return ec ? -1 : fd;
 }
 
-void TcpEchoSession::start(owner self, const asio::ip::tcp::endpoint& peer) {
+TcpEchoSession::TcpEchoSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client)
+    : Connection(shard, listener_index, client) {}
+
+void start_tcp_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
+                            PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer) {
+  // Owned by the shard from here (Connection::retire()).
+  (new TcpEchoSession(shard, listener_index, client))->start(std::move(socket), peer);
+}
+
+void TcpEchoSession::start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer) {
   boost::system::error_code ec;
-  // Synchronous reads and writes below must never block the shard.
-  socket_.non_blocking(true, ec);
-  if (!ec) socket_.set_option(asio::ip::tcp::no_delay(true), ec);
-  if (!ec) enable_read_hints(socket_.native_handle());
-  if (ec) {
-    fail(ec, "setup");
-    return;  // deletes the session
+  const int fd = release_socket(socket, ec);
+  if (fd < 0 || !adopt_socket(fd, ec)) {
+    fail(ec, "setup");  // retires the session
+    return;
   }
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("conn {}: accepted from {}", id_string(), peer.address().to_string());
   }
-  do_wait(std::move(self));
+  // Registration reports what already came: the first edge reads it.
+  wait_readable();
 }
 
-void TcpEchoSession::do_wait(owner self) {
-  TcpEchoSession* const s = self.get();
-  s->wait_.start(s->shard_.reactor(), s->socket_, std::move(self));
-}
-
-void TcpEchoSession::ready(owner self, const boost::system::error_code& ec) {
-  TcpEchoSession* const s = self.get();
-  s->on_readable(std::move(self), ec);
-}
-
-void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wait_ec) {
+void TcpEchoSession::on_poll_readable() {
   if (closed()) return;
-  if (wait_ec) {
-    fail(wait_ec, "wait");
-    return;
-  }
   ListenerStats& stats = shard_.slot(listener_index_).stats;
   char* const buf = shard_.scratch();
   // A few rounds per wake-up drain a busy socket without starving the other
   // connections of this shard.
   for (int round = 0; round < 4; ++round) {
     bool more = true;
-    const long got = read_hinted(socket_.native_handle(), buf, Shard::scratch_size, more);
+    const long got = read_hinted(fd_, buf, Shard::scratch_size, more);
     if (got == 0) {
       // Half-close: everything received was already echoed (we read again
       // only after a write completes), so closing now loses nothing.
@@ -70,10 +62,10 @@ void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wa
     if (got < 0) {
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) {
-        do_wait(std::move(self));
+        wait_readable();
         return;
       }
-      fail(boost::system::error_code(errno, boost::system::system_category()), "read");
+      fail(last_error(), "read");
       return;
     }
     const auto n = static_cast<std::size_t>(got);
@@ -81,63 +73,61 @@ void TcpEchoSession::on_readable(owner self, const boost::system::error_code& wa
     stats.bytes_received.add(n);
     stats.messages_received.add();
 
-    boost::system::error_code ec;
-    std::size_t sent = socket_.write_some(asio::buffer(buf, n), ec);
-    if (ec == asio::error::would_block) {
+    ssize_t sent = ::send(fd_, buf, n, MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        fail(last_error(), "write");
+        return;
+      }
       sent = 0;
-    } else if (ec) {
-      fail(ec, "write");
-      return;
     }
-    stats.bytes_sent.add(sent);
-    if (sent == n) stats.messages_sent.add();
-    if (sent < n) {
+    const auto took = static_cast<std::size_t>(sent);
+    stats.bytes_sent.add(took);
+    if (took == n) {
+      stats.messages_sent.add();
+    } else {
       // The kernel's send buffer is full: keep the rest and stop reading
       // until it is written (backpressure).
-      const std::size_t rest = n - sent;
-      pending_.reset(new char[rest]);
-      std::memcpy(pending_.get(), buf + sent, rest);
+      pending_.append(buf + took, n - took);
       wait_for_peer_to_read();  // write_timeout runs from now
-      asio::async_write(socket_, asio::buffer(pending_.get(), rest),
-                        [self = std::move(self)](const boost::system::error_code& e,
-                                                 std::size_t written) mutable {
-                          TcpEchoSession* const s = self.get();
-                          s->on_written(std::move(self), e, written);
-                        });
+      wait_writable();
       return;
     }
     if (!more) {  // the socket is empty: wait for the next edge
-      do_wait(std::move(self));
+      wait_readable();
       return;
     }
   }
   // Still busy after these rounds: come back after the shard's other ready
   // handlers. A wait would not fire, as no new edge need come.
-  asio::post(socket_.get_executor(), [self = std::move(self)]() mutable {
-    TcpEchoSession* const s = self.get();
-    s->on_readable(std::move(self), {});
-  });
+  read_again();
 }
 
-void TcpEchoSession::on_written(owner self, const boost::system::error_code& ec, std::size_t n) {
-  pending_.reset();
+void TcpEchoSession::on_poll_writable() {
   if (closed()) return;
-  if (ec) {
-    fail(ec, "write");
-    return;
-  }
   ListenerStats& stats = shard_.slot(listener_index_).stats;
-  stats.bytes_sent.add(n);
+  while (!pending_.empty()) {
+    const ssize_t sent = ::send(fd_, pending_.data(), pending_.size(), MSG_DONTWAIT | MSG_NOSIGNAL);
+    if (sent < 0) {
+      if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        wait_writable();
+        return;
+      }
+      fail(last_error(), "write");
+      return;
+    }
+    stats.bytes_sent.add(static_cast<std::size_t>(sent));
+    pending_.consume(static_cast<std::size_t>(sent));
+  }
+  pending_.release();
   stats.messages_sent.add();
   touch();
   // Read first, not wait: what came while the write was blocked may have
   // made its edge before this, or have been left unread by the last round.
-  on_readable(std::move(self), {});
+  on_poll_readable();
 }
 
-void TcpEchoSession::on_close(CloseReason) {
-  boost::system::error_code ignored;
-  socket_.close(ignored);
-}
+void TcpEchoSession::on_close(CloseReason) { retire(); }
 
 }  // namespace shoal

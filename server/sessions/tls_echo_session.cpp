@@ -19,11 +19,11 @@
 
 #include <memory>
 
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include "protocol/byte_buffer.hpp"
 #include "sessions/session_timer.hpp"
+#include "sessions/tcp_echo_session.hpp"
 #include "sessions/transport.hpp"
 
 namespace shoal {
@@ -40,30 +40,26 @@ void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
   if (spdlog::should_log(spdlog::level::debug)) spdlog::debug(fmt, std::forward<Args>(args)...);
 }
 
-class TlsEchoSession final : public Connection,
-                             public std::enable_shared_from_this<TlsEchoSession> {
+class TlsEchoSession final : public Connection {
  public:
-  TlsEchoSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                 PerIpCounts::Entry* client, TlsSettingsPtr tls)
-      : Connection(shard, listener_index, client),
-        tls_(std::move(tls)),
-        io_(std::move(socket)) {}
+  TlsEchoSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client,
+                 TlsSettingsPtr tls)
+      : Connection(shard, listener_index, client), tls_(std::move(tls)) {}
   ~TlsEchoSession() override {
     if (ktls_) stats().ktls_connections.sub();
   }
 
-  void start(const boost::asio::ip::tcp::endpoint& peer);
+  void start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer);
 
  private:
   enum class Phase : std::uint8_t { handshake, open, closing, done };
 
   ListenerStats& stats() noexcept { return shard_.slot(listener_index_).stats; }
   bool write_blocked() const noexcept { return !out_.empty() || io_.output_pending(); }
-  static void ready(std::shared_ptr<TlsEchoSession> self, const error_code& ec) {
-    self->on_ready(ec);
-  }
-  void wait_read() { read_wait_.start(shard_.reactor(), io_.socket(), shared_from_this()); }
-  void wait_write();
+  void on_poll_readable() override { on_ready({}); }
+  void on_poll_writable() override { on_writable({}); }
+  void wait_read() { wait_readable(); }
+  void wait_write() { wait_writable(); }
   void on_ready(const error_code& ec);
   void on_writable(const error_code& ec);
   void do_handshake();
@@ -73,7 +69,7 @@ class TlsEchoSession final : public Connection,
   void end_with_error(const error_code& ec, const char* op);
   void hard_close();
   void arm(std::int64_t at_ms) {
-    timer_.arm(shard_.deadlines(), at_ms, shared_from_this(),
+    timer_.arm(shard_.deadlines(), at_ms, this,
                [](void* self, std::int64_t) { static_cast<TlsEchoSession*>(self)->on_timer(error_code()); });
   }
   void on_timer(const error_code& ec);
@@ -83,27 +79,24 @@ class TlsEchoSession final : public Connection,
 
   TlsSettingsPtr tls_;  // keeps the context (and certificate) this session started with
   Transport io_;
-  ReadyWait<std::shared_ptr<TlsEchoSession>, &TlsEchoSession::ready> read_wait_;
   ByteBuffer out_;  // echoed bytes the kernel has not taken yet
   SessionTimer timer_;  // handshake deadline, then the close_notify bound
   std::int64_t deadline_ms_ = kNever;
   Phase phase_ = Phase::handshake;
-  bool writing_wait_ = false;
   bool ktls_ = false;
 };
 
-void TlsEchoSession::start(const boost::asio::ip::tcp::endpoint& peer) {
+void TlsEchoSession::start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer) {
   error_code ec;
-  io_.socket().non_blocking(true, ec);
-  if (!ec) io_.socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
-  if (ec) {
+  const int fd = release_socket(socket, ec);
+  if (fd < 0 || !adopt_socket(fd, ec)) {
     end_with_error(ec, "setup");
     return;
   }
+  io_.set_fd(fd);
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("conn {}: accepted from {} (tls)", id_string(), peer.address().to_string());
   }
-  enable_read_hints(io_.fd());  // after the hand-over, reads say when the socket is empty
   if (!io_.start_tls(tls_->ssl_context())) {
     end_with_error(boost::asio::error::no_memory, "tls setup");
     return;
@@ -113,16 +106,6 @@ void TlsEchoSession::start(const boost::asio::ip::tcp::endpoint& peer) {
     arm(deadline_ms_);
   }
   do_handshake();
-}
-
-void TlsEchoSession::wait_write() {
-  if (writing_wait_) return;
-  writing_wait_ = true;
-  io_.socket().async_wait(boost::asio::socket_base::wait_write,
-                          [self = shared_from_this()](const error_code& ec) {
-                            self->writing_wait_ = false;
-                            self->on_writable(ec);
-                          });
 }
 
 void TlsEchoSession::on_ready(const error_code& ec) {
@@ -227,9 +210,7 @@ void TlsEchoSession::on_readable() {
     wait_read();
     return;
   }
-  boost::asio::post(shard_.executor(), [self = shared_from_this()] {
-    if (self->phase_ == Phase::open) self->on_readable();
-  });
+  read_again();  // on_ready() reads on while open
 }
 
 void TlsEchoSession::on_writable(const error_code& ec) {
@@ -346,8 +327,8 @@ void TlsEchoSession::hard_close() {
   if (phase_ == Phase::done) return;
   phase_ = Phase::done;
   timer_.cancel(shard_.deadlines());
-  io_.close();
   out_.release();
+  retire();
 }
 
 }  // namespace
@@ -355,9 +336,8 @@ void TlsEchoSession::hard_close() {
 void start_tls_echo_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
                             PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
                             TlsSettingsPtr tls) {
-  std::make_shared<TlsEchoSession>(shard, listener_index, std::move(socket), client,
-                                   std::move(tls))
-      ->start(peer);
+  // Owned by the shard from here (Connection::retire()).
+  (new TlsEchoSession(shard, listener_index, client, std::move(tls)))->start(std::move(socket), peer);
 }
 
 }  // namespace shoal

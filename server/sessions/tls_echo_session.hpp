@@ -8,9 +8,8 @@
 // plaintext session; a failed or timed-out handshake is also a
 // rejected{reason="handshake_failed"}.
 //
-// Ownership: owned by its pending asynchronous operations (shared_ptr),
-// indexed by the shard's listener list. All calls on the owning shard's
-// thread.
+// Ownership: the shard's (Connection::retire()), indexed by its listener
+// list while open. All calls on the owning shard's thread.
 #pragma once
 
 #include <cstddef>

@@ -1,5 +1,6 @@
-// The transport layer under a session: the shard's socket, plaintext or
-// with TLS on it (tls/tls_stream.hpp). Sessions read into and write from the
+// The transport layer under a session: the connection's socket (a plain
+// descriptor on the shard's poller), plaintext or with TLS on it
+// (tls/tls_stream.hpp). Sessions read into and write from the
 // shard's buffers through it with the same calls either way, so one
 // WebSocket engine and one set of deadlines serve ws:// and wss://.
 //
@@ -19,8 +20,8 @@
 
 #include <boost/asio/error.hpp>
 
+#include "runtime/close_reason.hpp"
 #include "runtime/ready_wait.hpp"
-#include "runtime/shard.hpp"
 #include "tls/tls_stream.hpp"
 
 namespace shoal {
@@ -35,10 +36,12 @@ class Transport {
     failed,      // error() says why
   };
 
-  explicit Transport(tcp_socket socket) : socket_(std::move(socket)) {}
+  Transport() = default;
 
-  tcp_socket& socket() noexcept { return socket_; }
-  int fd() noexcept { return socket_.native_handle(); }
+  // The socket, once the connection adopted it (Connection::adopt_socket);
+  // the connection closes it.
+  void set_fd(int fd) noexcept { fd_ = fd; }
+  int fd() const noexcept { return fd_; }
 
   // Puts TLS on the socket (server side). False: OpenSSL could not allocate.
   bool start_tls(ssl_ctx_st* context) {
@@ -117,18 +120,12 @@ class Transport {
       if (r != Io::done) return r;
       tls_shut_ = true;
     }
-    boost::system::error_code ignored;
-    socket_.shutdown(boost::asio::socket_base::shutdown_send, ignored);
+    (void)::shutdown(fd_, SHUT_WR);
     return Io::done;
   }
 
   const boost::system::error_code& error() const noexcept {
     return tls() && !error_ ? tls_->error() : error_;
-  }
-
-  void close() noexcept {
-    boost::system::error_code ignored;
-    socket_.close(ignored);  // pending operations complete with operation_aborted
   }
 
  private:
@@ -143,9 +140,9 @@ class Transport {
     return Io::failed;
   }
 
-  tcp_socket socket_;
   std::unique_ptr<TlsStream> tls_;  // wss: allocated with the connection
   boost::system::error_code error_;
+  int fd_ = -1;
   bool tls_shut_ = false;
 };
 

@@ -9,16 +9,15 @@ namespace shoal {
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
                              PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
                              const WebSocketConfig& config) {
-  std::make_shared<ws::WsSession>(shard, listener_index, std::move(socket), client, config, nullptr)
-      ->start(peer);
+  // Owned by the shard from here (Connection::retire()).
+  (new ws::WsSession(shard, listener_index, client, config, nullptr))->start(std::move(socket), peer);
 }
 
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
                              PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
                              const WebSocketConfig& config, TlsSettingsPtr tls) {
-  std::make_shared<ws::WsSession>(shard, listener_index, std::move(socket), client, config,
-                                  std::move(tls))
-      ->start(peer);
+  (new ws::WsSession(shard, listener_index, client, config, std::move(tls)))
+      ->start(std::move(socket), peer);
 }
 
 }  // namespace shoal

@@ -24,7 +24,6 @@
 #include <cerrno>
 #include <cstring>
 
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include "sessions/ws_session.hpp"
@@ -76,9 +75,7 @@ void WsSession::start_ws_close(std::uint16_t code, const char* why) {
     // resume for the client's close.
     paused_ = false;
     if (controls()) controls()->drop_queue();
-    boost::asio::post(shard_.executor(), [self = shared_from_this()] {
-      if (self->phase_ == Phase::closing) self->on_readable();
-    });
+    read_again();  // on_ready() reads while closing
   }
 }
 
@@ -136,9 +133,7 @@ void WsSession::on_linger_readable() {
     return;
   }
   // Still sending: come back after the shard's other handlers.
-  boost::asio::post(shard_.executor(), [self = shared_from_this()] {
-    if (self->phase_ == Phase::linger) self->on_linger_readable();
-  });
+  read_again();  // on_ready() lingers on
 }
 
 void WsSession::end_with_error(const error_code& ec, const char* op) {
@@ -156,9 +151,9 @@ void WsSession::hard_close() {
   if (phase_ == Phase::done) return;
   phase_ = Phase::done;
   timer_.cancel(shard_.deadlines());
-  io_.close();
   in_.release();
   out_.release();
+  retire();
 }
 
 std::int64_t WsSession::closing_deadline() const {
@@ -167,7 +162,7 @@ std::int64_t WsSession::closing_deadline() const {
 
 void WsSession::arm(std::int64_t at_ms) {
   if (phase_ == Phase::done) return;
-  timer_.arm(shard_.deadlines(), at_ms, shared_from_this(),
+  timer_.arm(shard_.deadlines(), at_ms, this,
                [](void* self, std::int64_t) { static_cast<WsSession*>(self)->on_timer(error_code()); });
 }
 

@@ -19,7 +19,6 @@
 #include <algorithm>
 #include <cstring>
 
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include "sessions/ws_session.hpp"
@@ -42,24 +41,10 @@ ByteBuffer& echo_out() {
 }  // namespace
 
 // --- waiting -----------------------------------------------------------------
-
-// Only once a read found the socket empty (ready_wait.hpp).
-// One wait at a time: a pubsub subscriber may be parked on a read when a
-// delivery's write completes and reads on.
-void WsSession::wait_read() {
-  if (read_wait_.waiting()) return;
-  read_wait_.start(shard_.reactor(), io_.socket(), shared_from_this());
-}
-
-void WsSession::wait_write() {
-  if (writing_wait_) return;
-  writing_wait_ = true;
-  io_.socket().async_wait(boost::asio::socket_base::wait_write,
-                          [self = shared_from_this()](const error_code& ec) {
-                            self->writing_wait_ = false;
-                            self->on_writable(ec);
-                          });
-}
+// Parked on the shard's poller (Connection::wait_readable, wait_writable):
+// reading only once a read found the socket empty. A pubsub subscriber may
+// be parked on a read when a delivery's write completes and reads on: parking
+// twice is parking once.
 
 void WsSession::on_ready(const error_code& ec) {
   if (phase_ == Phase::done) return;
@@ -286,9 +271,7 @@ void WsSession::on_readable() {
   } else {
     // Still busy after these rounds: come back after the shard's other
     // ready handlers (a wait would not fire: no new edge need come).
-    boost::asio::post(shard_.executor(), [self = shared_from_this()] {
-      if (self->phase_ == Phase::open || self->phase_ == Phase::closing) self->on_readable();
-    });
+    read_again();  // on_ready() reads on while open or closing
   }
 }
 

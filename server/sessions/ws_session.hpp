@@ -21,8 +21,8 @@
 // the zlib state (protocol/permessage_deflate.hpp). The message, input and
 // output buffers hold memory only while bytes are in flight.
 //
-// Ownership: owned by its pending operations (shared_ptr), indexed by the
-// shard's listener list. All calls on the owning shard's thread.
+// Ownership: the shard's (Connection::retire()), indexed by its listener
+// list while open. All calls on the owning shard's thread.
 #pragma once
 
 #include <cstdint>
@@ -52,14 +52,16 @@ using error_code = boost::system::error_code;
 inline constexpr std::uint16_t kNoStatus = 1005;  // close frame without a code
 inline constexpr std::uint16_t kAbnormal = 1006;  // TCP ended without a close frame
 
-class WsSession final : public Connection, public std::enable_shared_from_this<WsSession> {
+class WsSession final : public Connection {
  public:
   // `tls`: null for ws://; else the certificate this session keeps for life.
-  WsSession(Shard& shard, std::size_t listener_index, tcp_socket socket, PerIpCounts::Entry* client,
+  WsSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client,
             const WebSocketConfig& config, TlsSettingsPtr tls);
   ~WsSession() override;
 
-  void start(const boost::asio::ip::tcp::endpoint& peer);
+  // Adopts the accepted socket and starts; the shard owns the session from
+  // here.
+  void start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer);
 
  private:
   enum class Phase : std::uint8_t {
@@ -81,11 +83,13 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
     stats().rejected[static_cast<int>(RejectReason::handshake_failed)].add();
   }
 
-  // Waiting. One readiness wait and one write wait at most, each completing
-  // into the handler of the phase the session is in then.
-  static void ready(std::shared_ptr<WsSession> self, const error_code& ec) { self->on_ready(ec); }
-  void wait_read();
-  void wait_write();
+  // Waiting, on the shard's poller. One readiness wait and one write wait
+  // at most, each completing into the handler of the phase the session is
+  // in then.
+  void on_poll_readable() override { on_ready({}); }
+  void on_poll_writable() override { on_writable({}); }
+  void wait_read() { wait_readable(); }
+  void wait_write() { wait_writable(); }
   void on_ready(const error_code& ec);
   void on_writable(const error_code& ec);
 
@@ -171,7 +175,6 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
   const WebSocketConfig* cfg_;
   TlsSettingsPtr tls_;  // keeps the context (and certificate) this session started with
   Transport io_;
-  ReadyWait<std::shared_ptr<WsSession>, &WsSession::ready> read_wait_;
   WsEchoEngine engine_;
   std::unique_ptr<MessageDeflate> deflate_;  // agreed permessage-deflate, else null
   std::unique_ptr<HttpSide> http_;           // until the upgrade, with http_echo on
@@ -191,7 +194,6 @@ class WsSession final : public Connection, public std::enable_shared_from_this<W
   bool finishing_ = false;           // in finish(): our last frame is out
   bool linger_after_flush_ = false;  // finish(): after a failure
   bool close_code_seen_ = false;
-  bool writing_wait_ = false;        // a write wait is pending
   bool unfed_ = false;               // in_ holds bytes no feed() has seen (came with the request)
   bool ktls_ = false;                // counted in ktls_connections
   bool pubsub_ = false;              // shaper_ is a pubsub::Member

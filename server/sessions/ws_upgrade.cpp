@@ -20,6 +20,7 @@
 #include <openssl/ssl.h>
 #include <spdlog/spdlog.h>
 
+#include "sessions/tcp_echo_session.hpp"
 #include "sessions/ws_session.hpp"
 
 namespace shoal::ws {
@@ -33,27 +34,25 @@ void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
 
 }  // namespace
 
-WsSession::WsSession(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                     PerIpCounts::Entry* client, const WebSocketConfig& config, TlsSettingsPtr tls)
+WsSession::WsSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client,
+                     const WebSocketConfig& config, TlsSettingsPtr tls)
     : Connection(shard, listener_index, client),
       cfg_(&config),
       tls_(std::move(tls)),
-      io_(std::move(socket)),
       engine_(static_cast<std::uint64_t>(config.max_message_bytes)) {}
 
 WsSession::~WsSession() {
   if (ktls_) stats().ktls_connections.sub();
 }
 
-void WsSession::start(const boost::asio::ip::tcp::endpoint& peer) {
+void WsSession::start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer) {
   error_code ec;
-  io_.socket().non_blocking(true, ec);
-  if (!ec) io_.socket().set_option(boost::asio::ip::tcp::no_delay(true), ec);
-  if (ec) {
+  const int fd = release_socket(socket, ec);
+  if (fd < 0 || !adopt_socket(fd, ec)) {
     end_with_error(ec, "setup");
     return;
   }
-  enable_read_hints(io_.fd());  // reads say when the socket is empty
+  io_.set_fd(fd);
   if (cfg_->http_echo && shard_.slot(listener_index_).pubsub == nullptr) {
     http_ = std::make_unique<HttpSide>();
     http_->peer = peer;
