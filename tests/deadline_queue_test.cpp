@@ -1,7 +1,7 @@
 // The shard's deadline queue (runtime/deadline_queue.hpp): deadlines run in
-// expiry order from the one timer, move when re-armed, hold their owner until
-// they fire or until the turn after a cancel, and let go of it when the
-// queue goes.
+// expiry order from the one timer, move when re-armed, never run once
+// cancelled or destroyed with their session, and are disarmed when the queue
+// goes.
 #include <chrono>
 #include <memory>
 #include <thread>
@@ -29,8 +29,8 @@ struct Owner {
   }
 };
 
-std::shared_ptr<Owner> make_owner(std::vector<int>& log, int id) {
-  auto o = std::make_shared<Owner>();
+std::unique_ptr<Owner> make_owner(std::vector<int>& log, int id) {
+  auto o = std::make_unique<Owner>();
   o->log = &log;
   o->id = id;
   return o;
@@ -41,9 +41,9 @@ TEST(DeadlineQueue, RunsDueDeadlinesInExpiryOrderAndLeavesLaterOnes) {
   DeadlineQueue q(ioc.get_executor());
   std::vector<int> log;
   auto a = make_owner(log, 1), b = make_owner(log, 2), c = make_owner(log, 3);
-  q.arm(a->deadline, 300, a, &Owner::fire);
-  q.arm(b->deadline, 100, b, &Owner::fire);
-  q.arm(c->deadline, 200, c, &Owner::fire);
+  q.arm(a->deadline, 300, a.get(), &Owner::fire);
+  q.arm(b->deadline, 100, b.get(), &Owner::fire);
+  q.arm(c->deadline, 200, c.get(), &Owner::fire);
   q.run_due(250);
   EXPECT_EQ(log, (std::vector<int>{2, 3}));
   EXPECT_EQ(b->fired_at, 250);
@@ -57,43 +57,38 @@ TEST(DeadlineQueue, ReArmingMovesTheDeadline) {
   DeadlineQueue q(ioc.get_executor());
   std::vector<int> log;
   auto a = make_owner(log, 1), b = make_owner(log, 2);
-  q.arm(a->deadline, 100, a, &Owner::fire);
-  q.arm(b->deadline, 200, b, &Owner::fire);
-  q.arm(a->deadline, 300, a, &Owner::fire);  // later now
+  q.arm(a->deadline, 100, a.get(), &Owner::fire);
+  q.arm(b->deadline, 200, b.get(), &Owner::fire);
+  q.arm(a->deadline, 300, a.get(), &Owner::fire);  // later now
   q.run_due(250);
   EXPECT_EQ(log, (std::vector<int>{2}));
   EXPECT_EQ(q.size(), 1u);
 }
 
-TEST(DeadlineQueue, HoldsItsOwnerUntilItFires) {
+TEST(DeadlineQueue, ADestroyedSessionsDeadlineNeverRuns) {
   boost::asio::io_context ioc;
   DeadlineQueue q(ioc.get_executor());
   std::vector<int> log;
-  auto a = make_owner(log, 1);
-  std::weak_ptr<Owner> watch = a;
-  Deadline& d = a->deadline;  // before the move: argument order is unspecified
-  q.arm(d, 100, std::move(a), &Owner::fire);
-  EXPECT_FALSE(watch.expired());  // only the deadline holds it
-  q.run_due(100);
-  EXPECT_EQ(log, (std::vector<int>{1}));
-  EXPECT_TRUE(watch.expired());  // released once it ran
+  auto a = make_owner(log, 1), b = make_owner(log, 2);
+  q.arm(a->deadline, 100, a.get(), &Owner::fire);
+  q.arm(b->deadline, 200, b.get(), &Owner::fire);
+  a.reset();  // the session is deleted: its deadline unlinks itself
+  EXPECT_EQ(q.size(), 1u);
+  q.run_due(1000);
+  EXPECT_EQ(log, (std::vector<int>{2}));
 }
 
-TEST(DeadlineQueue, ACancelledOwnerIsReleasedOnTheNextTurnNotInsideTheCall) {
+TEST(DeadlineQueue, ACancelledDeadlineNeverRuns) {
   boost::asio::io_context ioc;
   DeadlineQueue q(ioc.get_executor());
   std::vector<int> log;
   auto a = make_owner(log, 1);
-  std::weak_ptr<Owner> watch = a;
-  Owner* raw = a.get();
-  q.arm(raw->deadline, 100, std::move(a), &Owner::fire);
-  q.cancel(raw->deadline);
-  EXPECT_FALSE(watch.expired());  // the caller may be inside the owner
-  EXPECT_FALSE(raw->deadline.armed());
-  ioc.poll();
-  EXPECT_TRUE(watch.expired());
+  q.arm(a->deadline, 100, a.get(), &Owner::fire);
+  q.cancel(a->deadline);
+  EXPECT_FALSE(a->deadline.armed());
+  q.cancel(a->deadline);  // twice is once
   q.run_due(1000);
-  EXPECT_TRUE(log.empty());  // a cancelled deadline never fires
+  EXPECT_TRUE(log.empty());
 }
 
 TEST(DeadlineQueue, TheTimerFiresAtTheEarliestExpiry) {
@@ -102,8 +97,8 @@ TEST(DeadlineQueue, TheTimerFiresAtTheEarliestExpiry) {
   std::vector<int> log;
   auto late = make_owner(log, 1), soon = make_owner(log, 2);
   const std::int64_t now = Shard::now_ms();
-  q.arm(late->deadline, now + 400, late, &Owner::fire);
-  q.arm(soon->deadline, now + 30, soon, &Owner::fire);  // earlier: the timer moves
+  q.arm(late->deadline, now + 400, late.get(), &Owner::fire);
+  q.arm(soon->deadline, now + 30, soon.get(), &Owner::fire);  // earlier: the timer moves
   const auto t0 = std::chrono::steady_clock::now();
   while (log.empty() && std::chrono::steady_clock::now() - t0 < std::chrono::seconds(2)) {
     ioc.run_one_for(std::chrono::milliseconds(50));
@@ -119,20 +114,19 @@ TEST(DeadlineQueue, TheTimerFiresAtTheEarliestExpiry) {
   EXPECT_GE(late->fired_at, now + 400);
 }
 
-TEST(DeadlineQueue, DestroyingTheQueueReleasesEveryOwner) {
+TEST(DeadlineQueue, DestroyingTheQueueDisarmsEveryDeadline) {
   boost::asio::io_context ioc;
   std::vector<int> log;
-  std::vector<std::weak_ptr<Owner>> watch;
+  std::vector<std::unique_ptr<Owner>> owners;
   {
     DeadlineQueue q(ioc.get_executor());
     for (int i = 0; i < 100; ++i) {
-      auto o = make_owner(log, i);
-      watch.push_back(o);
-      Deadline& d = o->deadline;
-      q.arm(d, 1000 + i, std::move(o), &Owner::fire);
+      owners.push_back(make_owner(log, i));
+      q.arm(owners.back()->deadline, 1000 + i, owners.back().get(), &Owner::fire);
     }
   }
-  for (auto& w : watch) EXPECT_TRUE(w.expired());
+  for (auto& o : owners) EXPECT_FALSE(o->deadline.armed());
+  owners.clear();  // sessions going after the queue: nothing to unlink from
   EXPECT_TRUE(log.empty());
 }
 

@@ -6,8 +6,6 @@
 
 #include <time.h>
 
-#include <boost/asio/post.hpp>
-
 namespace shoal {
 
 namespace {
@@ -19,57 +17,27 @@ std::int64_t coarse_now_ms() noexcept {
 }
 }  // namespace
 
-DeadlineQueue::DeadlineQueue(executor_type executor) : timer_(executor), executor_(executor) {}
+DeadlineQueue::DeadlineQueue(executor_type executor) : timer_(executor) {}
 
 DeadlineQueue::~DeadlineQueue() {
   *alive_ = false;
-  // Dropping an owner may destroy a session, whose own deadline unlinks
-  // itself: take each one out before letting go of what it holds.
-  while (!set_.empty()) {
-    Deadline& d = *set_.begin();
-    set_.erase(set_.iterator_to(d));
-    std::shared_ptr<void> owner = std::move(d.owner_);
-  }
-  // What sessions destroyed here cancel comes back to released_.
-  while (!released_.empty()) {
-    std::vector<std::shared_ptr<void>> released;
-    released.swap(released_);
-  }
+  set_.clear();  // unlinks every deadline still armed
 }
 
-void DeadlineQueue::arm(Deadline& d, std::int64_t at_ms, std::shared_ptr<void> owner, Deadline::Fire fire) {
-  if (d.hook_.is_linked()) {
-    set_.erase(set_.iterator_to(d));
-    if (d.owner_ != owner) release_later(std::move(d.owner_));
-  }
+void DeadlineQueue::arm(Deadline& d, std::int64_t at_ms, void* target, Deadline::Fire fire) {
+  if (d.hook_.is_linked()) set_.erase(set_.iterator_to(d));
   d.at_ms_ = at_ms;
-  d.owner_ = std::move(owner);
+  d.target_ = target;
   d.fire_ = fire;
   set_.insert(d);
   rearm();
 }
 
-void DeadlineQueue::cancel(Deadline& d) {
+void DeadlineQueue::cancel(Deadline& d) noexcept {
   if (!d.hook_.is_linked()) return;
   set_.erase(set_.iterator_to(d));
-  release_later(std::move(d.owner_));
   // The timer stays armed for what was the earliest; it finds nothing or
   // something later, and re-arms for that.
-}
-
-void DeadlineQueue::release_later(std::shared_ptr<void> owner) {
-  if (owner.use_count() == 0) return;  // none, or a session the shard owns (nothing held)
-  released_.push_back(std::move(owner));
-  if (release_posted_) return;
-  release_posted_ = true;
-  boost::asio::post(executor_, [this, alive = alive_] {
-    if (!*alive) return;
-    release_posted_ = false;
-    std::vector<std::shared_ptr<void>> released;
-    released.swap(released_);
-    // `released` goes here, outside every session's method. Sessions it
-    // destroys may cancel again: that goes to released_, posted anew.
-  });
 }
 
 void DeadlineQueue::run_due(std::int64_t now_ms) {
@@ -77,10 +45,9 @@ void DeadlineQueue::run_due(std::int64_t now_ms) {
     Deadline& d = *set_.begin();
     if (d.at_ms_ > now_ms) break;
     set_.erase(set_.iterator_to(d));
-    std::shared_ptr<void> owner = std::move(d.owner_);
-    // The owner may re-arm `d` from inside; `owner` keeps it alive until
-    // the call returns.
-    d.fire_(owner.get(), now_ms);
+    // The target may re-arm `d` from inside, or retire (it is deleted on a
+    // later turn, never inside this call).
+    d.fire_(d.target_, now_ms);
   }
 }
 

@@ -4,24 +4,21 @@
 // armed, Asio's wait operation with the handler that held the session (a
 // 200-byte allocation, plus a slot in the timer queue's heap): about 290 bytes
 // of every idle WebSocket connection, whose handshake or keepalive deadline is
-// always armed. Here a deadline is a Deadline inside the session, 56 bytes:
-// an intrusive red-black tree node keyed by its expiry, the owner it keeps
-// alive while armed (as the handler did) and the function to call. Arming and
-// cancelling allocate nothing; the queue keeps one steady_timer armed at the
-// earliest expiry, and every deadline due at a wakeup runs from that one
-// wakeup. The tree rather than a hashed wheel: the earliest expiry is
+// always armed. Here a deadline is a Deadline inside the session, 48 bytes:
+// an intrusive red-black tree node keyed by its expiry, the session and the
+// function to call. Arming and cancelling allocate nothing; the queue keeps
+// one steady_timer armed at the earliest expiry, and every deadline due at a
+// wakeup runs from that one wakeup. The tree rather than a hashed wheel: the earliest expiry is
 // begin(), so the shard timer never wakes for nothing, a 30-second keepalive
 // is not revisited on every turn of a wheel, and expiries stay exact to the
 // millisecond (delay= needs that); insertion is O(log n), and sessions re-arm
 // only when a deadline moves earlier (session_timer.hpp), never per message.
 // nginx keeps its timers the same way.
 //
-// Ownership: a Deadline holds its owner (shared_ptr) from arm() until it
-// fires or is cancelled, like the handler of an async_wait. cancel() does not
-// drop that reference at once (the owner may be the caller, inside one of
-// its methods): it is released on the shard's next turn. ~DeadlineQueue
-// drops every reference still held, which destroys sessions only a deadline
-// kept (declare it after the io_context, so it goes first).
+// Ownership: none. Sessions belong to the shard (Connection::retire()), and
+// a Deadline is part of its session: destroying the session unlinks it, so
+// the queue never calls a session that is gone. ~DeadlineQueue unlinks what
+// is left.
 //
 // Thread safety: none; the shard's thread only.
 #pragma once
@@ -45,7 +42,7 @@ class DeadlineQueue;
 
 class Deadline {
  public:
-  using Fire = void (*)(void* owner, std::int64_t now_ms);
+  using Fire = void (*)(void* target, std::int64_t now_ms);
 
   Deadline() = default;
   Deadline(const Deadline&) = delete;
@@ -62,7 +59,7 @@ class Deadline {
                                                  boost::intrusive::optimize_size<true>>;
   Hook hook_;
   std::int64_t at_ms_ = 0;
-  std::shared_ptr<void> owner_;
+  void* target_ = nullptr;
   Fire fire_ = nullptr;
 };
 
@@ -78,11 +75,12 @@ class DeadlineQueue {
   DeadlineQueue& operator=(const DeadlineQueue&) = delete;
   ~DeadlineQueue();
 
-  // Runs fire(owner.get(), now) at `at_ms` (Shard::now_ms() milliseconds),
-  // holding `owner` until then. An armed deadline moves to the new expiry.
-  void arm(Deadline& d, std::int64_t at_ms, std::shared_ptr<void> owner, Deadline::Fire fire);
-  // Disarms; the owner is released on the shard's next turn.
-  void cancel(Deadline& d);
+  // Runs fire(target, now) at `at_ms` (Shard::now_ms() milliseconds). An
+  // armed deadline moves to the new expiry. `d` must outlive its arming, or
+  // be destroyed (which disarms it).
+  void arm(Deadline& d, std::int64_t at_ms, void* target, Deadline::Fire fire);
+  // Disarms.
+  void cancel(Deadline& d) noexcept;
 
   std::size_t size() const noexcept { return set_.size(); }  // O(n): tests and metrics only
   // Runs every deadline due at `now_ms` (the timer's handler; tests call it).
@@ -94,15 +92,11 @@ class DeadlineQueue {
       boost::intrusive::key_of_value<DeadlineKey>, boost::intrusive::constant_time_size<false>>;
 
   void rearm();
-  void release_later(std::shared_ptr<void> owner);
 
   Set set_;
   steady_timer timer_;
   std::int64_t timer_at_ = 0;  // expiry the timer waits for; 0: none
-  std::vector<std::shared_ptr<void>> released_;  // owners of cancelled deadlines, until the next turn
-  bool release_posted_ = false;
-  executor_type executor_;
-  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // posted releases check it
+  std::shared_ptr<bool> alive_ = std::make_shared<bool>(true);  // the timer's handler checks it
 };
 
 }  // namespace shoal

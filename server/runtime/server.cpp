@@ -44,15 +44,15 @@ SessionStarter starter_for(const ListenerConfig& lc, const TlsSlot* tls) {
     case Protocol::websocket_echo:
     case Protocol::websocket_pubsub:  // the same session; the shard's slot has its channels
       if (tls) {
-        return [ws = &lc.websocket, tls](Shard& shard, std::size_t index, tcp_socket socket,
-                                         PerIpCounts::Entry* client, const tcp::endpoint& peer) {
-          start_websocket_session(shard, index, std::move(socket), client, peer, *ws,
-                                  tls->get());
+        // The session reads lc.websocket from its shard's slot.
+        return [tls](Shard& shard, std::size_t index, tcp_socket socket, PerIpCounts::Entry* client,
+                     const tcp::endpoint& peer) {
+          start_websocket_session(shard, index, std::move(socket), client, peer, tls->get());
         };
       }
-      return [ws = &lc.websocket](Shard& shard, std::size_t index, tcp_socket socket,
-                                  PerIpCounts::Entry* client, const tcp::endpoint& peer) {
-        start_websocket_session(shard, index, std::move(socket), client, peer, *ws);
+      return [](Shard& shard, std::size_t index, tcp_socket socket, PerIpCounts::Entry* client,
+                const tcp::endpoint& peer) {
+        start_websocket_session(shard, index, std::move(socket), client, peer);
       };
   }
   throw std::logic_error("no session type for protocol");

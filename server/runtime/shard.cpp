@@ -100,6 +100,8 @@ Shard::Shard(unsigned id, const Config& config, std::vector<ListenerShared*> lis
     slots_[i].idle_timeout_ms = config.listeners[i].idle_timeout.count();
     if (config.listeners[i].protocol == Protocol::tcp_echo)
       slots_[i].write_timeout_ms = config.listeners[i].write_timeout.count();
+    else
+      slots_[i].websocket = &config.listeners[i].websocket;
   }
   sweep_period_ms_ = sweep_period();
   reactor_ = &reactor_of(ioc_);

@@ -380,6 +380,9 @@ struct ListenerSlot {
   std::int64_t write_timeout_ms = 0;
   ListenerShared* shared = nullptr;
   pubsub::ChannelTable* pubsub = nullptr;  // websocket-pubsub listeners: this shard's channels
+  // websocket-echo and websocket-pubsub listeners: their `websocket:` block,
+  // in the config the shard was built from (which outlives every session).
+  const WebSocketConfig* websocket = nullptr;
 };
 
 // The shard's own epoll, nested in Asio's: Asio waits for it to become
@@ -533,8 +536,8 @@ class Shard {
   boost::asio::io_context ioc_{1};
   boost::asio::executor_work_guard<executor_type> work_{ioc_.get_executor()};
   Reactor* reactor_ = nullptr;
-  // After the context: destroyed first, it lets go of sessions only a
-  // deadline still held, while their sockets' context is alive.
+  // After the context, whose timer service its timer uses. The sessions
+  // whose deadlines it holds are deleted before (~Shard: poller_.shutdown()).
   DeadlineQueue deadlines_{ioc_.get_executor()};
   steady_timer sweep_timer_{ioc_.get_executor()};
   steady_timer lag_timer_{ioc_.get_executor()};

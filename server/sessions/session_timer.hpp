@@ -43,28 +43,19 @@ inline std::int64_t precise_now_ms() noexcept {
 class SessionTimer {
  public:
   // Arms for `at_ms` unless armed for that or earlier; at expiry
-  // fire(owner, now) runs (the session's static trampoline to its timer
-  // handler), and `owner` is held until then. Arming allocates nothing: the
-  // deadline lives here, on the shard's queue (deadline_queue.hpp).
-  template <class Owner>
-  void arm(DeadlineQueue& queue, std::int64_t at_ms, std::shared_ptr<Owner> owner, Deadline::Fire fire) {
+  // fire(session, now) runs (the session's static trampoline to its timer
+  // handler). Arming allocates nothing and holds nothing: the deadline lives
+  // here, on the shard's queue (deadline_queue.hpp), and deleting the
+  // session (Connection::retire()) unlinks it.
+  void arm(DeadlineQueue& queue, std::int64_t at_ms, void* session, Deadline::Fire fire) {
     if (at_ms == kNever) return;
     if (deadline_.armed() && deadline_.at_ms() <= at_ms) return;
-    queue.arm(deadline_, at_ms, std::move(owner), fire);
+    queue.arm(deadline_, at_ms, session, fire);
   }
 
   // In the handler of an expiry: the time it stands for. The timer fired
   // at its expiry by CLOCK_MONOTONIC, which the coarse clock of now_ms() may
   // still trail by a tick: what was due is due.
-  // The same for a session the shard owns (Connection::retire()): nothing
-  // is held, and deleting the session unlinks its deadline.
-  void arm(DeadlineQueue& queue, std::int64_t at_ms, void* session, Deadline::Fire fire) {
-    if (at_ms == kNever) return;
-    if (deadline_.armed() && deadline_.at_ms() <= at_ms) return;
-    // An empty shared_ptr that points at the session: no control block, no
-    // reference (the aliasing constructor).
-    queue.arm(deadline_, at_ms, std::shared_ptr<void>(std::shared_ptr<void>(), session), fire);
-  }
   std::int64_t fired() const noexcept { return std::max(Shard::now_ms(), deadline_.at_ms()); }
 
   void cancel(DeadlineQueue& queue) noexcept { queue.cancel(deadline_); }
@@ -72,7 +63,7 @@ class SessionTimer {
  private:
   Deadline deadline_;
 };
-static_assert(sizeof(SessionTimer) <= 56, "SessionTimer grew: it is in every connection");
+static_assert(sizeof(SessionTimer) <= 48, "SessionTimer grew: it is in every connection");
 
 // WebSocket keepalive: ping a peer silent for ping_interval; without a pong
 // within pong_timeout, close. pong_timeout 0 is no pong deadline: a ping

@@ -42,14 +42,14 @@ void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
 
 class TlsEchoSession final : public Connection {
  public:
-  TlsEchoSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client,
-                 TlsSettingsPtr tls)
-      : Connection(shard, listener_index, client), tls_(std::move(tls)) {}
+  TlsEchoSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client)
+      : Connection(shard, listener_index, client) {}
   ~TlsEchoSession() override {
     if (ktls_) stats().ktls_connections.sub();
   }
 
-  void start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer);
+  // `tls`: kept (with its certificate) for the session's life.
+  void start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer, TlsSettingsPtr tls);
 
  private:
   enum class Phase : std::uint8_t { handshake, open, closing, done };
@@ -74,11 +74,10 @@ class TlsEchoSession final : public Connection {
   }
   void on_timer(const error_code& ec);
   std::int64_t closing_deadline() const {
-    return closing_deadline_from(Shard::now_ms(), tls_->handshake_timeout);
+    return closing_deadline_from(Shard::now_ms(), io_.tls_settings()->handshake_timeout);
   }
 
-  TlsSettingsPtr tls_;  // keeps the context (and certificate) this session started with
-  Transport io_;
+  Transport io_;  // with the TLS settings the session started with
   ByteBuffer out_;  // echoed bytes the kernel has not taken yet
   SessionTimer timer_;  // handshake deadline, then the close_notify bound
   std::int64_t deadline_ms_ = kNever;
@@ -86,7 +85,8 @@ class TlsEchoSession final : public Connection {
   bool ktls_ = false;
 };
 
-void TlsEchoSession::start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer) {
+void TlsEchoSession::start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer,
+                           TlsSettingsPtr tls) {
   error_code ec;
   const int fd = release_socket(socket, ec);
   if (fd < 0 || !adopt_socket(fd, ec)) {
@@ -97,12 +97,13 @@ void TlsEchoSession::start(tcp_socket socket, const boost::asio::ip::tcp::endpoi
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("conn {}: accepted from {} (tls)", id_string(), peer.address().to_string());
   }
-  if (!io_.start_tls(tls_->ssl_context())) {
+  const Duration handshake_timeout = tls->handshake_timeout;
+  if (!io_.start_tls(std::move(tls))) {
     end_with_error(boost::asio::error::no_memory, "tls setup");
     return;
   }
-  if (tls_->handshake_timeout.count() > 0) {
-    deadline_ms_ = Shard::now_ms() + tls_->handshake_timeout.count();
+  if (handshake_timeout.count() > 0) {
+    deadline_ms_ = Shard::now_ms() + handshake_timeout.count();
     arm(deadline_ms_);
   }
   do_handshake();
@@ -337,7 +338,7 @@ void start_tls_echo_session(Shard& shard, std::size_t listener_index, tcp_socket
                             PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
                             TlsSettingsPtr tls) {
   // Owned by the shard from here (Connection::retire()).
-  (new TlsEchoSession(shard, listener_index, client, std::move(tls)))->start(std::move(socket), peer);
+  (new TlsEchoSession(shard, listener_index, client))->start(std::move(socket), peer, std::move(tls));
 }
 
 }  // namespace shoal

@@ -22,6 +22,7 @@
 
 #include "runtime/close_reason.hpp"
 #include "runtime/ready_wait.hpp"
+#include "tls/tls.hpp"
 #include "tls/tls_stream.hpp"
 
 namespace shoal {
@@ -43,15 +44,20 @@ class Transport {
   void set_fd(int fd) noexcept { fd_ = fd; }
   int fd() const noexcept { return fd_; }
 
-  // Puts TLS on the socket (server side). False: OpenSSL could not allocate.
-  bool start_tls(ssl_ctx_st* context) {
-    tls_ = std::make_unique<TlsStream>();
-    return tls_->open(context, fd());
+  // Puts TLS on the socket (server side), keeping `settings` (the context
+  // and certificate) for the connection's life. False: OpenSSL could not
+  // allocate.
+  bool start_tls(TlsSettingsPtr settings) {
+    tls_ = std::make_unique<Tls>();
+    tls_->settings = std::move(settings);
+    return tls_->stream.open(tls_->settings->ssl_context(), fd());
   }
   bool tls() const noexcept { return tls_ != nullptr; }
-  TlsStream& tls_stream() noexcept { return *tls_; }
+  TlsStream& tls_stream() noexcept { return tls_->stream; }
+  // The TLS settings the connection started with; null in plaintext.
+  const TlsSettings* tls_settings() const noexcept { return tls_ ? tls_->settings.get() : nullptr; }
 
-  Io handshake() { return map(tls_->handshake()); }
+  Io handshake() { return map(tls_->stream.handshake()); }
 
   // After a handshake that ended in eof or failed: how the connection is
   // closed, and whether it counts as rejected{reason="handshake_failed"}. A
@@ -66,12 +72,12 @@ class Transport {
     const CloseReason reason = classify(error());
     const bool left = reason == CloseReason::reset || reason == CloseReason::peer_closed;
     return {reason == CloseReason::error ? CloseReason::protocol_error : reason,
-            !(left && tls_->peer_sent_nothing())};
+            !(left && tls_->stream.peer_sent_nothing())};
   }
 
   // `more`: whether another read may find bytes without a new edge.
   Io read(void* buf, std::size_t len, std::size_t& got, bool& more) {
-    if (tls()) return map(tls_->read(buf, len, got, more));
+    if (tls()) return map(tls_->stream.read(buf, len, got, more));
     for (;;) {
       const long n = read_hinted(fd(), buf, len, more);
       if (n > 0) {
@@ -82,14 +88,14 @@ class Transport {
       if (n == 0) return Io::eof;
       if (errno == EINTR) continue;
       if (errno == EAGAIN || errno == EWOULDBLOCK) return Io::want_read;
-      error_ = boost::system::error_code(errno, boost::system::system_category());
+      errno_ = errno;
       return Io::failed;
     }
   }
 
   // Sends from buf[0, len); `wrote` says how much was taken.
   Io write(const void* buf, std::size_t len, std::size_t& wrote) {
-    if (tls()) return map(tls_->write(buf, len, wrote));
+    if (tls()) return map(tls_->stream.write(buf, len, wrote));
     wrote = 0;
     while (wrote < len) {
       const ssize_t r = ::send(fd(), static_cast<const char*>(buf) + wrote, len - wrote,
@@ -100,7 +106,7 @@ class Transport {
       }
       if (r < 0 && errno == EINTR) continue;
       if (r < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return Io::want_write;
-      error_ = boost::system::error_code(r < 0 ? errno : EPIPE, boost::system::system_category());
+      errno_ = r < 0 ? errno : EPIPE;
       return Io::failed;
     }
     return Io::done;
@@ -108,24 +114,28 @@ class Transport {
 
   // Bytes the transport took but the kernel has not (TLS records sealed
   // after the hand-over); flush_output() sends them.
-  bool output_pending() const noexcept { return tls_ && tls_->output_pending(); }
-  std::size_t output_pending_bytes() const noexcept { return tls_ ? tls_->output_pending_bytes() : 0; }
-  Io flush_output() { return map(tls_->flush()); }
+  bool output_pending() const noexcept { return tls_ && tls_->stream.output_pending(); }
+  std::size_t output_pending_bytes() const noexcept {
+    return tls_ ? tls_->stream.output_pending_bytes() : 0;
+  }
+  Io flush_output() { return map(tls_->stream.flush()); }
 
   // Our end of the byte stream: TLS close_notify (done once it is in the
   // kernel; want_write: call again when writable), then the TCP half-close.
   Io shutdown_send() {
-    if (tls() && !tls_shut_) {
-      const Io r = map(tls_->shutdown());
+    if (tls() && !tls_->shut) {
+      const Io r = map(tls_->stream.shutdown());
       if (r != Io::done) return r;
-      tls_shut_ = true;
+      tls_->shut = true;
     }
     (void)::shutdown(fd_, SHUT_WR);
     return Io::done;
   }
 
-  const boost::system::error_code& error() const noexcept {
-    return tls() && !error_ ? tls_->error() : error_;
+  // Why the last call failed: the system's error, else TLS's.
+  boost::system::error_code error() const noexcept {
+    if (errno_ == 0 && tls()) return tls_->stream.error();
+    return {errno_, boost::system::system_category()};
   }
 
  private:
@@ -140,10 +150,18 @@ class Transport {
     return Io::failed;
   }
 
-  std::unique_ptr<TlsStream> tls_;  // wss: allocated with the connection
-  boost::system::error_code error_;
+  // What only TLS needs, allocated with a TLS connection: 16 bytes of every
+  // connection are a pointer, the socket and an errno.
+  struct Tls {
+    TlsStream stream;
+    TlsSettingsPtr settings;
+    bool shut = false;  // our close_notify is out
+  };
+  std::unique_ptr<Tls> tls_;
   int fd_ = -1;
-  bool tls_shut_ = false;
+  int errno_ = 0;
 };
+
+static_assert(sizeof(Transport) == 16, "Transport grew: it is in every connection");
 
 }  // namespace shoal

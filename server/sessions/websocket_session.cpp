@@ -7,17 +7,15 @@
 namespace shoal {
 
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                             PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
-                             const WebSocketConfig& config) {
+                             PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer) {
   // Owned by the shard from here (Connection::retire()).
-  (new ws::WsSession(shard, listener_index, client, config, nullptr))->start(std::move(socket), peer);
+  (new ws::WsSession(shard, listener_index, client))->start(std::move(socket), peer, nullptr);
 }
 
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
                              PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
-                             const WebSocketConfig& config, TlsSettingsPtr tls) {
-  (new ws::WsSession(shard, listener_index, client, config, std::move(tls)))
-      ->start(std::move(socket), peer);
+                             TlsSettingsPtr tls) {
+  (new ws::WsSession(shard, listener_index, client))->start(std::move(socket), peer, std::move(tls));
 }
 
 }  // namespace shoal

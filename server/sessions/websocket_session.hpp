@@ -25,14 +25,13 @@ namespace shoal {
 // `config` must outlive every session (it is the Server's copy of the
 // listener's options).
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
-                             PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
-                             const WebSocketConfig& config);
+                             PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer);
 
 // The same over TLS (wss://) with `tls`'s certificate, which the session
 // keeps for its whole life. websocket.handshake_timeout covers the TLS
 // handshake and the HTTP upgrade together.
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
                              PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer,
-                             const WebSocketConfig& config, TlsSettingsPtr tls);
+                             TlsSettingsPtr tls);
 
 }  // namespace shoal

@@ -83,9 +83,13 @@ void WsSession::finish(bool then_linger) {
   if (!finishing_) {
     finishing_ = true;
     linger_after_flush_ = then_linger;
-    if (phase_ == Phase::open) phase_ = Phase::closing;
-    // Our own close frame, or the handshake, may have set it already.
-    if (deadline_ms_ == kNever) deadline_ms_ = closing_deadline();
+    if (phase_ == Phase::open) {
+      phase_ = Phase::closing;
+      deadline_ms_ = closing_deadline();  // over ping_sent_ms_ (the union)
+    } else if (deadline_ms_ == kNever) {
+      // Our own close frame, or the handshake, may have set it already.
+      deadline_ms_ = closing_deadline();
+    }
     arm(deadline_ms_);
   }
   if (write_blocked()) {
@@ -157,7 +161,7 @@ void WsSession::hard_close() {
 }
 
 std::int64_t WsSession::closing_deadline() const {
-  return closing_deadline_from(Shard::now_ms(), cfg_->handshake_timeout);
+  return closing_deadline_from(Shard::now_ms(), cfg().handshake_timeout);
 }
 
 void WsSession::arm(std::int64_t at_ms) {
@@ -199,13 +203,13 @@ void WsSession::on_timer(const error_code& ec) {
     case Phase::open:
       break;
   }
-  const std::int64_t write_timeout = cfg_->write_timeout.count();
+  const std::int64_t write_timeout = cfg().write_timeout.count();
   if (write_timeout > 0 && write_blocked() && now - out_since_ms_ >= write_timeout) {
     log_debug("conn {}: write timeout", id_string());
     close(CloseReason::write_timeout);
     return;
   }
-  const Keepalive keepalive{cfg_->ping_interval.count(), cfg_->pong_timeout.count()};
+  const Keepalive keepalive{cfg().ping_interval.count(), cfg().pong_timeout.count()};
   switch (keepalive.due(now, last_read_ms_, ping_sent_ms_)) {
     case Keepalive::Due::ping:
       send_ping();
@@ -225,10 +229,11 @@ void WsSession::on_timer(const error_code& ec) {
 }
 
 void WsSession::schedule_open_deadlines(std::int64_t now) {
+  if (phase_ != Phase::open) return;  // ping_sent_ms_ is the closing deadline now (the union)
   std::int64_t next = kNever;
-  const std::int64_t write_timeout = cfg_->write_timeout.count();
+  const std::int64_t write_timeout = cfg().write_timeout.count();
   if (write_timeout > 0 && write_blocked()) next = out_since_ms_ + write_timeout;
-  const Keepalive keepalive{cfg_->ping_interval.count(), cfg_->pong_timeout.count()};
+  const Keepalive keepalive{cfg().ping_interval.count(), cfg().pong_timeout.count()};
   next = std::min(next, keepalive.next(last_read_ms_, ping_sent_ms_));
   if (controls()) next = std::min(next, controls()->next_due());
   if (next != kNever) arm(std::max(next, now));

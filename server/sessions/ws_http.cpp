@@ -47,7 +47,7 @@ bool WsSession::serve_http() {
       const std::size_t end = end_of_head.feed(bytes);
       if (end == RequestHeadEnd::npos) {
         head_end_ = end_of_head;  // read_request feeds on from here
-        if (in_.size() > static_cast<std::size_t>(cfg_->max_header_bytes)) {
+        if (in_.size() > static_cast<std::size_t>(cfg().max_header_bytes)) {
           reject(kRequestHeaderTooLarge);
           return false;
         }
@@ -63,12 +63,12 @@ bool WsSession::serve_http() {
     if (http_->body_wait && in_.size() < http_->parse_at &&
         !(bytes.size() >= 4 && bytes.substr(bytes.size() - 4) == "\r\n\r\n"))
       return true;
-    HttpParse parse = parse_http_request(bytes, *cfg_);
+    HttpParse parse = parse_http_request(bytes, cfg());
     switch (parse.state) {
       case HttpParse::State::need_more:
         http_->body_wait = true;
         http_->parse_at = parse.whole_size != 0 ? parse.whole_size : 2 * in_.size();
-        if (in_.size() > cfg_->max_header_bytes + cfg_->max_body_bytes + kChunkingSlack) {
+        if (in_.size() > cfg().max_header_bytes + cfg().max_body_bytes + kChunkingSlack) {
           refuse(http_error_response(413, "request body over max_body_bytes", {},
                                      shard_.slot(listener_index_).shared->instance, true),
                  RejectReason::handshake_failed);
@@ -110,10 +110,10 @@ bool WsSession::answer_http(const HttpRequest& request) {
   std::string response;
   std::int64_t delay_ms = 0;
   if (is_browser_page(request)) {
-    response = http_page_response(browser_page(cfg_->path), request.head, close_after, who.instance);
+    response = http_page_response(browser_page(cfg().path), request.head, close_after, who.instance);
     st.http_requests.add();
   } else {
-    auto controls = parse_controls(request.target, cfg_->controls, /*websocket=*/false);
+    auto controls = parse_controls(request.target, cfg().controls, /*websocket=*/false);
     if (const auto* bad = std::get_if<ControlError>(&controls)) {
       st.control_errors[static_cast<std::size_t>(bad->parameter)].add();
       response = http_error_response(400, bad->message, control_name(bad->parameter), who.instance,
@@ -131,7 +131,7 @@ bool WsSession::answer_http(const HttpRequest& request) {
       context.shard = shard_.id();
       context.client_address = http_->peer.address().to_string();
       context.client_port = http_->peer.port();
-      context.tls = tls_ ? &http_->tls : nullptr;
+      context.tls = io_.tls() ? &http_->tls : nullptr;
       response = http_echo_response(request, context, c, close_after);
       st.http_requests.add();
     }
@@ -139,7 +139,7 @@ bool WsSession::answer_http(const HttpRequest& request) {
   http_->served = true;
   touch();
   const std::int64_t now = Shard::now_ms();
-  const std::int64_t timeout = cfg_->handshake_timeout.count();
+  const std::int64_t timeout = cfg().handshake_timeout.count();
   if (delay_ms > 0) {
     http_->delayed = std::move(response);
     http_->delayed_until = precise_now_ms() + delay_ms;
@@ -178,7 +178,7 @@ void WsSession::on_http_timer(std::int64_t now) {
     const std::string response = std::move(http_->delayed);
     http_->delayed.clear();
     http_->delayed_until = 0;
-    const std::int64_t timeout = cfg_->handshake_timeout.count();
+    const std::int64_t timeout = cfg().handshake_timeout.count();
     deadline_ms_ = timeout > 0 ? now + timeout : kNever;
     arm(deadline_ms_);
     if (!send_http(response, http_->close_after_delayed)) return;

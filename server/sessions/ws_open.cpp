@@ -372,7 +372,8 @@ bool WsSession::flush() {
 // The next ping is due ping_interval after this pong, which is usually
 // earlier than the pong deadline the timer is armed for.
 void WsSession::on_pong() {
-  if (ping_sent_ms_ == 0) return;  // unsolicited
+  // Only while open: ping_sent_ms_ shares its place with the closing deadline.
+  if (phase_ != Phase::open || ping_sent_ms_ == 0) return;  // unsolicited
   ping_sent_ms_ = 0;
   if (phase_ == Phase::open) schedule_open_deadlines(Shard::now_ms());
 }
@@ -388,10 +389,12 @@ void WsSession::send_ping() {
   send(kPingFrame, sizeof kPingFrame);
 }
 
-// 440 bytes with GCC 12 on x86-64: its deadline is a node of the shard's
-// deadline queue (56), its three buffers one pointer each. Besides it, an idle
-// connection costs Asio's per-socket reactor state (168) and the shared_ptr's
-// control block (16): loadtest/bench.sh's memory rows measure the sum.
-static_assert(sizeof(WsSession) <= 440, "WsSession grew: it is in every WebSocket connection");
+// 216 bytes with GCC 12 on x86-64: Connection 64 (its tail padding holds the
+// request-head state, the phase and the flags), Transport 16, the engine 32,
+// the HTTP side, shaper and both buffers a pointer each (32), the deadline
+// node 48, three timestamps 24. Idle, that is all the connection owns: the
+// shard's poller holds its socket, and loadtest/bench.sh's memory rows
+// measure the malloc chunk (224) plus the shard's share.
+static_assert(sizeof(WsSession) <= 216, "WsSession grew: it is in every WebSocket connection");
 
 }  // namespace shoal::ws

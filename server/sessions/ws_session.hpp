@@ -55,13 +55,14 @@ inline constexpr std::uint16_t kAbnormal = 1006;  // TCP ended without a close f
 class WsSession final : public Connection {
  public:
   // `tls`: null for ws://; else the certificate this session keeps for life.
-  WsSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client,
-            const WebSocketConfig& config, TlsSettingsPtr tls);
+  // Its `websocket:` settings are its listener's, from the shard's slot.
+  WsSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client);
   ~WsSession() override;
 
   // Adopts the accepted socket and starts; the shard owns the session from
-  // here.
-  void start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer);
+  // here. `tls`: null for ws://; else the certificate this session keeps
+  // for life.
+  void start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer, TlsSettingsPtr tls);
 
  private:
   enum class Phase : std::uint8_t {
@@ -76,6 +77,7 @@ class WsSession final : public Connection {
   // Bytes wait for the kernel: ours in out_, or sealed ones in the transport.
   bool write_blocked() const noexcept { return !out_.empty() || io_.output_pending(); }
   ListenerStats& stats() noexcept { return shard_.slot(listener_index_).stats; }
+  const WebSocketConfig& cfg() const noexcept { return *shard_.slot(listener_index_).websocket; }
   void count_close_code(std::uint16_t code) noexcept {
     stats().close_codes[close_code_slot(code)].add();
   }
@@ -172,12 +174,20 @@ class WsSession final : public Connection {
   void on_timer(const error_code& ec);
   void schedule_open_deadlines(std::int64_t now);
 
-  const WebSocketConfig* cfg_;
-  TlsSettingsPtr tls_;  // keeps the context (and certificate) this session started with
-  Transport io_;
+  // First, in Connection's tail padding: the phase and the flags.
+  RequestHeadEnd head_end_;  // where the request's blank line is, across reads
+  Phase phase_ = Phase::tls_handshake;
+  bool finishing_ : 1 = false;           // in finish(): our last frame is out
+  bool linger_after_flush_ : 1 = false;  // finish(): after a failure
+  bool close_code_seen_ : 1 = false;
+  bool unfed_ : 1 = false;    // in_ holds bytes no feed() has seen (came with the request)
+  bool ktls_ : 1 = false;     // counted in ktls_connections
+  bool pubsub_ : 1 = false;   // shaper_ is a pubsub::Member
+  bool paused_ : 1 = false;   // controls_' queue is full: reading waits for the timer
+  Transport io_;  // the socket, and over TLS the settings the session started with
+  // Owns the agreed permessage-deflate (a MessageDeflate), else none.
   WsEchoEngine engine_;
-  std::unique_ptr<MessageDeflate> deflate_;  // agreed permessage-deflate, else null
-  std::unique_ptr<HttpSide> http_;           // until the upgrade, with http_echo on
+  std::unique_ptr<HttpSide> http_;  // until the upgrade, with http_echo on
   // After the upgrade, what the engine hands each message to: the response
   // controls the URL asked for (websocket-echo), or the channel
   // subscribed to (websocket-pubsub, pubsub_ set). Null: the plain echo.
@@ -185,19 +195,13 @@ class WsSession final : public Connection {
   ByteBuffer in_;   // the request so far, then the start of a frame a read did not complete
   ByteBuffer out_;  // our bytes the kernel has not taken yet
   SessionTimer timer_;
-  std::int64_t deadline_ms_ = kNever;  // handshake or closing deadline
   std::int64_t out_since_ms_ = 0;
   std::int64_t last_read_ms_ = 0;
-  std::int64_t ping_sent_ms_ = 0;  // 0: no pong awaited
-  RequestHeadEnd head_end_;  // where the request's blank line is, across reads
-  Phase phase_ = Phase::tls_handshake;
-  bool finishing_ = false;           // in finish(): our last frame is out
-  bool linger_after_flush_ = false;  // finish(): after a failure
-  bool close_code_seen_ = false;
-  bool unfed_ = false;               // in_ holds bytes no feed() has seen (came with the request)
-  bool ktls_ = false;                // counted in ktls_connections
-  bool pubsub_ = false;              // shaper_ is a pubsub::Member
-  bool paused_ = false;              // controls_' queue is full: reading waits for the timer
+  // One phase's or the other's: never both at once.
+  union {
+    std::int64_t deadline_ms_ = kNever;  // before open, and closing: handshake or closing deadline
+    std::int64_t ping_sent_ms_;          // open: when our unanswered ping went, 0: none
+  };
 };
 
 }  // namespace shoal::ws

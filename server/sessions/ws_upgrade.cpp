@@ -34,18 +34,17 @@ void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
 
 }  // namespace
 
-WsSession::WsSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client,
-                     const WebSocketConfig& config, TlsSettingsPtr tls)
+WsSession::WsSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client)
     : Connection(shard, listener_index, client),
-      cfg_(&config),
-      tls_(std::move(tls)),
-      engine_(static_cast<std::uint64_t>(config.max_message_bytes)) {}
+      engine_(static_cast<std::uint64_t>(shard.slot(listener_index).websocket->max_message_bytes)) {}
 
 WsSession::~WsSession() {
   if (ktls_) stats().ktls_connections.sub();
+  delete engine_.compression();  // the agreed permessage-deflate, if any
 }
 
-void WsSession::start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer) {
+void WsSession::start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& peer,
+                      TlsSettingsPtr tls) {
   error_code ec;
   const int fd = release_socket(socket, ec);
   if (fd < 0 || !adopt_socket(fd, ec)) {
@@ -53,20 +52,20 @@ void WsSession::start(tcp_socket socket, const boost::asio::ip::tcp::endpoint& p
     return;
   }
   io_.set_fd(fd);
-  if (cfg_->http_echo && shard_.slot(listener_index_).pubsub == nullptr) {
+  if (cfg().http_echo && shard_.slot(listener_index_).pubsub == nullptr) {
     http_ = std::make_unique<HttpSide>();
     http_->peer = peer;
   }
   if (spdlog::should_log(spdlog::level::debug)) {
     spdlog::debug("conn {}: accepted from {} ({})", id_string(), peer.address().to_string(),
-                  tls_ ? "wss" : "websocket");
+                  tls ? "wss" : "websocket");
   }
-  if (cfg_->handshake_timeout.count() > 0) {
-    deadline_ms_ = Shard::now_ms() + cfg_->handshake_timeout.count();
+  if (cfg().handshake_timeout.count() > 0) {
+    deadline_ms_ = Shard::now_ms() + cfg().handshake_timeout.count();
     arm(deadline_ms_);
   }
-  if (tls_) {
-    if (!io_.start_tls(tls_->ssl_context())) {
+  if (tls) {
+    if (!io_.start_tls(std::move(tls))) {
       end_with_error(boost::asio::error::no_memory, "tls setup");
       return;
     }
@@ -111,7 +110,7 @@ void WsSession::do_tls_handshake() {
 }
 
 void WsSession::read_request() {
-  const std::size_t limit = static_cast<std::size_t>(cfg_->max_header_bytes);
+  const std::size_t limit = static_cast<std::size_t>(cfg().max_header_bytes);
   char* const buf = shard_.scratch();
   for (;;) {
     std::size_t got = 0;
@@ -175,7 +174,7 @@ bool WsSession::handle_request(const char* data, std::size_t size, std::size_t r
 // `data[0, request_size)` is the request head; what follows up to `size` is
 // the first frames.
 void WsSession::upgrade(const char* data, std::size_t size, std::size_t request_size) {
-  const UpgradeDecision decision = decide_upgrade(std::string_view(data, request_size), *cfg_);
+  const UpgradeDecision decision = decide_upgrade(std::string_view(data, request_size), cfg());
   if (const auto* no = std::get_if<UpgradeReject>(&decision)) {
     reject(*no);
     return;
@@ -200,7 +199,7 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
   // Response controls in the URL (websocket-echo); without a '?' this is
   // one find().
   auto asked = pubsub_ ? std::variant<EchoControls, ControlError>(EchoControls{})
-                       : parse_controls(yes.target, cfg_->controls, /*websocket=*/true);
+                       : parse_controls(yes.target, cfg().controls, /*websocket=*/true);
   if (const auto* bad = std::get_if<ControlError>(&asked)) {
     stats().control_errors[static_cast<std::size_t>(bad->parameter)].add();
     log_debug("conn {}: upgrade refused: {}", id_string(), bad->message);
@@ -220,12 +219,11 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
   }
   http_.reset();  // the HTTP phase is over
   std::string extensions;
-  if (cfg_->permessage_deflate.enabled && !yes.extensions.empty()) {
+  if (cfg().permessage_deflate.enabled && !yes.extensions.empty()) {
     const std::vector<std::string_view> offers(yes.extensions.begin(), yes.extensions.end());
-    if (auto agreed = negotiate_deflate(offers, cfg_->permessage_deflate)) {
+    if (auto agreed = negotiate_deflate(offers, cfg().permessage_deflate)) {
       extensions = agreed->response;
-      deflate_ = std::make_unique<MessageDeflate>(*agreed);
-      engine_.compression(deflate_.get());
+      engine_.compression(new MessageDeflate(*agreed));  // deleted with the session
     }
   }
   const std::string response = accept_response(yes, extensions);
@@ -237,10 +235,10 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
   unfed_ = !in_.empty();
 
   phase_ = Phase::open;
-  deadline_ms_ = kNever;
+  ping_sent_ms_ = 0;  // the open phase's half of the union: no pong awaited
   const std::int64_t now = Shard::now_ms();
   last_read_ms_ = now;
-  log_debug("conn {}: websocket open{}", id_string(), deflate_ ? " (permessage-deflate)" : "");
+  log_debug("conn {}: websocket open{}", id_string(), engine_.compression() ? " (permessage-deflate)" : "");
   touch();
   if (!send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
   if (controls() && controls()->close_due()) {  // close_after=0: closed at once
