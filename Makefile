@@ -40,7 +40,7 @@ test-asan: deps
 	cmake --build build-asan -j $(JOBS)
 	tests/sanitized-ctest.sh build-asan -j 2 --timeout 300
 
-TSAN_TESTS ?= ShardingPolicy|Admin|Drain|Sigterm|WebSocket|Systemd|NeverReads|Tls|Wss|Proxy|Haproxy|Connection|PubSub|RedisBridge|HttpEcho
+TSAN_TESTS ?= ShardLoop|ShardingPolicy|Admin|Drain|Sigterm|WebSocket|Systemd|NeverReads|Tls|Wss|Proxy|Haproxy|Connection|PubSub|RedisBridge|HttpEcho
 test-tsan: deps
 	cmake -S . -B build-tsan -DCMAKE_BUILD_TYPE=RelWithDebInfo -DSHOAL_WERROR=ON -DSHOAL_SANITIZE=thread
 	cmake --build build-tsan -j $(JOBS)

@@ -105,7 +105,7 @@ void ChannelTable::join(Member& member) {
   // changes is the same everywhere) learns that this shard has the channel.
   for (unsigned s = 0; s < hub_.shard_count(); ++s) {
     ChannelTable* table = &hub_.table(s);
-    boost::asio::post(hub_.shard(s).executor(), [table, channel = member.channel(), from = shard_] {
+    hub_.shard(s).post([table, channel = member.channel(), from = shard_] {
       table->set_remote(channel, from, true);
     });
   }
@@ -122,7 +122,7 @@ void ChannelTable::leave(Member& member) {
   if (hub_.stopping()) return;
   for (unsigned s = 0; s < hub_.shard_count(); ++s) {
     ChannelTable* table = &hub_.table(s);
-    boost::asio::post(hub_.shard(s).executor(), [table, channel = member.channel(), from = shard_] {
+    hub_.shard(s).post([table, channel = member.channel(), from = shard_] {
       table->set_remote(channel, from, false);
     });
   }
@@ -139,8 +139,7 @@ void ChannelTable::publish(const Member& from, unsigned opcode, const unsigned c
     for (unsigned s = 0; s < hub_.shard_count(); ++s) {
       if (s == shard_ || s / 64 >= bits.size() || (bits[s / 64] >> (s % 64) & 1) == 0) continue;
       ChannelTable* table = &hub_.table(s);
-      boost::asio::post(hub_.shard(s).executor(),
-                        [table, message] { table->deliver_local(message, nullptr); });
+      hub_.shard(s).post([table, message] { table->deliver_local(message, nullptr); });
     }
   }
   if (RedisBridge* bridge = hub_.bridge())
@@ -228,7 +227,7 @@ void PubSubHub::from_redis(const std::string& channel, std::uint8_t opcode, std:
       frame(channel, opcode, reinterpret_cast<const unsigned char*>(payload.data()), payload.size());
   for (unsigned s = 0; s < shards_.size(); ++s) {
     ChannelTable* table = tables_[s].get();
-    boost::asio::post(shards_[s]->executor(), [table, message] { table->deliver_local(message, nullptr); });
+    shards_[s]->post([table, message] { table->deliver_local(message, nullptr); });
   }
 }
 

@@ -3,15 +3,16 @@
 #include <netinet/in.h>
 #include <netinet/tcp.h>
 #include <sys/epoll.h>
+#include <sys/eventfd.h>
 #include <sys/ioctl.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <cerrno>
+#include <cstring>
 #include <system_error>
 
 #include <boost/asio/detail/epoll_reactor.hpp>
-#include <boost/asio/post.hpp>
 #include <spdlog/spdlog.h>
 
 #include "runtime/shard.hpp"
@@ -25,33 +26,124 @@ namespace {
 // writes until the kernel says it cannot, then parks).
 constexpr std::uint32_t kSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLET;
 
-// Events taken per epoll_wait(): a full batch means more may be ready, and
-// the poller comes back after the shard's other handlers instead of waiting
-// for an edge that need not come.
+// Events taken per epoll_wait(): what a full batch leaves stays ready, and
+// the next epoll_wait() returns it at once, after Asio's handlers and the
+// turn had their go.
 constexpr int kEventsPerWait = 256;
+
+// Asio's epoll descriptor, private in its reactor: an explicit
+// instantiation may name a private member (the standard's one exception to
+// access checking), and this one hands its pointer out. Read against Boost
+// 1.81 (ready_wait.hpp asserts the version).
+struct AsioEpollFd {
+  friend int Reactor::*asio_epoll_fd_member(AsioEpollFd);
+};
+template <int Reactor::*Member>
+struct ExposeAsioEpollFd {
+  friend int Reactor::*asio_epoll_fd_member(AsioEpollFd) { return Member; }
+};
+template struct ExposeAsioEpollFd<&Reactor::epoll_fd_>;
+
+// The poller whose loop runs on this thread: notify() from it sets a flag,
+// from any other thread it writes the eventfd.
+thread_local Poller* loop_poller = nullptr;
 
 }  // namespace
 
-struct Poller::ReactorLink {
-  Reactor::per_descriptor_data data = nullptr;
-};
-
-Poller::Poller() : epfd_(::epoll_create1(EPOLL_CLOEXEC)), link_(std::make_unique<ReactorLink>()) {
-  if (epfd_ < 0) throw std::system_error(errno, std::system_category(), "epoll_create1");
+Poller::Poller()
+    : epfd_(::epoll_create1(EPOLL_CLOEXEC)), wake_fd_(::eventfd(0, EFD_NONBLOCK | EFD_CLOEXEC)) {
+  if (epfd_ < 0 || wake_fd_ < 0) {
+    const int err = errno;
+    if (epfd_ >= 0) ::close(epfd_);
+    if (wake_fd_ >= 0) ::close(wake_fd_);
+    throw std::system_error(err, std::system_category(), "the shard's epoll");
+  }
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &wake_fd_;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, wake_fd_, &ev) != 0) {
+    const int err = errno;
+    ::close(epfd_);
+    ::close(wake_fd_);
+    throw std::system_error(err, std::system_category(), "the shard's wake-up eventfd");
+  }
 }
 
 Poller::~Poller() {
-  if (epfd_ >= 0) ::close(epfd_);
+  ::close(wake_fd_);
+  ::close(epfd_);
 }
 
 void Poller::start(boost::asio::io_context& context, Reactor& reactor) {
   context_ = &context;
-  if (reactor.register_descriptor(epfd_, link_->data) != 0)
-    throw std::system_error(errno, std::system_category(), "registering the shard's epoll with Asio");
-  reactor_ = &reactor;
-  // The first wait completes at once (a descriptor just registered may be
-  // ready): the loop's first turn looks, finds nothing, and parks.
-  wait_.start(reactor, epfd_, &link_->data, this);
+  asio_fd_ = reactor.*asio_epoll_fd_member(AsioEpollFd{});
+  // Level-triggered: readable for as long as Asio has events to take, so a
+  // poll() that leaves some behind is called again.
+  epoll_event ev{};
+  ev.events = EPOLLIN;
+  ev.data.ptr = &asio_fd_;
+  if (::epoll_ctl(epfd_, EPOLL_CTL_ADD, asio_fd_, &ev) != 0)
+    throw std::system_error(errno, std::system_category(), "nesting Asio's epoll in the shard's");
+}
+
+void Poller::notify() noexcept {
+  if (loop_poller == this) {
+    asio_due_ = true;
+    return;
+  }
+  if (wake_armed_.exchange(true, std::memory_order_acq_rel)) return;  // a wake-up is on its way
+  const std::uint64_t one = 1;
+  while (::write(wake_fd_, &one, sizeof one) < 0 && errno == EINTR) {
+  }
+}
+
+void Poller::run() {
+  loop_poller = this;
+  // Again after an exception from a handler: what poll() had left queued.
+  asio_due_ = true;
+  epoll_event events[kEventsPerWait];
+  for (;;) {
+    if (asio_due_) {
+      asio_due_ = false;
+      context_->poll();
+    }
+    turn();
+    if (context_->stopped()) break;
+    // More to do already (connections the handlers just queued, or a full
+    // batch): look, but do not sleep.
+    const int timeout = queued_.empty() && dead_.empty() && !asio_due_ ? -1 : 0;
+    const int n = ::epoll_wait(epfd_, events, kEventsPerWait, timeout);
+    if (n < 0) {
+      if (errno != EINTR) spdlog::error("shard epoll_wait: {}", std::strerror(errno));
+      continue;
+    }
+    for (int i = 0; i < n; ++i) {
+      void* const ptr = events[i].data.ptr;
+      if (ptr == &asio_fd_) {
+        asio_due_ = true;
+        continue;
+      }
+      if (ptr == &wake_fd_) {
+        // Cleared before the read: a post after it writes again (at worst
+        // one wake-up for nothing), and its handler is queued before.
+        wake_armed_.store(false, std::memory_order_release);
+        std::uint64_t count;
+        (void)!::read(wake_fd_, &count, sizeof count);
+        asio_due_ = true;
+        continue;
+      }
+      auto* const c = static_cast<Connection*>(ptr);
+      // An exception ends that connection only: the rest of the batch must
+      // still run (each edge is reported once).
+      try {
+        c->on_events(events[i].events);
+      } catch (const std::exception& e) {
+        spdlog::error("conn {}: unhandled exception: {}", c->id_string(), e.what());
+        c->close(CloseReason::error);
+        c->retire();
+      }
+    }
+  }
 }
 
 void Poller::shutdown(std::vector<ListenerSlot>& slots) {
@@ -72,13 +164,6 @@ void Poller::shutdown(std::vector<ListenerSlot>& slots) {
   destroy(closing_);
   destroy(dead_);
   queued_.clear();
-  if (reactor_ != nullptr) {
-    // The pending wait is aborted into the stopped context, which destroys
-    // it with itself (it is part of this object: the poller outlives it).
-    reactor_->deregister_descriptor(epfd_, link_->data, /*closing=*/false);
-    reactor_->cleanup_descriptor_data(link_->data);
-    reactor_ = nullptr;
-  }
 }
 
 bool Poller::add(Connection& c, int fd) noexcept {
@@ -96,59 +181,12 @@ void Poller::remove(int fd) noexcept {
   (void)::epoll_ctl(epfd_, EPOLL_CTL_DEL, fd, &ev);
 }
 
-void Poller::queue(Connection& c) {
-  queued_.push_back(&c);
-  post_turn();
-}
-
-void Poller::bury(Connection& c) {
-  dead_.push_back(c);
-  post_turn();
-}
-
-void Poller::on_ready(Poller* self, const boost::system::error_code& ec) {
-  if (ec) return;  // shutdown()
-  self->run_events();
-}
-
-void Poller::run_events() {
-  epoll_event events[kEventsPerWait];
-  int n;
-  do {
-    n = ::epoll_wait(epfd_, events, kEventsPerWait, 0);
-  } while (n < 0 && errno == EINTR);
-  if (n < 0) {
-    spdlog::error("shard epoll_wait: {}", std::strerror(errno));
-    n = 0;
-  }
-  for (int i = 0; i < n; ++i) {
-    auto* const c = static_cast<Connection*>(events[i].data.ptr);
-    // An exception ends that connection only: the rest of the batch, and
-    // the wait below, must still run (each edge is reported once).
-    try {
-      c->on_events(events[i].events);
-    } catch (const std::exception& e) {
-      spdlog::error("conn {}: unhandled exception: {}", c->id_string(), e.what());
-      c->close(CloseReason::error);
-      c->retire();
-    }
-  }
-  if (n == kEventsPerWait) {
-    boost::asio::post(*context_, [this] { run_events(); });
-    return;
-  }
-  // Empty now: the next event makes the next edge.
-  wait_.start(*reactor_, epfd_, &link_->data, this);
-}
-
-void Poller::post_turn() {
-  if (turn_posted_) return;
-  turn_posted_ = true;
-  boost::asio::post(*context_, [this] { turn(); });
-}
+// Both wait for the loop's next turn, after this pass's events and handlers.
+void Poller::queue(Connection& c) { queued_.push_back(&c); }
+void Poller::bury(Connection& c) { dead_.push_back(c); }
 
 void Poller::turn() {
-  turn_posted_ = false;
+  if (queued_.empty() && dead_.empty()) return;
   std::vector<Connection*> run;
   run.swap(queued_);
   for (Connection* c : run) {

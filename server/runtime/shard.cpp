@@ -104,8 +104,7 @@ Shard::Shard(unsigned id, const Config& config, std::vector<ListenerShared*> lis
       slots_[i].websocket = &config.listeners[i].websocket;
   }
   sweep_period_ms_ = sweep_period();
-  reactor_ = &reactor_of(ioc_);
-  poller_.start(ioc_, *reactor_);
+  poller_.start(ioc_, reactor_of(ioc_));
 }
 
 // Idle and stalled-writer connections are found by a periodic sweep of
@@ -188,7 +187,7 @@ void Shard::start(int cpu) {
     // bad connection must never stop a shard.
     for (;;) {
       try {
-        ioc_.run();
+        poller_.run();
         break;
       } catch (const std::exception& e) {
         loop_.exceptions.add();
@@ -203,6 +202,7 @@ void Shard::start(int cpu) {
 
 void Shard::stop_and_join() {
   ioc_.stop();
+  poller_.notify();  // the loop sleeps in its own epoll_wait(), not Asio's
   if (thread_.joinable()) thread_.join();
 }
 

@@ -385,21 +385,34 @@ struct ListenerSlot {
   const WebSocketConfig* websocket = nullptr;
 };
 
-// The shard's own epoll, nested in Asio's: Asio waits for it to become
-// readable (one ReadyWait, no epoll_ctl per wait) and the poller then runs the
-// ready connections. A connection registers its socket once, edge-triggered
-// for EPOLLIN | EPOLLOUT | EPOLLRDHUP, with its own address as the event's
-// data, and keeps no Asio object: no socket (40 bytes), no reactor state per
-// descriptor (168), no wait operation (80), no shared_ptr control block. On
-// loopback the price is one epoll_wait() per wake-up of the shard, for every
-// ready socket at once.
+// The shard's own epoll, and the loop of the shard's thread around it. A
+// connection registers its socket once, edge-triggered for EPOLLIN | EPOLLOUT
+// | EPOLLRDHUP, with its own address as the event's data, and keeps no Asio
+// object: no socket (40 bytes), no reactor state per descriptor (168), no wait
+// operation (80), no shared_ptr control block.
 //
-// Ownership: the poller deletes the connections that retired, on the shard's
-// turn after (a posted job), so that a session can retire from inside its
-// own methods and an event already fetched for it finds it still there; and
-// at shutdown(), every connection of the shard (Shard's destructor).
+// Asio's epoll is nested in this one (level-triggered), with an eventfd that
+// other threads write after posting to the shard: the thread blocks in one
+// epoll_wait() for sockets, Asio's timers and acceptors, and posted work, and
+// runs io_context::poll() only when Asio's side has something. A wake-up
+// for sockets costs that one system call, as in the yardstick; the other
+// nesting (this epoll inside Asio's) cost a second epoll_wait() and Asio's
+// operation dispatch per wake-up, +36 % server CPU at 20,000 msgs/s.
 //
-// Thread safety: none; the shard's thread only.
+// What this asks of the code around it: work handed to the shard's
+// io_context from another thread goes through Shard::post() (which wakes
+// the loop); a plain asio::post() from another thread would wait for the
+// next event. Handlers Asio queues itself while no poll() runs (a timer's
+// aborted wait, when a session moves its deadline) run on the next poll():
+// they do nothing.
+//
+// Ownership: the poller deletes the connections that retired, on the loop's
+// turn after the events and handlers of the pass that retired them, so that
+// a session can retire from inside its own methods and an event already
+// fetched for it finds it still there; and at shutdown(), every connection of
+// the shard (Shard's destructor).
+//
+// Thread safety: the shard's thread only, but notify() (any thread).
 class Poller {
  public:
   Poller();
@@ -407,11 +420,15 @@ class Poller {
   Poller& operator=(const Poller&) = delete;
   ~Poller();
 
-  // Registers the epoll descriptor with Asio's reactor and waits on it.
+  // Nests the epoll of `reactor` (Asio's, behind `context`) in this one.
   void start(boost::asio::io_context& context, Reactor& reactor);
-  // Deletes every connection still alive and leaves the reactor. After the
-  // shard's thread stopped, before the io_context is destroyed (which then
-  // destroys the wait the poller had pending: declare the poller before it).
+  // The shard thread's loop: until the context is stopped (and notify()
+  // called). Exceptions from Asio's handlers come out; call it again.
+  void run();
+  // Asio has work queued: the loop runs poll() before it sleeps again. Any
+  // thread (another one: one eventfd write until the loop takes it).
+  void notify() noexcept;
+  // Deletes every connection still alive. After the shard's thread stopped.
   void shutdown(std::vector<ListenerSlot>& slots);
 
   int fd() const noexcept { return epfd_; }
@@ -427,21 +444,17 @@ class Poller {
 
  private:
   using List = boost::intrusive::list<Connection, boost::intrusive::constant_time_size<false>>;
-  static void on_ready(Poller* self, const boost::system::error_code& ec);
-  void run_events();
-  void post_turn();
   void turn();
 
   int epfd_ = -1;
+  int wake_fd_ = -1;  // eventfd: other threads posted
+  int asio_fd_ = -1;  // Asio's epoll (not ours to close)
   boost::asio::io_context* context_ = nullptr;
-  Reactor* reactor_ = nullptr;
-  struct ReactorLink;  // Asio's registration of epfd_ (poller.cpp)
-  std::unique_ptr<ReactorLink> link_;
-  ReadyWait<Poller*, &Poller::on_ready> wait_;
-  std::vector<Connection*> queued_;  // to run on the next turn
-  List closing_;                     // closed, still ending
-  List dead_;                        // retired: deleted on the next turn
-  bool turn_posted_ = false;
+  std::atomic<bool> wake_armed_{false};  // wake_fd_ written, not yet read
+  bool asio_due_ = true;                 // poll() before the next epoll_wait()
+  std::vector<Connection*> queued_;      // to run on the next turn
+  List closing_;                         // closed, still ending
+  List dead_;                            // retired: deleted on the next turn
 };
 
 class Shard {
@@ -455,8 +468,6 @@ class Shard {
   unsigned id() const noexcept { return id_; }
   boost::asio::io_context& context() noexcept { return ioc_; }
   executor_type executor() noexcept { return ioc_.get_executor(); }
-  // Asio's reactor behind context(), for ReadyWait.
-  Reactor& reactor() noexcept { return *reactor_; }
   // The shard's own epoll, where every connection's socket is registered.
   Poller& poller() noexcept { return poller_; }
   // Every session deadline of this shard, on one timer (deadline_queue.hpp).
@@ -465,15 +476,17 @@ class Shard {
   // Starts the thread; pins it to `cpu` when cpu >= 0.
   void start(int cpu);
   // Stops the loop and joins its thread. Handlers still queued are neither
-  // run nor destroyed here: io_context::stop() only makes run() return.
+  // run nor destroyed here: io_context::stop() only makes the loop return.
   // They are destroyed, with the sessions and admission guards they own,
   // when the context is (~Shard).
   void stop_and_join();
 
-  // Posts `fn` to run on this shard's thread.
+  // Posts `fn` to run on this shard's thread, and wakes its loop. Any
+  // thread: this is how other threads hand the shard work (Poller).
   template <typename F>
   void post(F&& fn) {
     boost::asio::post(ioc_, std::forward<F>(fn));
+    poller_.notify();
   }
 
   // Closes every connection with `reason`. Shard thread only.
@@ -527,15 +540,13 @@ class Shard {
   std::int64_t sweep_period_ms_ = 0;
   std::uint64_t sweep_generation_ = 0;
   LoopStats loop_;
-  // Before the context: the wait it has pending on the context's reactor is
-  // destroyed with the context. ~Shard shuts it down first, which deletes
-  // the connections.
+  // ~Shard shuts it down first, which deletes the connections while the
+  // context and the deadline queue they use are still there.
   Poller poller_;
   // Declared after the slots: destroying the context destroys pending
   // handlers, and with them what they own that unlinks from the slots.
   boost::asio::io_context ioc_{1};
   boost::asio::executor_work_guard<executor_type> work_{ioc_.get_executor()};
-  Reactor* reactor_ = nullptr;
   // After the context, whose timer service its timer uses. The sessions
   // whose deadlines it holds are deleted before (~Shard: poller_.shutdown()).
   DeadlineQueue deadlines_{ioc_.get_executor()};
