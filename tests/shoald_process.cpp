@@ -12,10 +12,12 @@
 #include <cstdlib>
 #include <cstring>
 #include <fstream>
+#include <mutex>
 #include <random>
 #include <regex>
 #include <sstream>
 #include <stdexcept>
+#include <vector>
 
 namespace shoal::test {
 namespace {
@@ -82,10 +84,33 @@ std::string loopback_listener(const std::string& name, const std::string& protoc
          "\n    address: 127.0.0.1\n    port: 0\n" + extra;
 }
 
+namespace {
+// Every file write_temp_file() made, removed when the test process exits:
+// CI runs the suite several times on one machine (plain, ASan, TSan), which
+// left some 14,000 configs, reports and keys in /tmp. A forked child leaves
+// with _exit() and removes nothing.
+struct TempFiles {
+  std::mutex mu;
+  std::vector<std::string> paths;
+  ~TempFiles() {
+    for (const std::string& p : paths) (void)::unlink(p.c_str());
+  }
+};
+TempFiles& temp_files() {
+  static TempFiles files;
+  return files;
+}
+}  // namespace
+
 std::string write_temp_file(const std::string& text, const std::string& suffix) {
   std::string path = temp_dir() + "/shoal-test-XXXXXX" + suffix;
   const int fd = mkstemps(path.data(), static_cast<int>(suffix.size()));
   if (fd < 0) throw std::runtime_error("mkstemps failed");
+  {
+    TempFiles& files = temp_files();
+    std::lock_guard lock(files.mu);
+    files.paths.push_back(path);
+  }
   const ssize_t n = write(fd, text.data(), text.size());
   close(fd);
   if (n != static_cast<ssize_t>(text.size())) throw std::runtime_error("short write");
