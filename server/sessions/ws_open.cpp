@@ -14,7 +14,7 @@
 // - What the kernel does not take waits in out_, and nothing more is read
 //   until it has gone: a client that does not read is held by TCP flow
 //   control and bounded by write_timeout, not by our memory.
-// - Idle, a connection holds a ReadyWait and no buffer; a busy one yields
+// - Idle, a connection holds its registration and no buffer; a busy one yields
 //   after kReadsPerWakeup reads so that it cannot hold the shard.
 #include <algorithm>
 #include <cstring>

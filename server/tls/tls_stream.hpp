@@ -4,7 +4,7 @@
 // OpenSSL reads and writes the non-blocking socket itself (a socket BIO,
 // SSL_set_fd), which is also what kTLS needs. Each call does what it can
 // and says what it waits for: want_read means a recv() found the socket
-// empty, so the caller may park on a ReadyWait (ready_wait.hpp's rule);
+// empty, so the caller may park until the next edge (Connection::wait_readable());
 // want_write means the kernel's send buffer is full. The only memory a
 // connection holds while idle is OpenSSL's own state: the context sets
 // SSL_MODE_RELEASE_BUFFERS, so its ~34 KiB of record buffers exist only
