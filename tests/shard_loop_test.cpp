@@ -3,12 +3,17 @@
 // must too. The lag timer (every kLoopLagPeriod) wakes it anyway: a post that
 // did not wake the loop would wait for that tick, half a period on average.
 #include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <functional>
 #include <future>
 #include <memory>
 #include <thread>
 #include <vector>
 
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/write.hpp>
 #include <gtest/gtest.h>
 
 #include "config/config.hpp"
@@ -60,6 +65,62 @@ TEST(ShardLoop, APostFromTheShardItselfRunsOnTheSameLoop) {
   auto f = second.get_future();
   ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
   EXPECT_EQ(f.get(), 2);
+}
+
+// Tells the test when its socket becomes readable.
+class ReadableSession final : public Connection {
+ public:
+  ReadableSession(Shard& shard, std::promise<void>& readable)
+      : Connection(shard, 0, nullptr), readable_(readable) {}
+  using Connection::adopt_socket;
+  using Connection::wait_readable;
+
+ private:
+  void on_close(CloseReason) override {}
+  void on_poll_readable() override { readable_.set_value(); }
+  void on_poll_writable() override {}
+  std::promise<void>& readable_;
+};
+
+// Like an acceptor whose backlog never empties (a connect burst): each of
+// its handlers queues the next. The sockets must still get their turn; with
+// io_context::poll() running all of them, a wss burst kept every upgrade
+// waiting ~0.9 s.
+TEST(ShardLoop, AHandlerThatAlwaysQueuesAnotherDoesNotStarveTheSockets) {
+  StartedShard s;
+  namespace asio = boost::asio;
+  asio::io_context client_context;
+  asio::ip::tcp::acceptor acceptor(client_context, {asio::ip::address_v4::loopback(), 0});
+  asio::ip::tcp::socket client(client_context);
+  client.connect(acceptor.local_endpoint());
+  asio::ip::tcp::socket server = acceptor.accept();
+
+  std::promise<void> readable;
+  std::promise<bool> adopted;
+  s.shard->post([&] {
+    auto* session = new ReadableSession(*s.shard, readable);  // the shard deletes it
+    boost::system::error_code ec;
+    const bool ok = session->adopt_socket(server.release(), ec);
+    if (ok) session->wait_readable();
+    adopted.set_value(ok);
+  });
+  ASSERT_TRUE(adopted.get_future().get());
+
+  std::atomic<bool> stop{false};
+  std::atomic<long> spins{0};
+  std::function<void()> spin = [&] {
+    ++spins;
+    if (!stop.load()) asio::post(s.shard->context(), spin);
+  };
+  s.shard->post(spin);
+  // The chain runs before the byte is sent: its edge comes while the loop
+  // is busy with the handlers, not in the same wake-up as the post.
+  while (spins.load() < 1000) std::this_thread::yield();
+  asio::write(client, asio::buffer("x", 1));
+  const bool served =
+      readable.get_future().wait_for(std::chrono::seconds(5)) == std::future_status::ready;
+  stop = true;
+  EXPECT_TRUE(served) << "the socket's edge waited behind the handler chain";
 }
 
 TEST(ShardLoop, StopAndJoinReturnsWhileTheLoopSleeps) {

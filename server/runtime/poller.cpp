@@ -31,6 +31,10 @@ constexpr std::uint32_t kSocketEvents = EPOLLIN | EPOLLOUT | EPOLLRDHUP | EPOLLE
 // turn had their go.
 constexpr int kEventsPerWait = 256;
 
+// Asio handlers (timers, accepts, posted work) run per pass of the loop,
+// between two batches of socket events.
+constexpr int kAsioHandlersPerPass = 4;
+
 // Asio's epoll descriptor, private in its reactor: an explicit
 // instantiation may name a private member (the standard's one exception to
 // access checking), and this one hands its pointer out. Read against Boost
@@ -105,7 +109,14 @@ void Poller::run() {
   for (;;) {
     if (asio_due_) {
       asio_due_ = false;
-      context_->poll();
+      // A bounded share: poll() would also run what these handlers queue,
+      // and an acceptor with a full backlog queues its next accept each
+      // time. Under a burst of 19,000 wss connections that kept every
+      // upgrade waiting ~0.9 s behind new handshakes, all 19,000 holding
+      // their handshake state at once (15 KB each instead of 1.7 KB).
+      int ran = 0;
+      while (ran < kAsioHandlersPerPass && context_->poll_one() != 0) ++ran;
+      if (ran == kAsioHandlersPerPass) asio_due_ = true;  // more after the sockets' turn
     }
     turn();
     if (context_->stopped()) break;
