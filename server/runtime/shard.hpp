@@ -426,8 +426,9 @@ class Poller {
   // The shard thread's loop: until the context is stopped (and notify()
   // called). Exceptions from Asio's handlers come out; call it again.
   void run();
-  // Asio has work queued: the loop runs poll() before it sleeps again. Any
-  // thread (another one: one eventfd write until the loop takes it).
+  // One more handler is queued on the context (Shard::post()): the loop
+  // runs it before it sleeps again. Any thread (another one: one eventfd
+  // write until the loop takes it).
   void notify() noexcept;
   // Deletes every connection still alive. After the shard's thread stopped.
   void shutdown(std::vector<ListenerSlot>& slots);
@@ -452,6 +453,7 @@ class Poller {
   int asio_fd_ = -1;  // Asio's epoll (not ours to close)
   boost::asio::io_context* context_ = nullptr;
   std::atomic<bool> wake_armed_{false};  // wake_fd_ written, not yet read
+  std::atomic<std::size_t> posted_{0};   // handlers Shard::post() queued since the last pass
   bool asio_due_ = true;                 // poll() before the next epoll_wait()
   std::vector<Connection*> queued_;      // to run on the next turn
   List closing_;                         // closed, still ending
