@@ -104,7 +104,7 @@ void Poller::notify() noexcept {
 
 void Poller::run() {
   loop_poller = this;
-  // Again after an exception from a handler: what poll() had left queued.
+  // Again after an exception from a handler: what it left queued.
   asio_due_ = true;
   epoll_event events[kEventsPerWait];
   for (;;) {
@@ -126,8 +126,9 @@ void Poller::run() {
     }
     turn();
     if (context_->stopped()) break;
-    // More to do already (connections the handlers just queued, or a full
-    // batch): look, but do not sleep.
+    // More to do already (connections the handlers just queued, Asio
+    // handlers left for the next pass): look, but do not sleep. What a full
+    // batch left is still ready, and returns at once.
     const int timeout = queued_.empty() && dead_.empty() && !asio_due_ ? -1 : 0;
     const int n = ::epoll_wait(epfd_, events, kEventsPerWait, timeout);
     if (n < 0) {
