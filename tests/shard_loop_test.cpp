@@ -43,10 +43,12 @@ TEST(ShardLoop, APostFromAnotherThreadRunsWithoutWaitingForATimer) {
   for (int i = 0; i < 21; ++i) {
     // Let the loop fall asleep between posts.
     std::this_thread::sleep_for(std::chrono::milliseconds(3));
-    std::promise<void> ran;
+    // Shared with the handler, which may still be returning from
+    // set_value() when this loop goes on.
+    auto ran = std::make_shared<std::promise<void>>();
     const auto t0 = Clock::now();
-    s.shard->post([&ran] { ran.set_value(); });
-    ASSERT_EQ(ran.get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready)
+    s.shard->post([ran] { ran->set_value(); });
+    ASSERT_EQ(ran->get_future().wait_for(std::chrono::seconds(5)), std::future_status::ready)
         << "post " << i << " never ran";
     trips.push_back(Clock::now() - t0);
   }
@@ -58,11 +60,11 @@ TEST(ShardLoop, APostFromAnotherThreadRunsWithoutWaitingForATimer) {
 
 TEST(ShardLoop, APostFromTheShardItselfRunsOnTheSameLoop) {
   StartedShard s;
-  std::promise<int> second;
-  s.shard->post([&s, &second] {
-    s.shard->post([&second] { second.set_value(2); });
+  auto second = std::make_shared<std::promise<int>>();
+  s.shard->post([&s, second] {
+    s.shard->post([second] { second->set_value(2); });
   });
-  auto f = second.get_future();
+  auto f = second->get_future();
   ASSERT_EQ(f.wait_for(std::chrono::seconds(5)), std::future_status::ready);
   EXPECT_EQ(f.get(), 2);
 }
@@ -96,15 +98,16 @@ TEST(ShardLoop, AHandlerThatAlwaysQueuesAnotherDoesNotStarveTheSockets) {
   asio::ip::tcp::socket server = acceptor.accept();
 
   std::promise<void> readable;
-  std::promise<bool> adopted;
-  s.shard->post([&] {
+  auto adopted = std::make_shared<std::promise<bool>>();
+  auto adopted_future = adopted->get_future();
+  s.shard->post([&s, &server, &readable, adopted] {
     auto* session = new ReadableSession(*s.shard, readable);  // the shard deletes it
     boost::system::error_code ec;
     const bool ok = session->adopt_socket(server.release(), ec);
     if (ok) session->wait_readable();
-    adopted.set_value(ok);
+    adopted->set_value(ok);
   });
-  ASSERT_TRUE(adopted.get_future().get());
+  ASSERT_TRUE(adopted_future.get());
 
   std::atomic<bool> stop{false};
   std::atomic<long> spins{0};
@@ -120,6 +123,9 @@ TEST(ShardLoop, AHandlerThatAlwaysQueuesAnotherDoesNotStarveTheSockets) {
   const bool served =
       readable.get_future().wait_for(std::chrono::seconds(5)) == std::future_status::ready;
   stop = true;
+  // The chain's last handler may still be queued, holding references to
+  // this test's locals: no handler runs once the loop has stopped.
+  s.shard->stop_and_join();
   EXPECT_TRUE(served) << "the socket's edge waited behind the handler chain";
 }
 
