@@ -102,6 +102,11 @@ void Poller::notify() noexcept {
   }
 }
 
+void Poller::stop() noexcept {
+  stopping_.store(true, std::memory_order_release);
+  notify();
+}
+
 void Poller::run() {
   loop_poller = this;
   // Again after an exception from a handler: what it left queued.
@@ -125,7 +130,7 @@ void Poller::run() {
       if (ran == budget) asio_due_ = true;  // more after the sockets' turn
     }
     turn();
-    if (context_->stopped()) break;
+    if (stopping_.load(std::memory_order_acquire)) break;
     // More to do already (connections the handlers just queued, Asio
     // handlers left for the next pass): look, but do not sleep. What a full
     // batch left is still ready, and returns at once.

@@ -202,7 +202,7 @@ void Shard::start(int cpu) {
 
 void Shard::stop_and_join() {
   ioc_.stop();
-  poller_.notify();  // the loop sleeps in its own epoll_wait(), not Asio's
+  poller_.stop();  // the loop sleeps in its own epoll_wait(), not Asio's
   if (thread_.joinable()) thread_.join();
 }
 

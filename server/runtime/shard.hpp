@@ -423,9 +423,12 @@ class Poller {
 
   // Nests the epoll of `reactor` (Asio's, behind `context`) in this one.
   void start(boost::asio::io_context& context, Reactor& reactor);
-  // The shard thread's loop: until the context is stopped (and notify()
-  // called). Exceptions from Asio's handlers come out; call it again.
+  // The shard thread's loop: until stop(). Exceptions from Asio's handlers
+  // come out; call it again.
   void run();
+  // Makes run() return at its next pass (after io_context::stop(), which
+  // keeps Asio's handlers from running). Any thread.
+  void stop() noexcept;
   // One more handler is queued on the context (Shard::post()): the loop
   // runs it before it sleeps again. Any thread (another one: one eventfd
   // write until the loop takes it).
@@ -452,6 +455,7 @@ class Poller {
   int wake_fd_ = -1;  // eventfd: other threads posted
   int asio_fd_ = -1;  // Asio's epoll (not ours to close)
   boost::asio::io_context* context_ = nullptr;
+  std::atomic<bool> stopping_{false};    // stop(): checked each pass without Asio's lock
   std::atomic<bool> wake_armed_{false};  // wake_fd_ written, not yet read
   std::atomic<std::size_t> posted_{0};   // handlers Shard::post() queued since the last pass
   bool asio_due_ = true;                 // poll() before the next epoll_wait()

@@ -22,8 +22,8 @@
 namespace shoal {
 
 // Starts a WebSocket echo session for an accepted socket (shard thread).
-// `config` must outlive every session (it is the Server's copy of the
-// listener's options).
+// The session reads its listener's `websocket:` options from the shard's
+// slot (ListenerSlot::websocket).
 void start_websocket_session(Shard& shard, std::size_t listener_index, tcp_socket socket,
                              PerIpCounts::Entry* client, const boost::asio::ip::tcp::endpoint& peer);
 

@@ -221,15 +221,14 @@ void WsSession::on_timer(const error_code& ec) {
     case Keepalive::Due::nothing:
       break;
   }
-  if (controls()) {
-    release_delayed(now);
-    if (phase_ != Phase::open) return;
-  }
+  if (controls()) release_delayed(now);
   schedule_open_deadlines(now);
 }
 
 void WsSession::schedule_open_deadlines(std::int64_t now) {
-  if (phase_ != Phase::open) return;  // ping_sent_ms_ is the closing deadline now (the union)
+  // Only while open (every caller may have just closed): ping_sent_ms_ is
+  // the closing deadline in the other phases (the union).
+  if (phase_ != Phase::open) return;
   std::int64_t next = kNever;
   const std::int64_t write_timeout = cfg().write_timeout.count();
   if (write_timeout > 0 && write_blocked()) next = out_since_ms_ + write_timeout;

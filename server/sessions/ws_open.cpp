@@ -261,7 +261,7 @@ void WsSession::on_readable() {
   if (write_blocked() || want_write) {
     // The client is slow to take its echoes: nothing more is read until
     // it has (write_timeout bounds the wait).
-    if (phase_ == Phase::open) schedule_open_deadlines(Shard::now_ms());
+    schedule_open_deadlines(Shard::now_ms());
     wait_write();
     return;
   }
@@ -375,7 +375,7 @@ void WsSession::on_pong() {
   // Only while open: ping_sent_ms_ shares its place with the closing deadline.
   if (phase_ != Phase::open || ping_sent_ms_ == 0) return;  // unsolicited
   ping_sent_ms_ = 0;
-  if (phase_ == Phase::open) schedule_open_deadlines(Shard::now_ms());
+  schedule_open_deadlines(Shard::now_ms());
 }
 
 void WsSession::send_ping() {

@@ -36,7 +36,7 @@ void log_debug(spdlog::format_string_t<Args...> fmt, Args&&... args) {
 
 WsSession::WsSession(Shard& shard, std::size_t listener_index, PerIpCounts::Entry* client)
     : Connection(shard, listener_index, client),
-      engine_(static_cast<std::uint64_t>(shard.slot(listener_index).websocket->max_message_bytes)) {}
+      engine_(static_cast<std::uint64_t>(cfg().max_message_bytes)) {}
 
 WsSession::~WsSession() {
   if (ktls_) stats().ktls_connections.sub();
@@ -238,14 +238,15 @@ void WsSession::accept(const UpgradeAccept& yes, const char* rest, std::size_t r
   ping_sent_ms_ = 0;  // the open phase's half of the union: no pong awaited
   const std::int64_t now = Shard::now_ms();
   last_read_ms_ = now;
-  log_debug("conn {}: websocket open{}", id_string(), engine_.compression() ? " (permessage-deflate)" : "");
+  log_debug("conn {}: websocket open{}", id_string(),
+            engine_.compression() ? " (permessage-deflate)" : "");
   touch();
   if (!send(reinterpret_cast<const unsigned char*>(response.data()), response.size())) return;
   if (controls() && controls()->close_due()) {  // close_after=0: closed at once
     close(CloseReason::close_after);
     if (phase_ == Phase::done) return;
   }
-  if (phase_ == Phase::open) schedule_open_deadlines(now);
+  schedule_open_deadlines(now);
   if (write_blocked()) {
     wait_write();  // on_writable reads on once the 101 is out
     return;
